@@ -1,0 +1,137 @@
+"""Headless GRPO Studio: the same engine as the app.
+
+    python -m grpo_app train --preset quick
+    python -m grpo_app train --config my.yaml --set grpo.max_steps=20 run.dir=out
+    python -m grpo_app config --preset recipe > my.yaml
+    python -m grpo_app generate --adapter runs/<run>/adapter --prompts posts.jsonl --out answers.jsonl
+    accelerate launch -m grpo_app train --preset recipe     # several GPUs / processes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .config import Config, ConfigError, load_config, parse_set, set_value, validate
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file (see `config`).")
+    p.add_argument("--preset", choices=["quick", "recipe"], help="Start from a preset.")
+    p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="Override settings, e.g. grpo.max_steps=20 data.path=posts.jsonl (repeatable).")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m grpo_app", description="LoRA + GRPO fine-tuning, headless.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="Train a LoRA adapter with GRPO.")
+    _add_config_args(train)
+    cfg = sub.add_parser("config", help="Print the full config as YAML.")
+    _add_config_args(cfg)
+    gen = sub.add_parser("generate", help="Generate completions for a file of prompts.")
+    _add_config_args(gen)
+    gen.add_argument("--model", help="Base model (default: the adapter's run model, else 'default').")
+    gen.add_argument("--adapter", help="LoRA adapter folder (a run's adapter/) or Hub id.")
+    gen.add_argument("--prompts", required=True, help="Prompts file: .jsonl/.json/.csv/.parquet/.txt.")
+    gen.add_argument("--out", required=True, help="Output JSONL: prompt, completion, rewards.")
+    gen.add_argument("--batch-size", type=int, default=8)
+    return parser
+
+
+def cmd_train(args, cfg: Config) -> int:
+    from .training import Reporter, train
+
+    class Printer(Reporter):
+        def on_status(self, status: str, message: str = "") -> None:
+            print(f"[{status}] {message}", file=sys.stderr, flush=True)
+
+        def on_log(self, line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
+    result = train(cfg, Printer())
+    rewards = [m["reward"] for m in result.metrics if m.get("reward") is not None]
+    if rewards:
+        k = min(5, len(rewards))
+        print(f"mean reward: first {k} steps {sum(rewards[:k]) / k:.2f}, last {k} steps {sum(rewards[-k:]) / k:.2f}")
+    print(f"run folder: {result.run_dir}")
+    if result.status == "failed":
+        print(f"error: {result.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_generate(args, cfg: Config) -> int:
+    from .data import build_prompts
+    from .generation import InferenceModels
+    from .rewards import score
+    from .training import prompt_text
+
+    if args.adapter and not Path(args.adapter).exists() and args.adapter.count("/") != 1:
+        raise ConfigError(f"Adapter folder not found: {args.adapter}")
+    if args.model:
+        cfg.model.name = args.model
+    cfg.model.dtype, cfg.model.device = "auto", "auto"
+    cfg.data.path, cfg.data.prompt_column, cfg.data.max_samples = args.prompts, "auto", 0
+    prompts, report = build_prompts(cfg.data)
+    print(f"{report.summary()}", file=sys.stderr)
+    models = InferenceModels(cfg)
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rgenerated {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    gens = models.generate(list(prompts["prompt"]), cfg.generation, args.adapter, args.batch_size, progress)
+    print(file=sys.stderr)
+    texts = [g.text for g in gens]
+    scores = score(cfg.reward, list(prompts["prompt"]), texts)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        for i, (p, g) in enumerate(zip(prompts["prompt"], gens, strict=True)):
+            row = {"prompt": prompt_text(p), "completion": g.text, "tokens": g.tokens,
+                   "rewards": {k: v[i] for k, v in scores.items()}}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    n = len(texts)
+    print(f"wrote {n} completions to {out}; mean length {sum(map(len, texts)) / n:.1f} chars, "
+          f"mean reward {sum(scores['total']) / n:.2f}")
+    return 0
+
+
+def _generate_config(args, cfg: Config) -> Config:
+    """An adapter from a run is used as it was trained (model, prompt format, rewards) unless told otherwise."""
+    from .runs import run_of_adapter
+
+    run = run_of_adapter(args.adapter) if args.adapter else None
+    if run is None or args.config or args.preset:
+        return cfg
+    run_cfg = run.config()
+    cfg.model.name, cfg.data, cfg.reward = run_cfg.model.name, run_cfg.data, run_cfg.reward
+    for key, value in parse_set(args.sets):
+        set_value(cfg, key, value)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.preset, args.config, parse_set(args.sets))
+        if args.command == "generate":
+            cfg = _generate_config(args, cfg)
+        if args.command == "config":
+            validate(cfg)
+            print(cfg.to_yaml(), end="")
+            return 0
+        if args.command == "train":
+            return cmd_train(args, cfg)
+        return cmd_generate(args, cfg)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

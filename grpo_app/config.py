@@ -54,7 +54,7 @@ class DataConfig:
 class LoraSettings:
     r: int = _f(16, "LoRA rank.")
     lora_alpha: int = _f(32, "LoRA scaling (alpha).")
-    lora_dropout: float = _f(0.05, "Dropout on the LoRA path.")
+    lora_dropout: float = _f(0.0, "Dropout on the LoRA path (PEFT's and the recipe's default: 0).")
     target_modules: str = _f("all-linear", "'all-linear' or comma-separated module names (q_proj,v_proj).")
 
 
@@ -113,6 +113,15 @@ class RunSettings:
 
 
 @dataclass
+class SpeedSettings:
+    logits_head: str = _f("auto", "Log-probs from the completion positions' logits instead of TRL's chunked "
+                          "kernel: auto (on for CPU) | on | off.")
+    merged_generation: str = _f("auto", "Generate from a merged copy of base + LoRA (an extra copy of the "
+                                "weights): auto (on for CPU) | on | off.")
+    threads: int = _f(0, "torch CPU threads (0 = torch's default).")
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -121,6 +130,7 @@ class Config:
     reward: RewardSettings = field(default_factory=RewardSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     run: RunSettings = field(default_factory=RunSettings)
+    speed: SpeedSettings = field(default_factory=SpeedSettings)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -279,6 +289,9 @@ def validate(cfg: Config) -> Config:
                         f"{len(cfg.reward.functions)} reward functions.")
     if cfg.generation.max_new_tokens < 1:
         problems.append("generation.max_new_tokens must be at least 1.")
+    for name in ("logits_head", "merged_generation"):
+        if getattr(cfg.speed, name) not in ("auto", "on", "off"):
+            problems.append(f"speed.{name} must be auto, on or off.")
     if problems:
         raise ConfigError(" ".join(problems))
     return cfg
@@ -306,9 +319,9 @@ PRESETS: dict[str, dict] = {
         "model": {"name": "default"},
         "data": {"path": "bundled", "instruction": "Summarize this post in one sentence.", "chat_format": True},
         "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
-        "grpo": {"learning_rate": 2e-4, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
-                 "num_generations": 8, "max_prompt_length": 512, "max_completion_length": 48,
-                 "max_steps": 40, "gradient_checkpointing": False},
+        "grpo": {"learning_rate": 3e-4, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+                 "num_generations": 4, "max_prompt_length": 512, "max_completion_length": 32,
+                 "max_steps": 30, "gradient_checkpointing": False},
         "reward": {"functions": ["length"], "ideal_length": 50},
     },
 }

@@ -132,6 +132,17 @@ class JobRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.current: TrainingJob | None = None
+        self._inference = None  # InferenceModels for the Compare tab, one base model at a time
+
+    def inference(self, cfg: Config):
+        """The process's inference copy of a base model (separate from any model being trained)."""
+        from .generation import InferenceModels
+
+        with self._lock:
+            if self._inference is None or self._inference.cfg.model.name != cfg.model.name:
+                self._inference = None  # free the old base before loading another
+                self._inference = InferenceModels(cfg)
+            return self._inference
 
     def start(self, cfg: Config) -> TrainingJob:
         validate(cfg)

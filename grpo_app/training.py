@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
 
 from .config import Config, validate
@@ -200,7 +201,8 @@ class _Stopped(Exception):
 
 def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop):
     from peft import LoraConfig, PeftModel
-    from trl import GRPOTrainer
+
+    from .fast import FastGRPOTrainer
 
     funcs, weights = build_rewards(cfg.reward)
     recorder = CompletionRecorder(funcs, weights, run_dir, reporter)
@@ -216,8 +218,16 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
         lora = None
         reporter.on_log(f"Continuing from adapter {cfg.run.resume_from}.")
     callback = LiveCallback(run_dir, reporter, stop, cfg.grpo.save_steps, args.generation_batch_size)
-    return GRPOTrainer(model=model, reward_funcs=recorder.wrapped(), args=args, train_dataset=dataset,
-                       processing_class=tokenizer, peft_config=lora, callbacks=[callback])
+    if cfg.speed.threads > 0:
+        torch.set_num_threads(cfg.speed.threads)
+    return FastGRPOTrainer(model=model, reward_funcs=recorder.wrapped(), args=args, train_dataset=dataset,
+                           processing_class=tokenizer, peft_config=lora, callbacks=[callback],
+                           logits_head=_lever(cfg.speed.logits_head, host),
+                           merged_generation=_lever(cfg.speed.merged_generation, host))
+
+
+def _lever(value: str, host: HostSettings) -> bool:
+    return value == "on" or (value == "auto" and host.device == "cpu")
 
 
 def _save_adapter(trainer, run_dir: Path) -> None:

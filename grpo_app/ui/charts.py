@@ -1,0 +1,133 @@
+"""Plotly figures from metrics rows (as in metrics.jsonl): pure functions, no Gradio.
+
+Each chart reads well with one point (markers) and with thousands (lines, plus a smoothed line for
+the noisy reward). The x axis is always the optimizer step.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+COLORS = ["#6d28d9", "#0891b2", "#ea580c", "#16a34a", "#db2777", "#ca8a04"]
+MARKERS_UNTIL = 60
+
+
+def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
+    pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None and "step" in r]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def smooth(values: list[float], alpha: float = 0.9) -> list[float]:
+    """Debiased exponential moving average, as TensorBoard draws it."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, 1):
+        avg = alpha * avg + (1 - alpha) * v
+        out.append(avg / (1 - alpha**i))
+    return out
+
+
+def _mode(n: int) -> str:
+    return "lines+markers" if n <= MARKERS_UNTIL else "lines"
+
+
+def _layout(fig: go.Figure, title: str, empty: bool) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "font": {"size": 14}}, height=280, template="plotly_white",
+        margin={"l": 50, "r": 20, "t": 40, "b": 35}, legend={"orientation": "h", "y": -0.22, "font": {"size": 10}},
+        hovermode="x unified", uirevision=title,
+    )
+    fig.update_xaxes(title_text=None, rangemode="tozero", tickformat="d")
+    if empty:
+        fig.add_annotation(text="waiting for the first step…", showarrow=False, xref="paper", yref="paper",
+                           x=0.5, y=0.5, font={"color": "#888"})
+    return fig
+
+
+def reward_figure(rows: list[dict]) -> go.Figure:
+    """Mean reward with a ±std band, a smoothed trend, and each reward function's mean."""
+    fig = go.Figure()
+    x, y = series(rows, "reward")
+    _, std = series(rows, "reward_std")
+    if x and len(std) == len(y):
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=[a + b for a, b in zip(y, std, strict=True)]
+                                 + [a - b for a, b in zip(y[::-1], std[::-1], strict=True)],
+                                 fill="toself", fillcolor="rgba(109,40,217,0.12)", line={"width": 0},
+                                 hoverinfo="skip", name="± std"))
+    fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(x)), name="reward (mean)", line={"color": COLORS[0]}))
+    if len(x) > 10:
+        fig.add_trace(go.Scatter(x=x, y=smooth(y), mode="lines", name="trend",
+                                 line={"color": COLORS[0], "width": 3, "dash": "dot"}))
+    names = sorted({k for r in rows for k in r if k.startswith("rewards/") and k.endswith("/mean")})
+    if len(names) > 1:
+        for i, key in enumerate(names):
+            fx, fy = series(rows, key)
+            fig.add_trace(go.Scatter(x=fx, y=fy, mode=_mode(len(fx)), name=key.split("/")[1],
+                                     line={"color": COLORS[(i + 1) % len(COLORS)], "width": 1.5}))
+    return _layout(fig, "Reward", not x)
+
+
+def loss_figure(rows: list[dict]) -> go.Figure:
+    """Loss, and the KL to the base model on its own axis when it is logged (beta > 0)."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    x, y = series(rows, "loss")
+    fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(x)), name="loss", line={"color": COLORS[1]}))
+    kx, ky = series(rows, "kl")
+    if kx:
+        fig.add_trace(go.Scatter(x=kx, y=ky, mode=_mode(len(kx)), name="KL", line={"color": COLORS[2]}),
+                      secondary_y=True)
+    return _layout(fig, "Loss" + (" and KL" if kx else ""), not x)
+
+
+def length_figure(rows: list[dict]) -> go.Figure:
+    """Completion length in tokens (mean, min–max band) and the share clipped at max_completion_length."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    x, mean = series(rows, "completions/mean_length")
+    _, lo = series(rows, "completions/min_length")
+    _, hi = series(rows, "completions/max_length")
+    if x and len(lo) == len(hi) == len(x):
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor="rgba(8,145,178,0.12)",
+                                 line={"width": 0}, hoverinfo="skip", name="min–max"))
+    fig.add_trace(go.Scatter(x=x, y=mean, mode=_mode(len(x)), name="mean length", line={"color": COLORS[1]}))
+    cx, cy = series(rows, "completions/clipped_ratio")
+    fig.add_trace(go.Scatter(x=cx, y=cy, mode=_mode(len(cx)), name="clipped ratio",
+                             line={"color": COLORS[2], "dash": "dash"}), secondary_y=True)
+    fig.update_yaxes(range=[0, 1.05], secondary_y=True)
+    return _layout(fig, "Completion length (tokens)", not x)
+
+
+def health_figure(rows: list[dict]) -> go.Figure:
+    """Entropy, learning rate and frac_reward_zero_std (groups that taught nothing), side by side."""
+    keys = [("entropy", "entropy"), ("learning_rate", "learning rate"),
+            ("frac_reward_zero_std", "groups with zero reward spread")]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t in keys], horizontal_spacing=0.09)
+    empty = True
+    for col, (key, title) in enumerate(keys, 1):
+        x, y = series(rows, key)
+        empty &= not x
+        fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(x)), name=title, showlegend=False,
+                                 line={"color": COLORS[col + 2]}), row=1, col=col)
+    fig.update_annotations(font_size=11)
+    fig = _layout(fig, "", empty)
+    fig.update_layout(margin={"t": 30}, height=230)
+    fig.update_yaxes(exponentformat="e", row=1, col=2)
+    return fig
+
+
+def all_figures(rows: list[dict]) -> list[go.Figure]:
+    return [reward_figure(rows), loss_figure(rows), length_figure(rows), health_figure(rows)]
+
+
+def comparison_figure(df, ideal: int | None = None) -> go.Figure:
+    """Base vs tuned completion lengths (characters) over the same prompts, with the ideal marked."""
+    fig = go.Figure()
+    for i, side in enumerate(("base", "tuned")):
+        fig.add_trace(go.Histogram(x=df[f"{side}_chars"], name=side, opacity=0.6, nbinsx=30,
+                                   marker_color=COLORS[i * 2]))
+    if ideal:
+        fig.add_vline(x=ideal, line_dash="dash", line_color="#16a34a", annotation_text=f"ideal {ideal}")
+    fig.update_layout(barmode="overlay")
+    fig = _layout(fig, "Completion length (characters): base vs tuned", df.empty)
+    fig.update_xaxes(title_text="characters", rangemode="tozero")
+    fig.update_yaxes(title_text="prompts")
+    return fig

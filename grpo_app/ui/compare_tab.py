@@ -1,0 +1,179 @@
+"""The Compare tab: one prompt to the base and the tuned model, streamed side by side, and a batch
+comparison over held-out prompts with numbers and a chart.
+
+Both sides come from one inference copy of the base model (adapter on / off), separate from the model a
+running job trains, and the tuned side reads the run's last *saved* adapter: comparing never touches
+the training weights, it only shares the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from ..config import Config, ConfigError, DataConfig, GenerationSettings, preset
+from ..data import ASSETS, build_prompts, to_prompt
+from ..evaluation import compare_batch, summarize
+from ..jobs import JobRegistry
+from ..rewards import score
+from ..runs import list_runs, run_of_adapter
+from . import live
+from .charts import comparison_figure
+
+CAT_DOCUMENT = (ASSETS / "cat_document.txt").read_text().strip() if (ASSETS / "cat_document.txt").is_file() else ""
+
+
+def adapter_choices(runs_root: str) -> list[tuple[str, str]]:
+    return [(r.label, str(r.path / "adapter")) for r in list_runs(runs_root) if r.has_adapter]
+
+
+def run_config(adapter: str | None) -> Config:
+    """Model, prompt format and rewards as the adapter's run used them; the quick preset otherwise."""
+    run = run_of_adapter(adapter) if adapter and Path(adapter).exists() else None
+    cfg = run.config() if run else preset("quick")
+    cfg.model.device, cfg.model.dtype = "auto", "auto"  # inference picks for this host
+    return cfg
+
+
+def side_stats(g, cfg: Config, prompt) -> str:
+    scores = score(cfg.reward, [prompt], [g.text])
+    rewards = " · ".join(f"{k} **{v[0]:.2f}**" for k, v in scores.items())
+    return (f"{len(g.text)} chars · {g.tokens} tokens · {g.seconds:.1f}s · {g.tokens_per_s:.1f} tok/s  \n"
+            f"{rewards}")
+
+
+def create_compare_tab(registry: JobRegistry, runs_root: str) -> dict:
+    with gr.Row():
+        adapter = gr.Dropdown(label="Tuned model (a run's adapter)", choices=[], allow_custom_value=True,
+                              scale=4, elem_id="adapter-choice",
+                              info="Newest run first; a running job shows its last saved adapter.")
+        refresh = gr.Button("↻ Refresh runs", size="sm", scale=1)
+    custom = gr.Textbox(label="…or an adapter folder / Hub id", placeholder="runs/…/adapter or user/my-adapter")
+    notice = gr.Markdown(elem_id="compare-notice")
+    with gr.Row():
+        instruction = gr.Textbox(label="Instruction", value="Summarize this post in one sentence.", scale=4,
+                                 info="Offered from the run's training config; empty = the text alone.")
+        chat = gr.Checkbox(label="Chat template", value=True, scale=1)
+    prompt = gr.Textbox(label="Prompt", value=CAT_DOCUMENT, lines=8, max_lines=14, elem_id="compare-prompt")
+    with gr.Accordion("Generation settings (the recipe's by default)", open=False):
+        with gr.Row():
+            max_new = gr.Number(256, label="Max new tokens", precision=0, min_width=90)
+            temperature = gr.Number(0.5, label="Temperature", min_width=90)
+            min_p = gr.Number(0.1, label="min_p", min_width=90)
+            top_p = gr.Number(1.0, label="top_p", min_width=90)
+            seed = gr.Number(0, label="Seed (both sides)", precision=0, min_width=90)
+            greedy = gr.Checkbox(label="Greedy", value=False)
+    generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+    with gr.Row(equal_height=True):
+        with gr.Column():
+            gr.Markdown("### Base model")
+            base_out = gr.Textbox(lines=8, max_lines=16, show_label=False, elem_id="base-output")
+            base_stats = gr.Markdown(elem_id="base-stats", elem_classes="side-stats")
+        with gr.Column():
+            gr.Markdown("### Tuned model")
+            tuned_out = gr.Textbox(lines=8, max_lines=16, show_label=False, elem_id="tuned-output")
+            tuned_stats = gr.Markdown(elem_id="tuned-stats", elem_classes="side-stats")
+    gr.Markdown("## Batch comparison\nThe same prompts through both models with the same seeds: what did "
+                "training change?")
+    with gr.Row():
+        n_prompts = gr.Number(20, label="Prompts", precision=0, min_width=90,
+                              info="from the bundled held-out split, or the file")
+        batch_file = gr.File(label="…or a prompts file", file_types=[".jsonl", ".json", ".csv", ".parquet", ".txt"],
+                             type="filepath", height=90)
+        batch_btn = gr.Button("Run batch comparison", elem_id="batch-btn")
+    batch_summary = gr.Markdown(elem_id="batch-summary")
+    batch_plot = gr.Plot(show_label=False, elem_id="batch-plot")
+    batch_table = gr.Dataframe(wrap=True, max_height=400, elem_id="batch-table")
+    batch_files = gr.File(label="Export", file_count="multiple", interactive=False)
+
+    def settings(max_new, temperature, min_p, top_p, seed, greedy) -> GenerationSettings:
+        s = GenerationSettings(max_new_tokens=int(max_new or 256), temperature=float(temperature or 0.5),
+                               min_p=float(min_p or 0.0), top_p=float(top_p or 1.0), seed=int(seed or 0),
+                               do_sample=not greedy)
+        if s.max_new_tokens < 1 or s.temperature <= 0 or not 0 < s.top_p <= 1:
+            raise ConfigError("Use max new tokens >= 1, temperature > 0 and top_p in (0, 1].")
+        return s
+
+    def refresh_runs(current):
+        choices = adapter_choices(runs_root)
+        values = [v for _, v in choices]
+        value = current if current in values else (values[0] if values else None)
+        note = "" if choices else "No run with an adapter yet: train one in the Train tab. The base model works now."
+        return gr.update(choices=choices, value=value), note
+
+    def pick(adapter, custom):
+        return (custom or "").strip() or adapter or None
+
+    def offer_format(adapter):
+        cfg = run_config(adapter)
+        return cfg.data.instruction, cfg.data.chat_format or bool(cfg.data.instruction)
+
+    def generate(adapter, custom, instruction, chat, text, *gen):
+        chosen = pick(adapter, custom)
+        out = ["", "", "", ""]
+        try:
+            cfg = run_config(chosen)
+            s = settings(*gen)
+            p = to_prompt(text, DataConfig(instruction=instruction or "", chat_format=bool(chat)))
+            models = registry.inference(cfg)
+            for i, target in ((0, None), (2, chosen)):
+                if i == 2 and not chosen:
+                    out[2] = "No tuned model yet: train a run in the Train tab (or type an adapter folder)."
+                    yield out
+                    break
+                for g in models.stream(p, s, target):
+                    out[i] = g.text
+                    out[i + 1] = f"{len(g.text)} chars · {g.tokens} tokens · {g.seconds:.1f}s…"
+                    yield out
+                out[i + 1] = side_stats(g, cfg, p)
+                yield out
+        except Exception as e:
+            gr.Warning(str(e))
+            out[3] = f"❌ {e}"
+            yield out
+
+    def run_batch(adapter, custom, instruction, chat, n, file, *gen, progress=gr.Progress()):
+        chosen = pick(adapter, custom)
+        if not chosen:
+            raise gr.Error("Choose a tuned model (train a run first) to compare against the base.")
+        cfg = run_config(chosen)
+        try:
+            data = DataConfig(path=file or "bundled", split="test", instruction=instruction or "",
+                              chat_format=bool(chat), max_samples=max(1, int(n or 20)))
+            prompts, _ = build_prompts(data)
+            models = registry.inference(cfg)
+            progress(0, desc="Generating…")
+            df = compare_batch(models, list(prompts["prompt"]), settings(*gen), chosen, cfg.reward,
+                               progress=lambda d, t: progress(d / t, desc=f"{d}/{t} answers"))
+        except ConfigError as e:
+            raise gr.Error(str(e)) from None
+        summary = summarize(df)
+        b, t = summary["base"], summary["tuned"]
+        ideal = cfg.reward.ideal_length if "length" in cfg.reward.functions else None
+        md = (f"| | base | tuned |\n|---|---|---|\n| mean reward | {b.mean_reward:.2f} | **{t.mean_reward:.2f}** |\n"
+              f"| mean length (chars) | {b.mean_chars:.1f} | **{t.mean_chars:.1f}** |\n"
+              f"| mean tokens | {b.mean_tokens:.1f} | {t.mean_tokens:.1f} |\n\n{len(df)} prompts"
+              + (f", ideal length {ideal} characters." if ideal else "."))
+        run = run_of_adapter(chosen)
+        out_dir = run.path if run else Path(tempfile.mkdtemp(prefix="grpo-compare-"))
+        stem = out_dir / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+        df.to_csv(f"{stem}.csv", index=False)
+        with open(f"{stem}.jsonl", "w", encoding="utf-8") as f:
+            for row in df.to_dict(orient="records"):
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        view = df[["prompt", "base_answer", "tuned_answer", "base_total", "tuned_total"]].copy()
+        view["prompt"] = view["prompt"].map(lambda x: live.shorten(x, 80))
+        return md, comparison_figure(df, ideal), view.round(2), [f"{stem}.csv", f"{stem}.jsonl"]
+
+    gen_inputs = [max_new, temperature, min_p, top_p, seed, greedy]
+    refresh.click(refresh_runs, adapter, [adapter, notice])
+    adapter.change(offer_format, adapter, [instruction, chat])
+    generate_btn.click(generate, [adapter, custom, instruction, chat, prompt, *gen_inputs],
+                       [base_out, base_stats, tuned_out, tuned_stats])
+    batch_btn.click(run_batch, [adapter, custom, instruction, chat, n_prompts, batch_file, *gen_inputs],
+                    [batch_summary, batch_plot, batch_table, batch_files])
+    return {"on_load": (refresh_runs, adapter, [adapter, notice]), "adapter": adapter}

@@ -1,0 +1,80 @@
+"""Text and tables for the live view, from a job snapshot: pure functions, no Gradio."""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+
+from ..jobs import JobSnapshot
+
+ICONS = {"idle": "⚪", "starting": "⏳", "loading": "⏳", "training": "🟢", "stopping": "🟠", "finished": "✅",
+         "stopped": "⏹️", "failed": "❌"}
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def status_markdown(s: JobSnapshot) -> str:
+    text = f"**{ICONS.get(s.status, '')} {s.status.capitalize()}** — {s.message}"
+    if s.run_dir and s.status not in ("idle",):
+        text += f"  \nRun folder: `{s.run_dir}`"
+    return text
+
+
+def progress_html(s: JobSnapshot) -> str:
+    """A progress bar with step/total, elapsed, ETA and completion tokens per second."""
+    pct = 100 * s.step / s.total if s.total else 0
+    tps = next((m["completion_tokens_per_s"] for m in reversed(s.metrics) if m.get("completion_tokens_per_s")), None)
+    reward = next((m["reward"] for m in reversed(s.metrics) if m.get("reward") is not None), None)
+    stats = [f"step <b>{s.step}/{s.total or '?'}</b>", f"elapsed {clock(s.elapsed if s.status != 'idle' else 0)}",
+             f"ETA {clock(s.eta) if s.active else '–'}",
+             f"{tps:.1f} completion tokens/s" if tps else "– tokens/s",
+             f"reward {reward:.2f}" if reward is not None else ""]
+    return (f'<div class="gs-progress" data-step="{s.step}" data-status="{s.status}">'
+            f'<div class="gs-bar"><div class="gs-fill" style="width:{pct:.1f}%"></div></div>'
+            f'<div class="gs-stats">{" · ".join(x for x in stats if x)}</div></div>')
+
+
+def shorten(text: str, n: int = 90) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def completions_frame(rows: list[dict]) -> pd.DataFrame:
+    """The latest sampled group: prompt (shortened), completion, length, each reward and the total."""
+    if not rows:
+        return pd.DataFrame({"prompt": [], "completion": [], "chars": [], "total": []})
+    names = list(rows[0].get("rewards", {}))
+    data = []
+    for r in rows:
+        item = {"prompt": shorten(r["prompt"], 70), "completion": r["completion"], "chars": len(r["completion"])}
+        for name in names:
+            value = r["rewards"].get(name)
+            item[name] = round(value, 3) if value is not None else None
+        item["total"] = round(r.get("total", 0.0), 3)
+        data.append(item)
+    return pd.DataFrame(data).sort_values("total", ascending=False, kind="stable")
+
+
+def log_text(s: JobSnapshot, lines: int = 40) -> str:
+    text = "\n".join(s.log[-lines:])
+    if s.error:
+        text += "\n\n" + s.error
+    return text
+
+
+def completions_caption(s: JobSnapshot) -> str:
+    if not s.completions:
+        return "Completions appear here after the first step."
+    return (f"**Step {s.completions_step}**: {len(s.completions)} completions sampled for "
+            f"{len({r['prompt'] for r in s.completions})} prompt(s), best first.")
+
+
+def escape(text: str) -> str:
+    return html.escape(text)

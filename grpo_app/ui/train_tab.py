@@ -1,0 +1,196 @@
+"""The Train tab: settings on the left, the live view of the process's training job on the right.
+
+Callbacks stay thin: they read widgets, call the engine (forms, JobRegistry) and format its snapshot.
+A timer polls the job every 1.5 s only while a run is active.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import torch
+
+from ..config import ConfigError, DataConfig, preset
+from ..data import preview
+from ..jobs import JobRegistry
+from ..rewards import BUILTIN_REWARDS
+from . import live
+from .charts import all_figures
+from .forms import FORM_KEYS, cli_command, config_to_form, form_to_config
+
+FILE_TYPES = [".jsonl", ".json", ".csv", ".parquet", ".txt"]
+
+
+def _fields() -> dict[str, gr.components.Component]:
+    """The settings widgets, keyed by their dotted config key; rarely-touched ones folded away."""
+    f: dict[str, gr.components.Component] = {}
+    f["model.name"] = gr.Textbox(label="Model", info="'default' = offline SmolLM2-135M-Instruct; or a Hub id "
+                                 "(HuggingFaceTB/SmolLM-135M-Instruct) or a local folder.")
+    with gr.Group():
+        f["data.path"] = gr.Textbox(label="Dataset", info="'bundled' posts, a Hub dataset id, or a file "
+                                    "(upload below). Press Enter to preview.")
+        upload = gr.File(label="Upload a dataset file", file_types=FILE_TYPES, type="filepath", height=90)
+        with gr.Row():
+            f["data.split"] = gr.Textbox(label="Split", min_width=80)
+            f["data.prompt_column"] = gr.Dropdown(["auto"], label="Prompt column", allow_custom_value=True,
+                                                  min_width=120)
+            f["data.max_samples"] = gr.Number(label="Max prompts (0 = all)", precision=0, min_width=100)
+        f["data.instruction"] = gr.Textbox(label="Instruction", info="Put before each text, e.g. 'Summarize this "
+                                           "post in one sentence.' Empty keeps prompts exactly as they are.")
+        f["data.chat_format"] = gr.Checkbox(label="Chat format (apply the model's chat template)")
+    data_info = gr.Markdown(elem_id="data-info")
+    with gr.Accordion("Dataset preview", open=False):
+        data_preview = gr.Dataframe(wrap=True, max_height=260, elem_id="data-preview")
+    with gr.Group():
+        f["reward.functions"] = gr.CheckboxGroup(
+            list(BUILTIN_REWARDS), label="Reward functions",
+            info="; ".join(f"{k}: {v}" for k, v in BUILTIN_REWARDS.items()))
+        with gr.Row():
+            f["reward.ideal_length"] = gr.Number(label="Ideal length (chars)", precision=0, min_width=100)
+            f["reward.weights"] = gr.Textbox(label="Weights", info="One per function, e.g. 1, 0.5 (empty = all 1)")
+        f["reward.regex"] = gr.Textbox(label="one_sentence pattern", info="Regex the whole completion must match.")
+    with gr.Accordion("GRPO", open=True):
+        with gr.Row():
+            f["grpo.learning_rate"] = gr.Number(label="Learning rate", min_width=100)
+            f["grpo.max_steps"] = gr.Number(label="Max steps (-1 = epochs)", precision=0, min_width=100)
+            f["grpo.num_train_epochs"] = gr.Number(label="Epochs", min_width=80)
+        with gr.Row():
+            f["grpo.per_device_train_batch_size"] = gr.Number(label="Batch size", precision=0, min_width=80,
+                                                              info="completions per micro-batch")
+            f["grpo.gradient_accumulation_steps"] = gr.Number(label="Grad. accumulation", precision=0, min_width=80)
+            f["grpo.num_generations"] = gr.Number(label="Generations", precision=0, min_width=80,
+                                                  info="completions per prompt")
+        with gr.Row():
+            f["grpo.max_prompt_length"] = gr.Number(label="Max prompt tokens", precision=0, min_width=100)
+            f["grpo.max_completion_length"] = gr.Number(label="Max completion tokens", precision=0, min_width=100)
+    with gr.Accordion("LoRA", open=False):
+        with gr.Row():
+            f["lora.r"] = gr.Number(label="Rank r", precision=0, min_width=80)
+            f["lora.lora_alpha"] = gr.Number(label="Alpha", precision=0, min_width=80)
+            f["lora.lora_dropout"] = gr.Number(label="Dropout", min_width=80)
+        f["lora.target_modules"] = gr.Textbox(label="Target modules", info="all-linear, or q_proj,v_proj,…")
+    with gr.Accordion("Advanced", open=False):
+        with gr.Row():
+            f["grpo.temperature"] = gr.Number(label="Temperature", min_width=80, info="sampling while training")
+            f["grpo.top_p"] = gr.Number(label="Top-p", min_width=80)
+            f["grpo.beta"] = gr.Number(label="Beta (KL)", min_width=80, info="0 = no KL, no reference pass")
+        with gr.Row():
+            f["grpo.loss_type"] = gr.Dropdown(["dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo"],
+                                              label="Loss type", allow_custom_value=True, min_width=100)
+            f["grpo.scale_rewards"] = gr.Dropdown(["group", "batch", "none"], label="Scale rewards", min_width=100)
+            f["grpo.optim"] = gr.Dropdown(["auto", "adamw_torch", "adamw_8bit", "adafactor"], label="Optimizer",
+                                          allow_custom_value=True, min_width=100, info="auto picks for the host")
+        with gr.Row():
+            f["grpo.lr_scheduler_type"] = gr.Dropdown(["linear", "cosine", "constant", "constant_with_warmup"],
+                                                      label="LR schedule", allow_custom_value=True, min_width=100)
+            f["grpo.warmup_steps"] = gr.Number(label="Warm-up (steps or fraction)", min_width=100)
+            f["grpo.seed"] = gr.Number(label="Seed", precision=0, min_width=80)
+        with gr.Row():
+            f["grpo.bf16"] = gr.Checkbox(label="bf16 (where supported)")
+            f["grpo.gradient_checkpointing"] = gr.Checkbox(label="Gradient checkpointing (saves memory)")
+            f["grpo.save_steps"] = gr.Number(label="Save adapter every N steps (0 = end)", precision=0, min_width=100)
+        f["run.resume_from"] = gr.Textbox(label="Continue from adapter", info="A previous run's adapter/ folder.")
+    assert set(f) == set(FORM_KEYS), set(f) ^ set(FORM_KEYS)
+    return f, upload, data_info, data_preview
+
+
+def _values(keys, values) -> dict:
+    return dict(zip(keys, values, strict=True))
+
+
+def create_train_tab(registry: JobRegistry) -> dict[str, gr.components.Component]:
+    default_preset = "recipe" if torch.cuda.is_available() else "quick"
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=380):
+            preset_radio = gr.Radio(["quick", "recipe"], value=default_preset, label="Preset",
+                                    info="quick: learns visibly on a laptop CPU in minutes. recipe: the Hugging "
+                                    "Face course's settings (needs the Hub; a GPU is best).")
+            fields, upload, data_info, data_preview = _fields()
+            keys = list(fields)
+            inputs = [fields[k] for k in keys]
+            with gr.Row():
+                start = gr.Button("Start training", variant="primary", elem_id="start-btn")
+                stop = gr.Button("Stop", variant="stop", elem_id="stop-btn")
+            with gr.Accordion("Config and CLI command", open=False):
+                show = gr.Button("Show config", size="sm")
+                yaml_view = gr.Code(language="yaml", label="config.yaml", interactive=False)
+                cli_view = gr.Code(language="shell", label="Reproduce headless", interactive=False)
+        with gr.Column(scale=3, min_width=480):
+            status = gr.Markdown(elem_id="train-status")
+            progress = gr.HTML(elem_id="train-progress")
+            with gr.Row():
+                reward_plot = gr.Plot(elem_id="plot-reward", show_label=False)
+                loss_plot = gr.Plot(elem_id="plot-loss", show_label=False)
+            with gr.Row():
+                length_plot = gr.Plot(elem_id="plot-length", show_label=False)
+            health_plot = gr.Plot(elem_id="plot-health", show_label=False)
+            completions_caption = gr.Markdown(elem_id="completions-caption")
+            completions = gr.Dataframe(wrap=True, max_height=420, elem_id="completions-table",
+                                       column_widths=["22%", "48%", "8%"])
+            with gr.Accordion("Log", open=False):
+                log = gr.Textbox(lines=10, max_lines=20, show_label=False, elem_id="train-log")
+    timer = gr.Timer(1.5, active=False)
+    seen = gr.State((None, -1, -1))  # (job id, state version, metrics drawn) last sent to this page
+    plots = [reward_plot, loss_plot, length_plot, health_plot]
+
+    def load_preset(name):
+        return config_to_form(preset(name), keys)
+
+    def show_data(path, split, column):
+        try:
+            columns, detected, rows, count = preview(DataConfig(path=path or "bundled", split=split or "train",
+                                                                prompt_column=column or "auto"))
+        except ConfigError as e:
+            return f"❌ {e}", None, gr.update()
+        info = f"**{count} rows** · prompt column **{detected}** · columns: {', '.join(columns)}"
+        frame = live.pd.DataFrame([{c: live.shorten(r[c], 200) for c in columns} for r in rows])
+        return info, frame, gr.update(choices=["auto", *columns], value=column or "auto")
+
+    def start_run(*values):
+        try:
+            cfg = form_to_config(_values(keys, values))
+            registry.start(cfg)
+        except ConfigError as e:
+            gr.Warning(str(e))
+            return f"**❌ Not started** — {e}", gr.Timer(active=registry.snapshot().active)
+        return "**⏳ Starting…**", gr.Timer(active=True)
+
+    def stop_run():
+        if not registry.stop():
+            return gr.update()
+        return live.status_markdown(registry.snapshot())
+
+    def show_config(*values):
+        try:
+            cfg = form_to_config(_values(keys, values))
+        except ConfigError as e:
+            return f"# {e}", ""
+        return cfg.to_yaml(), cli_command(cfg)
+
+    def refresh(last):
+        job_id, version, drawn = last
+        s = registry.snapshot()
+        current = id(registry.current)
+        if (current, s.version) == (job_id, version) and not s.active:
+            return [gr.skip()] * 9 + [last, gr.Timer(active=False)]
+        draw = current != job_id or len(s.metrics) != drawn
+        figures = all_figures(s.metrics) if draw else [gr.skip()] * 4
+        table = live.completions_frame(s.completions) if (current, s.version) != (job_id, version) else gr.skip()
+        return [live.status_markdown(s), live.progress_html(s), *figures, live.completions_caption(s), table,
+                live.log_text(s), (current, s.version, len(s.metrics)), gr.Timer(active=s.active)]
+
+    live_outputs = [status, progress, *plots, completions_caption, completions, log, seen, timer]
+    preset_radio.change(load_preset, preset_radio, inputs).then(
+        show_data, [fields["data.path"], fields["data.split"], fields["data.prompt_column"]],
+        [data_info, data_preview, fields["data.prompt_column"]])
+    data_args = ([fields["data.path"], fields["data.split"], fields["data.prompt_column"]],
+                 [data_info, data_preview, fields["data.prompt_column"]])
+    upload.upload(lambda p: p, upload, fields["data.path"]).then(show_data, *data_args)
+    fields["data.path"].submit(show_data, *data_args)
+    fields["data.split"].submit(show_data, *data_args)
+    start.click(start_run, inputs, [status, timer]).then(refresh, seen, live_outputs)
+    stop.click(stop_run, None, status)
+    show.click(show_config, inputs, [yaml_view, cli_view])
+    timer.tick(refresh, seen, live_outputs, show_progress="hidden")
+    return {"preset": preset_radio, "inputs": inputs, "keys": keys, "load_preset": load_preset,
+            "show_data": show_data, "data_args": data_args, "refresh": refresh, "seen": seen,
+            "live_outputs": live_outputs, "timer": timer, "fields": fields}

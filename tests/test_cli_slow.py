@@ -1,0 +1,52 @@
+"""End to end on the real offline SmolLM2-135M-Instruct: the CLI as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "grpo_app", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=900, env=env)
+
+
+def test_cli_rejects_bad_input_without_traceback(tmp_path):
+    r = cli("train", "--set", "grpo.num_generations=3", cwd=tmp_path)
+    assert r.returncode == 2 and "divisible" in r.stderr and "Traceback" not in r.stderr
+    r = cli("train", "--set", "data.path=missing.jsonl", "grpo.max_steps=1", cwd=tmp_path)
+    assert r.returncode != 0 and "not found" in r.stderr and "Traceback" not in r.stderr.split("error:")[-1]
+    r = cli("config", "--preset", "recipe", cwd=tmp_path)
+    assert r.returncode == 0 and "mlabonne/smoltldr" in r.stdout
+
+
+def test_cli_train_then_generate_with_and_without_adapter(tmp_path):
+    prompts = tmp_path / "new_posts.jsonl"
+    prompts.write_text("".join(json.dumps({"text": t}) + "\n" for t in [
+        "The bakery on my street closed after forty years. The owner says rent tripled and nobody took over.",
+        "I ran my first half marathon on Sunday. I walked twice, but I finished in two hours twenty.",
+    ]))
+    r = cli("train", "--preset", "quick", "--set", "grpo.max_steps=2", "grpo.per_device_train_batch_size=4",
+            "grpo.num_generations=4", "grpo.max_completion_length=16", "data.max_samples=8", "run.dir=out",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "mean reward: first" in r.stdout
+    out = tmp_path / "out"
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    for extra in ([], ["--adapter", "out/adapter"]):
+        r = cli("generate", *extra, "--prompts", str(prompts), "--out", "gen.jsonl",
+                "--set", "generation.max_new_tokens=24", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        rows = [json.loads(line) for line in (tmp_path / "gen.jsonl").read_text().splitlines()]
+        assert len(rows) == 2 and all(row["completion"] for row in rows)
+        assert "length" in rows[0]["rewards"] and "total" in rows[0]["rewards"]

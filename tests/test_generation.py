@@ -1,0 +1,60 @@
+import pytest
+
+from grpo_app.config import GenerationSettings
+from grpo_app.generation import InferenceModels
+from grpo_app.training import train
+
+PROMPT = [{"role": "user", "content": "Summarize: the tap drips and I fixed it with a washer."}]
+
+
+@pytest.fixture
+def trained(tiny_cfg):
+    tiny_cfg.grpo.learning_rate = 5e-2  # move the tiny model's outputs visibly in two steps
+    result = train(tiny_cfg)
+    assert result.status == "finished", result.error
+    return tiny_cfg, str(result.run_dir / "adapter")
+
+
+def test_same_seed_same_text_and_stream_matches(trained):
+    cfg, adapter = trained
+    models = InferenceModels(cfg)
+    settings = GenerationSettings(max_new_tokens=12, seed=3)
+    a = models.generate([PROMPT], settings)[0]
+    b = models.generate([PROMPT], settings)[0]
+    assert a.text == b.text and a.tokens > 0
+    streamed = list(models.stream(PROMPT, settings))
+    assert len(streamed) >= 2 and streamed[-1].text == a.text
+    assert all(streamed[i].text.startswith(streamed[i - 1].text.strip()[:1]) for i in range(1, len(streamed)))
+    tuned = models.generate([PROMPT], settings, adapter=adapter)[0]
+    tuned_streamed = list(models.stream(PROMPT, settings, adapter=adapter))[-1]
+    assert tuned.text == tuned_streamed.text
+
+
+def test_base_and_adapter_differ_and_base_is_restored(trained):
+    cfg, adapter = trained
+    models = InferenceModels(cfg)
+    settings = GenerationSettings(max_new_tokens=12, do_sample=False)
+    prompts = [PROMPT, [{"role": "user", "content": "Summarize: my cat hides under the bed."}]]
+    base = [g.text for g in models.generate(prompts, settings)]
+    tuned = [g.text for g in models.generate(prompts, settings, adapter=adapter)]
+    assert base != tuned
+    assert [g.text for g in models.generate(prompts, settings)] == base  # adapter off again = the base
+
+
+def test_switching_adapters_keeps_one_base_and_bounded_memory(trained, tiny_cfg):
+    cfg, adapter = trained
+    models = InferenceModels(cfg, keep=2)
+    base_id = id(models.base)
+    settings = GenerationSettings(max_new_tokens=4, do_sample=False)
+    copies = []
+    for i in range(4):
+        import shutil
+        from pathlib import Path
+
+        dst = Path(tiny_cfg.run.dir).parent / f"copy{i}"
+        shutil.copytree(adapter, dst)
+        copies.append(str(dst))
+    for path in copies * 2:
+        models.generate([PROMPT], settings, adapter=path)
+    assert len(models.loaded) == 2 and len(models.model.peft_config) == 2
+    assert id(models.model.get_base_model()) == base_id

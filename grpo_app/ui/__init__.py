@@ -26,7 +26,7 @@ def create_ui(runs_root: str = "runs") -> gr.Blocks:
         gr.Markdown(HEADER, elem_id="header")
         with gr.Tabs():
             with gr.Tab("Train", id="train"):
-                train = create_train_tab(registry)
+                train = create_train_tab(registry, runs_root)
             with gr.Tab("Compare", id="compare"):
                 compare = create_compare_tab(registry, runs_root)
         data_args = train["data_args"]

@@ -61,7 +61,7 @@ def create_compare_tab(registry: JobRegistry, runs_root: str) -> dict:
     prompt = gr.Textbox(label="Prompt", value=CAT_DOCUMENT, lines=8, max_lines=14, elem_id="compare-prompt")
     with gr.Accordion("Generation settings (the recipe's by default)", open=False):
         with gr.Row():
-            max_new = gr.Number(256, label="Max new tokens", precision=0, min_width=90)
+            max_new = gr.Number(256, label="Max new tokens", precision=0, min_width=90, elem_id="gen-max-new")
             temperature = gr.Number(0.5, label="Temperature", min_width=90)
             min_p = gr.Number(0.1, label="min_p", min_width=90)
             top_p = gr.Number(1.0, label="top_p", min_width=90)
@@ -80,7 +80,7 @@ def create_compare_tab(registry: JobRegistry, runs_root: str) -> dict:
     gr.Markdown("## Batch comparison\nThe same prompts through both models with the same seeds: what did "
                 "training change?")
     with gr.Row():
-        n_prompts = gr.Number(20, label="Prompts", precision=0, min_width=90,
+        n_prompts = gr.Number(20, label="Prompts", precision=0, min_width=90, elem_id="batch-n",
                               info="from the bundled held-out split, or the file")
         batch_file = gr.File(label="…or a prompts file", file_types=[".jsonl", ".json", ".csv", ".parquet", ".txt"],
                              type="filepath", height=90)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-
 import pandas as pd
 
 from ..jobs import JobSnapshot
@@ -46,14 +44,15 @@ def shorten(text: str, n: int = 90) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def completions_frame(rows: list[dict]) -> pd.DataFrame:
-    """The latest sampled group: prompt (shortened), completion, length, each reward and the total."""
+def completions_frame(rows: list[dict], instruction: str = "") -> pd.DataFrame:
+    """The latest sampled group: prompt (shortened, without the instruction), completion, length, rewards."""
     if not rows:
         return pd.DataFrame({"prompt": [], "completion": [], "chars": [], "total": []})
     names = list(rows[0].get("rewards", {}))
     data = []
     for r in rows:
-        item = {"prompt": shorten(r["prompt"], 70), "completion": r["completion"], "chars": len(r["completion"])}
+        prompt = r["prompt"].removeprefix(instruction.strip()).strip() if instruction.strip() else r["prompt"]
+        item = {"prompt": shorten(prompt, 70), "completion": r["completion"], "chars": len(r["completion"])}
         for name in names:
             value = r["rewards"].get(name)
             item[name] = round(value, 3) if value is not None else None
@@ -74,7 +73,3 @@ def completions_caption(s: JobSnapshot) -> str:
         return "Completions appear here after the first step."
     return (f"**Step {s.completions_step}**: {len(s.completions)} completions sampled for "
             f"{len({r['prompt'] for r in s.completions})} prompt(s), best first.")
-
-
-def escape(text: str) -> str:
-    return html.escape(text)

@@ -28,7 +28,8 @@ def _fields() -> dict[str, gr.components.Component]:
     with gr.Group():
         f["data.path"] = gr.Textbox(label="Dataset", info="'bundled' posts, a Hub dataset id, or a file "
                                     "(upload below). Press Enter to preview.")
-        upload = gr.File(label="Upload a dataset file", file_types=FILE_TYPES, type="filepath", height=90)
+        upload = gr.UploadButton("Upload a dataset file (.jsonl .json .csv .parquet .txt)", file_types=FILE_TYPES,
+                                 type="filepath", size="sm")
         with gr.Row():
             f["data.split"] = gr.Textbox(label="Split", min_width=80)
             f["data.prompt_column"] = gr.Dropdown(["auto"], label="Prompt column", allow_custom_value=True,
@@ -90,6 +91,8 @@ def _fields() -> dict[str, gr.components.Component]:
             f["grpo.save_steps"] = gr.Number(label="Save adapter every N steps (0 = end)", precision=0, min_width=100)
         f["run.resume_from"] = gr.Textbox(label="Continue from adapter", info="A previous run's adapter/ folder.")
     assert set(f) == set(FORM_KEYS), set(f) ^ set(FORM_KEYS)
+    for key, component in f.items():  # stable hooks for tests and custom CSS: #cfg-grpo-learning_rate
+        component.elem_id = "cfg-" + key.replace(".", "-")
     return f, upload, data_info, data_preview
 
 
@@ -97,19 +100,19 @@ def _values(keys, values) -> dict:
     return dict(zip(keys, values, strict=True))
 
 
-def create_train_tab(registry: JobRegistry) -> dict[str, gr.components.Component]:
+def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str, gr.components.Component]:
     default_preset = "recipe" if torch.cuda.is_available() else "quick"
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=380):
             preset_radio = gr.Radio(["quick", "recipe"], value=default_preset, label="Preset",
                                     info="quick: learns visibly on a laptop CPU in minutes. recipe: the Hugging "
                                     "Face course's settings (needs the Hub; a GPU is best).")
-            fields, upload, data_info, data_preview = _fields()
-            keys = list(fields)
-            inputs = [fields[k] for k in keys]
             with gr.Row():
                 start = gr.Button("Start training", variant="primary", elem_id="start-btn")
                 stop = gr.Button("Stop", variant="stop", elem_id="stop-btn")
+            fields, upload, data_info, data_preview = _fields()
+            keys = list(fields)
+            inputs = [fields[k] for k in keys]
             with gr.Accordion("Config and CLI command", open=False):
                 show = gr.Button("Show config", size="sm")
                 yaml_view = gr.Code(language="yaml", label="config.yaml", interactive=False)
@@ -148,6 +151,7 @@ def create_train_tab(registry: JobRegistry) -> dict[str, gr.components.Component
     def start_run(*values):
         try:
             cfg = form_to_config(_values(keys, values))
+            cfg.run.root = runs_root
             registry.start(cfg)
         except ConfigError as e:
             gr.Warning(str(e))
@@ -174,7 +178,9 @@ def create_train_tab(registry: JobRegistry) -> dict[str, gr.components.Component
             return [gr.skip()] * 9 + [last, gr.Timer(active=False)]
         draw = current != job_id or len(s.metrics) != drawn
         figures = all_figures(s.metrics) if draw else [gr.skip()] * 4
-        table = live.completions_frame(s.completions) if (current, s.version) != (job_id, version) else gr.skip()
+        instruction = registry.current.cfg.data.instruction if registry.current else ""
+        changed = (current, s.version) != (job_id, version)
+        table = live.completions_frame(s.completions, instruction) if changed else gr.skip()
         return [live.status_markdown(s), live.progress_html(s), *figures, live.completions_caption(s), table,
                 live.log_text(s), (current, s.version, len(s.metrics)), gr.Timer(active=s.active)]
 

@@ -1,0 +1,134 @@
+"""The app in a real browser (Debian's headless Chromium driven by Playwright): train live, stop, compare."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+REWARD_POINTS = ("() => { const d = document.querySelector('#plot-reward .js-plotly-plot');"
+                 " if (!d || !d.data) return 0; const t = d.data.find(t => t.name === 'reward (mean)');"
+                 " return t ? t.x.length : 0; }")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: `make test` installs it (apt-get install chromium)")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    runs = tmp_path_factory.mktemp("runs")
+    port = _free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "GRPO_STUDIO_RUNS": str(runs), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO)}
+    log = open(runs / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None, (runs / "app.log").read_text()
+            time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}", runs
+    proc.terminate()
+    proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+def _wait(predicate, timeout=180, every=0.5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+def _table_rows(page, elem_id) -> int:
+    """Data rows of a Gradio 6 Dataframe (virtualised: read its grid's aria-rowcount, header included)."""
+    return int(page.locator(f"#{elem_id} [role=grid]").get_attribute("aria-rowcount") or 1) - 1
+
+
+def _set(page, elem_id, value):
+    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def test_train_live_then_stop(app_url, browser, tiny_model_dir):
+    url, runs = app_url
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.goto(url)
+    page.get_by_text("170 rows").wait_for(timeout=60_000)
+    _set(page, "cfg-model-name", tiny_model_dir)
+    _set(page, "cfg-grpo-max_steps", 400)
+    _set(page, "cfg-grpo-per_device_train_batch_size", 4)
+    _set(page, "cfg-grpo-num_generations", 4)
+    _set(page, "cfg-grpo-max_completion_length", 8)
+    page.click("#start-btn")
+    _wait(lambda: page.evaluate(REWARD_POINTS) >= 2)
+    first = page.evaluate(REWARD_POINTS)
+    _wait(lambda: page.evaluate(REWARD_POINTS) > first)  # still growing: the page polls the job
+    _wait(lambda: _table_rows(page, "completions-table") >= 4, timeout=30)
+    assert "step" in page.locator("#train-progress").inner_text()
+    # a second tab sees the same job and its history
+    other = browser.new_page()
+    other.goto(url)
+    _wait(lambda: other.evaluate(REWARD_POINTS) >= first)
+    page.click("#start-btn")  # a second start while running is refused
+    page.get_by_text("already in progress").first.wait_for(timeout=30_000)
+    page.click("#stop-btn")
+    page.locator("#train-status").get_by_text("Stopped").wait_for(timeout=120_000)
+    run_dirs = [p for p in runs.iterdir() if (p / "config.yaml").is_file()]
+    assert len(run_dirs) == 1 and (run_dirs[0] / "adapter" / "adapter_model.safetensors").is_file()
+    steps = page.evaluate(REWARD_POINTS)
+    assert 2 <= steps < 400
+    page.reload()
+    _wait(lambda: page.evaluate(REWARD_POINTS) == steps)  # the full history survives a reload
+    page.screenshot(path=str(runs / "train.png"), full_page=True)
+
+
+def test_compare_streams_both_sides_and_batch(app_url, browser):
+    url, _ = app_url
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.goto(url)
+    page.get_by_role("tab", name="Compare").click()
+    _wait(lambda: page.locator("#adapter-choice input").input_value() != "")
+    page.get_by_text("Generation settings").click()
+    _set(page, "gen-max-new", 24)
+    page.click("#generate-btn")
+    _wait(lambda: page.locator("#tuned-stats").get_by_text("tok/s").count() > 0, timeout=120)
+    assert page.locator("#base-output textarea").input_value().strip()
+    assert page.locator("#tuned-output textarea").input_value().strip()
+    assert "length" in page.locator("#base-stats").inner_text()
+    _set(page, "batch-n", 4)
+    page.click("#batch-btn")
+    page.locator("#batch-summary").get_by_text("mean reward").wait_for(timeout=180_000)
+    _wait(lambda: _table_rows(page, "batch-table") == 4, timeout=30)

@@ -1,0 +1,80 @@
+"""The pure UI layer: widget values -> Config, metrics -> figures, snapshot -> text."""
+
+import pytest
+
+from grpo_app.config import Config, ConfigError, preset
+from grpo_app.jobs import JobSnapshot
+from grpo_app.ui import charts, live
+from grpo_app.ui.forms import FORM_KEYS, cli_command, config_to_form, form_to_config
+
+
+def test_form_round_trip_and_gradio_number_floats():
+    cfg = preset("quick")
+    values = dict(zip(FORM_KEYS, config_to_form(cfg), strict=True))
+    values["grpo.max_steps"] = 12.0  # gr.Number hands back floats
+    values["reward.weights"] = ""
+    again = form_to_config(values)
+    assert again.grpo.max_steps == 12 and isinstance(again.grpo.max_steps, int)
+    assert again.data.instruction == cfg.data.instruction and again.reward.weights == []
+    values["reward.functions"] = ["length", "on_topic"]
+    values["reward.weights"] = "1, 0.5"
+    assert form_to_config(values).reward.weights == [1.0, 0.5]
+
+
+def test_form_rejects_bad_values_with_a_message():
+    values = dict(zip(FORM_KEYS, config_to_form(preset("quick")), strict=True))
+    values["grpo.num_generations"] = 3
+    with pytest.raises(ConfigError, match="divisible"):
+        form_to_config(values)
+
+
+def test_cli_command_reproduces_the_config():
+    from grpo_app.config import load_config, parse_set
+
+    cfg = preset("quick")
+    cfg.data.instruction = "Say it in one line."
+    cmd = cli_command(cfg)
+    assert cmd.startswith("python -m grpo_app train --set ")
+    import shlex
+
+    pairs = shlex.split(cmd)[5:]
+    assert load_config(overrides=parse_set(pairs)) == Config.from_dict({**cfg.to_dict(), "run": Config().run.__dict__})
+
+
+def _rows(n):
+    return [{"step": i + 1, "reward": -100 + i, "reward_std": 5.0, "rewards/length/mean": -100 + i,
+             "rewards/no_repeat/mean": 0.0, "loss": 0.1, "kl": 0.01, "completions/mean_length": 30,
+             "completions/min_length": 10, "completions/max_length": 40, "completions/clipped_ratio": 0.2,
+             "entropy": 2.0, "learning_rate": 1e-4, "frac_reward_zero_std": 0.0} for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2000])
+def test_figures_read_well_with_0_1_and_2000_points(n):
+    reward, loss, length, health = charts.all_figures(_rows(n))
+    main = next(t for t in reward.data if t.name == "reward (mean)")
+    assert len(main.x) == n
+    assert main.mode == ("lines" if n > charts.MARKERS_UNTIL else "lines+markers")
+    assert any(t.name == "trend" for t in reward.data) == (n > 10)
+    if n:
+        assert {t.name for t in reward.data} >= {"length", "no_repeat", "± std"}
+        assert any(t.name == "KL" for t in loss.data)
+    else:
+        assert reward.layout.annotations[0].text.startswith("waiting")
+
+
+def test_loss_figure_hides_kl_when_absent():
+    rows = [{k: v for k, v in r.items() if k != "kl"} for r in _rows(3)]
+    assert not any(t.name == "KL" for t in charts.loss_figure(rows).data)
+
+
+def test_live_text():
+    s = JobSnapshot(status="training", message="Training: 10 steps.", step=3, total=10, elapsed=65, eta=130,
+                    metrics=[{"step": 3, "reward": -12.5, "completion_tokens_per_s": 9.5}],
+                    completions=[{"prompt": "Summarize.\n\nMy long post", "completion": "Short.",
+                                  "rewards": {"length": -44.0}, "total": -44.0}])
+    html = live.progress_html(s)
+    assert "3/10" in html and "1:05" in html and "2:10" in html and "9.5 completion tokens/s" in html
+    frame = live.completions_frame(s.completions, "Summarize.")
+    assert list(frame.columns) == ["prompt", "completion", "chars", "length", "total"]
+    assert frame.iloc[0]["prompt"] == "My long post" and frame.iloc[0]["chars"] == 6
+    assert "Training" in live.status_markdown(s)

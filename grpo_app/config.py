@@ -79,7 +79,7 @@ class GRPOSettings:
     lr_scheduler_type: str = _f("linear", "linear | cosine | constant ...")
     warmup_steps: float = _f(0, "Learning-rate warm-up: steps (>= 1) or a fraction of all steps (< 1).")
     logging_steps: int = _f(1, "Log metrics every N steps.")
-    save_steps: int = _f(0, "Save the adapter every N steps (0 = only at the end).")
+    save_steps: int = _f(25, "Save the adapter every N steps, so Compare can use a running job (0 = only at the end).")
     seed: int = _f(42, "Random seed.")
     extra: dict = _f({}, "Any other TRL GRPOConfig field, passed through as is.")
 
@@ -118,6 +118,8 @@ class SpeedSettings:
                           "kernel: auto (on for CPU) | on | off.")
     merged_generation: str = _f("auto", "Generate from a merged copy of base + LoRA (an extra copy of the "
                                 "weights): auto (on for CPU) | on | off.")
+    skip_checkpointing: str = _f("auto", "Turn gradient checkpointing off where memory allows (it repeats the "
+                                 "forward pass): auto (CPU and < 1B parameters) | on | off.")
     threads: int = _f(0, "torch CPU threads (0 = torch's default).")
 
 
@@ -289,7 +291,7 @@ def validate(cfg: Config) -> Config:
                         f"{len(cfg.reward.functions)} reward functions.")
     if cfg.generation.max_new_tokens < 1:
         problems.append("generation.max_new_tokens must be at least 1.")
-    for name in ("logits_head", "merged_generation"):
+    for name in ("logits_head", "merged_generation", "skip_checkpointing"):
         if getattr(cfg.speed, name) not in ("auto", "on", "off"):
             problems.append(f"speed.{name} must be auto, on or off.")
     if problems:
@@ -321,7 +323,7 @@ PRESETS: dict[str, dict] = {
         "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
         "grpo": {"learning_rate": 3e-4, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
                  "num_generations": 4, "max_prompt_length": 512, "max_completion_length": 32,
-                 "max_steps": 30, "gradient_checkpointing": False},
+                 "max_steps": 30, "gradient_checkpointing": False, "save_steps": 10},
         "reward": {"functions": ["length"], "ideal_length": 50},
     },
 }

@@ -7,6 +7,7 @@ adapter is saved as for a finished run.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -17,11 +18,16 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from .config import Config, validate
+from .config import Config, ConfigError, validate
 from .data import build_prompts
 from .models import HostSettings, host_settings, load_model
 from .rewards import build_rewards, completion_text
 from .runs import append_jsonl, new_run_dir, write_status
+
+
+def is_main_process() -> bool:
+    """Rank 0 under `accelerate launch` / torchrun (or a single process): the one that writes the run folder."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 class Reporter:
@@ -78,6 +84,8 @@ class CompletionRecorder:
         return reward
 
     def _emit(self, step: int, prompts: list, completions: list) -> None:
+        if not is_main_process():
+            return
         rows = []
         for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
             rewards = {name: float(s[i]) if s[i] is not None else None for name, s in self._scores.items()}
@@ -104,6 +112,8 @@ class LiveCallback(TrainerCallback):
         self.reporter.on_progress(0, state.max_steps)
 
     def on_log(self, args, state, control, logs=None, **kw):
+        if not state.is_world_process_zero:
+            return
         logs = dict(logs or {})
         if not any(k.startswith(("reward", "loss")) for k in logs):
             return  # end-of-training summary (train_runtime ...), not a step
@@ -116,7 +126,8 @@ class LiveCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kw):
         self.reporter.on_progress(state.global_step, state.max_steps)
-        if self.save_steps and state.global_step % self.save_steps == 0 and model is not None:
+        if (self.save_steps and state.global_step % self.save_steps == 0 and model is not None
+                and state.is_world_process_zero):
             model.save_pretrained(self.run_dir / "adapter")
         if self.stop.is_set():
             control.should_training_stop = True
@@ -155,12 +166,16 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
     """Run one training from config to saved adapter; never raises for a failed run (see RunResult)."""
     reporter, stop = reporter or Reporter(), stop or threading.Event()
     validate(cfg)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not cfg.run.dir:
+        raise ConfigError("Several processes are training together: set run.dir so they share one run folder, "
+                          "e.g. --set run.dir=runs/recipe-8gpu.")
     host = host_settings(cfg)
     _resolve_into(cfg, host)
     run_dir = new_run_dir(cfg)
     cfg.run.dir = str(run_dir)
-    cfg.save(run_dir / "config.yaml")
-    write_status(run_dir, "running")
+    if is_main_process():
+        cfg.save(run_dir / "config.yaml")
+    _status(run_dir, "running")
     trainer = None
     try:
         reporter.on_status("loading", f"Loading model {cfg.model.name}…")
@@ -172,6 +187,8 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
         dataset, report = build_prompts(cfg.data, tokenizer, cfg.grpo.max_prompt_length)
         reporter.on_log(f"Data: {report.summary()}.")
         trainer = _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop)
+        if is_main_process():
+            cfg.save(run_dir / "config.yaml")  # with what the trainer settled on
         if stop.is_set():
             raise _Stopped
         trainer.train()
@@ -183,16 +200,21 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
         if "out of memory" in str(e).lower():
             message += " — lower per_device_train_batch_size, num_generations or max_completion_length."
         _save_adapter(trainer, run_dir)
-        write_status(run_dir, "failed", message, traceback=traceback.format_exc())
+        _status(run_dir, "failed", message, traceback=traceback.format_exc())
         reporter.on_log(traceback.format_exc())
         reporter.on_status("failed", message)
         return RunResult(run_dir, "failed", message, traceback.format_exc())
     _save_adapter(trainer, run_dir)
     step = trainer.state.global_step if trainer else 0
     message = f"{status.capitalize()} after {step} steps; adapter saved to {run_dir / 'adapter'}."
-    write_status(run_dir, status, message, steps=step)
+    _status(run_dir, status, message, steps=step)
     reporter.on_status(status, message)
     return RunResult(run_dir, status, message, metrics=list(trainer.state.log_history) if trainer else [])
+
+
+def _status(run_dir: Path, status: str, message: str = "", **extra) -> None:
+    if is_main_process():
+        write_status(run_dir, status, message, **extra)
 
 
 class _Stopped(Exception):
@@ -204,6 +226,11 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
 
     from .fast import FastGRPOTrainer
 
+    if cfg.grpo.gradient_checkpointing and _lever(cfg.speed.skip_checkpointing, host) and (
+            sum(p.numel() for p in model.parameters()) < 1_000_000_000):
+        cfg.grpo.gradient_checkpointing = False
+        reporter.on_log("Gradient checkpointing off: a small model on this host has the memory "
+                        "(speed.skip_checkpointing).")
     funcs, weights = build_rewards(cfg.reward)
     recorder = CompletionRecorder(funcs, weights, run_dir, reporter)
     args = grpo_args(cfg, host, run_dir / "trainer")
@@ -231,7 +258,7 @@ def _lever(value: str, host: HostSettings) -> bool:
 
 
 def _save_adapter(trainer, run_dir: Path) -> None:
-    if trainer is None or trainer.state.global_step == 0:
+    if trainer is None or trainer.state.global_step == 0 or not is_main_process():
         return
     trainer.model.save_pretrained(run_dir / "adapter")
     trainer.processing_class.save_pretrained(run_dir / "adapter")

@@ -166,7 +166,8 @@ def create_compare_tab(registry: JobRegistry, runs_root: str) -> dict:
             for row in df.to_dict(orient="records"):
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         view = df[["prompt", "base_answer", "tuned_answer", "base_total", "tuned_total"]].copy()
-        view["prompt"] = view["prompt"].map(lambda x: live.shorten(x, 80))
+        view["prompt"] = view["prompt"].map(
+            lambda x: live.shorten(x.removeprefix((instruction or "").strip()).strip(), 80))
         return md, comparison_figure(df, ideal), view.round(2), [f"{stem}.csv", f"{stem}.jsonl"]
 
     gen_inputs = [max_new, temperature, min_p, top_p, seed, greedy]

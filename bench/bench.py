@@ -1,0 +1,206 @@
+"""Benchmark: the reference recipe in plain TRL (a) vs GRPO Studio's engine (b), same prompts and seeds.
+
+    make bench                         # 5 steps each, writes bench/results/<time>.json
+    python bench/bench.py --steps 8
+
+Offline, the recipe runs on SmolLM2-135M-Instruct (the offline default) and the bundled posts as plain
+prompts; every hyperparameter is the `recipe` preset's. (a) is the recipe copied into TRL as a user
+would, with only what the host forces (no 8-bit Adam without CUDA): fp32 weights + bf16 autocast,
+gradient checkpointing on (GRPOConfig's default), sdpa. Each variant runs in its own process so peak
+memory is its own. Step times exclude the first step (warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _recipe(steps: int, run_dir: str):
+    from grpo_app.config import load_config
+
+    return load_config("recipe", overrides=[("model.name", "default"), ("data.path", "bundled"),
+                                            ("data.prompt_column", "prompt"), ("grpo.max_steps", steps),
+                                            ("grpo.seed", 0), ("run.dir", run_dir)])
+
+
+class GenTimer:
+    """Counts seconds spent in `generate` (instrumentation for the split, the same for both variants)."""
+
+    def __init__(self):
+        import transformers
+
+        self.seconds, original = [], transformers.GenerationMixin.generate
+        timer = self
+
+        def timed(model, *a, **k):
+            t = time.perf_counter()
+            out = original(model, *a, **k)
+            timer.seconds.append(time.perf_counter() - t)
+            return out
+
+        transformers.GenerationMixin.generate = timed
+
+
+def run_trl(steps: int, out_dir: str) -> dict:
+    """(a) The recipe as a user writes it with TRL."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from grpo_app.data import read_rows
+    from grpo_app.models import resolve_model
+
+    timer = GenTimer()
+    path = resolve_model("default")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+    tok = AutoTokenizer.from_pretrained(path)
+    dataset = Dataset.from_dict({"prompt": list(read_rows("bundled", "train")["prompt"])})
+
+    def reward_len(completions, **kwargs):
+        return [-abs(50 - len(completion)) for completion in completions]
+
+    args = GRPOConfig(output_dir=out_dir, learning_rate=2e-5, per_device_train_batch_size=8,
+                      gradient_accumulation_steps=2, max_completion_length=96, num_generations=8,
+                      optim="adamw_torch", bf16=True, num_train_epochs=1, max_steps=steps, logging_steps=1,
+                      report_to="none", seed=0, use_cpu=True, save_strategy="no")
+    lora = LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, target_modules="all-linear")
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward_len], args=args, train_dataset=dataset,
+                          processing_class=tok, peft_config=lora)
+    trainer.train()
+    logs = [r for r in trainer.state.log_history if "reward" in r]
+    return {"logs": logs, "gen_seconds": timer.seconds}
+
+
+def run_engine(steps: int, out_dir: str) -> dict:
+    """(b) GRPO Studio's engine through its job registry, polling the live view as the page does."""
+    from grpo_app.jobs import JobRegistry
+    from grpo_app.ui import live
+    from grpo_app.ui.charts import all_figures
+
+    timer = GenTimer()
+    registry = JobRegistry()
+    job = registry.start(_recipe(steps, out_dir))
+    refresh_ms = []
+    while job.snapshot().active:
+        t = time.perf_counter()
+        s = registry.snapshot()
+        all_figures(s.metrics), live.progress_html(s), live.completions_frame(s.completions)
+        refresh_ms.append(1000 * (time.perf_counter() - t))
+        time.sleep(1.5)
+    snap = job.wait()
+    if snap.status != "finished":
+        raise SystemExit(f"engine run {snap.status}: {snap.message}\n{snap.error}")
+    return {"logs": snap.metrics, "gen_seconds": timer.seconds, "refresh_ms": refresh_ms}
+
+
+def bf16_peak_gflops() -> float:
+    """This machine's bf16 matmul throughput, measured now (the MFU denominator)."""
+    import torch
+
+    a, b = torch.randn(2048, 2048, dtype=torch.bfloat16), torch.randn(2048, 2048, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    n, t = 20, time.perf_counter()
+    for _ in range(n):
+        a @ b
+    return 2 * 2048**3 * n / (time.perf_counter() - t) / 1e9
+
+
+def summarize(raw: dict, params: dict) -> dict:
+    logs = raw["logs"][1:]  # the first step warms up
+    gen = raw["gen_seconds"][1:]
+    step = statistics.mean(r["step_time"] for r in logs)
+    gen_per_step = sum(gen) / len(logs)
+    completion_tokens = statistics.mean(r["completions/mean_length"] for r in logs) * 16
+    tokens_per_step = statistics.mean(b["num_tokens"] - a["num_tokens"] for a, b in zip(raw["logs"], raw["logs"][1:],
+                                                                                       strict=False))
+    # LoRA training FLOPs: forward 2PT + backward (activation grads) 2PT over all tokens, plus the LM head on
+    # the completion tokens; gradient checkpointing's extra forward is not useful work and is not counted.
+    flops = 4 * params["non_embedding"] * tokens_per_step + 4 * params["lm_head"] * completion_tokens
+    train_s = max(step - gen_per_step, 1e-9)
+    return {"step_s": step, "completion_tokens_per_s": completion_tokens / step,
+            "generation_share": gen_per_step / step, "training_share": 1 - gen_per_step / step,
+            "train_tflops": flops / 1e12, "train_gflops_per_s": flops / train_s / 1e9,
+            "rewards": [r["reward"] for r in raw["logs"]], "peak_rss_mb": raw["peak_rss_mb"],
+            "refresh_ms": raw.get("refresh_ms", [])}
+
+
+def child(variant: str, steps: int, out: str) -> None:
+    raw = (run_trl if variant == "trl" else run_engine)(steps, str(Path(out).with_suffix("")) + "-run")
+    raw["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(out).write_text(json.dumps(raw, default=float))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--variant", choices=["trl", "engine"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        return child(args.variant, args.steps, args.out)
+    import tempfile
+
+    from transformers import AutoConfig
+
+    from grpo_app.models import resolve_model
+
+    tmp = Path(tempfile.mkdtemp(prefix="grpo-bench-"))
+    raw = {}
+    for variant in ("trl", "engine"):
+        print(f"running ({'a' if variant == 'trl' else 'b'}) {variant}, {args.steps} steps…", flush=True)
+        out = tmp / f"{variant}.json"
+        subprocess.run([sys.executable, __file__, "--variant", variant, "--steps", str(args.steps),
+                        "--out", str(out)], check=True)
+        raw[variant] = json.loads(out.read_text())
+    cfg = AutoConfig.from_pretrained(resolve_model("default"))
+    lm_head = cfg.vocab_size * cfg.hidden_size
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    total = sum(p.numel() for p in AutoModelForCausalLM.from_config(cfg).parameters())
+    params = {"non_embedding": total - lm_head, "lm_head": lm_head}
+    peak = bf16_peak_gflops()
+    a, b = (summarize(raw[v], params) for v in ("trl", "engine"))
+    for r in (a, b):
+        r["train_mfu"] = r["train_gflops_per_s"] / peak
+    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                          "torch": torch.__version__, "bf16_matmul_gflops": peak},
+              "steps": args.steps, "a_plain_trl": a, "b_engine": b, "speedup": a["step_s"] / b["step_s"]}
+    rows = [("s / optimizer step", "step_s", "{:.1f}"), ("completion tokens / s", "completion_tokens_per_s", "{:.1f}"),
+            ("generation share", "generation_share", "{:.0%}"), ("training share", "training_share", "{:.0%}"),
+            ("training MFU (bf16 peak)", "train_mfu", "{:.1%}"), ("peak RSS (MB)", "peak_rss_mb", "{:.0f}")]
+    print(f"\nbf16 matmul peak here: {peak:.0f} GFLOP/s; {args.steps} steps each, first excluded\n")
+    print(f"{'':28}{'(a) plain TRL':>16}{'(b) engine':>14}")
+    for label, key, fmt in rows:
+        print(f"{label:28}{fmt.format(a[key]):>16}{fmt.format(b[key]):>14}")
+    mean = statistics.mean
+    print(f"{'mean reward (all steps)':28}{mean(a['rewards']):>16.1f}{mean(b['rewards']):>14.1f}")
+    if b["refresh_ms"]:
+        print(f"{'live-view refresh (ms)':28}{'':>16}{statistics.median(b['refresh_ms']):>9.0f} med"
+              f" / {max(b['refresh_ms']):.0f} max")
+    print(f"\nspeed-up (a)/(b) per step: {result['speedup']:.2f}x")
+    out_dir = REPO / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import Config
+from .config import Config, ConfigError
 
 
 def new_run_dir(cfg: Config) -> Path:
     """`run.dir` if set, else `<root>/<timestamp>-<model>`; never reuses a folder that already has a run."""
     if cfg.run.dir:
         path = Path(cfg.run.dir)
+        if (path / "metrics.jsonl").is_file() or (path / "status.json").is_file():
+            raise ConfigError(f"run.dir '{path}' already holds a run; choose a new folder (nothing was changed).")
     else:
         model = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(cfg.model.name).name or "model").strip("-")
         path = Path(cfg.run.root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{model}"

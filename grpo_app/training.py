@@ -205,6 +205,8 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
         reporter.on_status("failed", message)
         return RunResult(run_dir, "failed", message, traceback.format_exc())
     _save_adapter(trainer, run_dir)
+    if (run_dir / "trainer").is_dir() and not any((run_dir / "trainer").iterdir()):
+        (run_dir / "trainer").rmdir()  # TRL's output_dir; the run folder holds what matters
     step = trainer.state.global_step if trainer else 0
     message = f"{status.capitalize()} after {step} steps; adapter saved to {run_dir / 'adapter'}."
     _status(run_dir, status, message, steps=step)

@@ -32,6 +32,16 @@ def test_train_writes_the_run_folder_and_changes_only_lora(tiny_cfg, tiny_model_
     assert not any("lora" in k for k in base_before)
 
 
+def test_an_existing_run_folder_is_never_reused(tiny_cfg):
+    from grpo_app.config import ConfigError
+
+    assert train(tiny_cfg).status == "finished"
+    before = Run(tiny_cfg.run.dir).metrics_file.read_text()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(tiny_cfg)
+    assert Run(tiny_cfg.run.dir).metrics_file.read_text() == before
+
+
 def test_base_weights_unchanged_in_memory(tiny_cfg):
     from peft import PeftModel
 

@@ -112,7 +112,15 @@ def test_train_live_then_stop(app_url, browser, tiny_model_dir):
     assert 2 <= steps < 400
     page.reload()
     _wait(lambda: page.evaluate(REWARD_POINTS) == steps)  # the full history survives a reload
-    page.screenshot(path=str(runs / "train.png"), full_page=True)
+    # a saved run reopens from "Past runs" in a fresh page (no job in that view's history needed)
+    fresh = browser.new_page(viewport={"width": 1400, "height": 1200})
+    fresh.goto(url)
+    fresh.get_by_text("Past runs").click()
+    fresh.locator("#past-run input").click()
+    fresh.get_by_role("option").first.click()
+    fresh.click("#open-run-btn")
+    _wait(lambda: fresh.evaluate(REWARD_POINTS) == steps)
+    assert "Stopped" in fresh.locator("#train-status").inner_text()
 
 
 def test_compare_streams_both_sides_and_batch(app_url, browser):

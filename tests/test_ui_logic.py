@@ -78,3 +78,14 @@ def test_live_text():
     assert list(frame.columns) == ["prompt", "completion", "chars", "length", "total"]
     assert frame.iloc[0]["prompt"] == "My long post" and frame.iloc[0]["chars"] == 6
     assert "Training" in live.status_markdown(s)
+
+
+def test_a_saved_run_reopens_as_the_live_view_showed_it(tiny_cfg):
+    from grpo_app.runs import Run
+    from grpo_app.training import train
+
+    result = train(tiny_cfg)
+    s = live.run_snapshot(Run(result.run_dir))
+    assert s.status == "finished" and s.step == 2 and s.total == 2 and len(s.metrics) == 2
+    assert s.completions_step == 2 and len(s.completions) == 4 and not s.active
+    assert len(charts.reward_figure(s.metrics).data[1].x) == 2

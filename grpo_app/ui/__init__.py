@@ -32,6 +32,7 @@ def create_ui(runs_root: str = "runs") -> gr.Blocks:
         data_args = train["data_args"]
         demo.load(train["load_preset"], train["preset"], train["inputs"]).then(
             train["show_data"], *data_args).then(train["refresh"], train["seen"], train["live_outputs"])
+        demo.load(*train["on_load"])
         if compare.get("on_load"):
             demo.load(*compare["on_load"])
     demo.registry = registry  # for tests and embedding apps

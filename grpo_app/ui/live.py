@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..jobs import JobSnapshot
+from ..runs import Run, read_status
 
 ICONS = {"idle": "⚪", "starting": "⏳", "loading": "⏳", "training": "🟢", "stopping": "🟠", "finished": "✅",
          "stopped": "⏹️", "failed": "❌"}
@@ -73,3 +74,22 @@ def completions_caption(s: JobSnapshot) -> str:
         return "Completions appear here after the first step."
     return (f"**Step {s.completions_step}**: {len(s.completions)} completions sampled for "
             f"{len({r['prompt'] for r in s.completions})} prompt(s), best first.")
+
+
+def run_snapshot(run: Run) -> JobSnapshot:
+    """A saved run as the live view shows a job: its metrics, its last sampled group, its final status."""
+    status = read_status(run.path)
+    metrics, completions = run.metrics(), run.completions()
+    last = max((c.get("step", 0) for c in completions), default=0)
+    step = metrics[-1].get("step", 0) if metrics else 0
+    try:
+        planned = run.config().grpo.max_steps
+    except Exception:
+        planned = -1
+    state = status.get("status", "unknown")
+    state = "stopped" if state == "running" else state  # the app that ran it is gone
+    return JobSnapshot(status=state, message=status.get("message") or f"Saved run, {step} steps.", step=step,
+                       total=planned if planned > 0 else step, run_dir=str(run.path),
+                       error=status.get("traceback", ""), metrics=metrics,
+                       completions=[c for c in completions if c.get("step") == last], completions_step=last,
+                       elapsed=metrics[-1].get("elapsed", 0.0) if metrics else 0.0)

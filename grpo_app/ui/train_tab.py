@@ -13,6 +13,7 @@ from ..config import ConfigError, DataConfig, preset
 from ..data import preview
 from ..jobs import JobRegistry
 from ..rewards import BUILTIN_REWARDS
+from ..runs import Run, list_runs
 from . import live
 from .charts import all_figures
 from .forms import FORM_KEYS, cli_command, config_to_form, form_to_config
@@ -113,6 +114,13 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
             fields, upload, data_info, data_preview = _fields()
             keys = list(fields)
             inputs = [fields[k] for k in keys]
+            with gr.Accordion("Past runs", open=False):
+                with gr.Row():
+                    past = gr.Dropdown(label="Run", choices=[], scale=4, elem_id="past-run")
+                    past_refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
+                with gr.Row():
+                    open_btn = gr.Button("Open (settings + charts)", size="sm", elem_id="open-run-btn")
+                    continue_btn = gr.Button("Continue from its adapter", size="sm")
             with gr.Accordion("Config and CLI command", open=False):
                 show = gr.Button("Show config", size="sm")
                 yaml_view = gr.Code(language="yaml", label="config.yaml", interactive=False)
@@ -185,6 +193,32 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
                 live.log_text(s), (current, s.version, len(s.metrics)), gr.Timer(active=s.active)]
 
     live_outputs = [status, progress, *plots, completions_caption, completions, log, seen, timer]
+
+    def list_past():
+        return gr.update(choices=[(r.label, str(r.path)) for r in list_runs(runs_root)])
+
+    def open_run(path):
+        if not path:
+            return [gr.skip()] * (len(keys) + 8)
+        run = Run(path)
+        s = live.run_snapshot(run)
+        try:
+            cfg = run.config()
+            form, instruction = config_to_form(cfg, keys), cfg.data.instruction
+        except ConfigError:  # an unreadable config.yaml: still show the charts
+            form, instruction = [gr.skip()] * len(keys), ""
+        return [*form, live.status_markdown(s), live.progress_html(s), *all_figures(s.metrics),
+                live.completions_caption(s), live.completions_frame(s.completions, instruction)]
+
+    def continue_from(path):
+        if not path or not Run(path).has_adapter():
+            gr.Warning("That run has no saved adapter.")
+            return gr.skip()
+        return str(Run(path).adapter_dir)
+
+    past_refresh.click(list_past, None, past)
+    open_btn.click(open_run, past, [*inputs, status, progress, *plots, completions_caption, completions])
+    continue_btn.click(continue_from, past, fields["run.resume_from"])
     preset_radio.change(load_preset, preset_radio, inputs).then(
         show_data, [fields["data.path"], fields["data.split"], fields["data.prompt_column"]],
         [data_info, data_preview, fields["data.prompt_column"]])
@@ -199,4 +233,4 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
     timer.tick(refresh, seen, live_outputs, show_progress="hidden")
     return {"preset": preset_radio, "inputs": inputs, "keys": keys, "load_preset": load_preset,
             "show_data": show_data, "data_args": data_args, "refresh": refresh, "seen": seen,
-            "live_outputs": live_outputs, "timer": timer, "fields": fields}
+            "live_outputs": live_outputs, "timer": timer, "fields": fields, "on_load": (list_past, None, past)}

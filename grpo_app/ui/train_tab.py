@@ -7,6 +7,7 @@ A timer polls the job every 1.5 s only while a run is active.
 from __future__ import annotations
 
 import gradio as gr
+import pandas as pd
 import torch
 
 from ..config import ConfigError, DataConfig, preset
@@ -153,7 +154,7 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
         except ConfigError as e:
             return f"❌ {e}", None, gr.update()
         info = f"**{count} rows** · prompt column **{detected}** · columns: {', '.join(columns)}"
-        frame = live.pd.DataFrame([{c: live.shorten(r[c], 200) for c in columns} for r in rows])
+        frame = pd.DataFrame([{c: live.shorten(r[c], 200) for c in columns} for r in rows])
         return info, frame, gr.update(choices=["auto", *columns], value=column or "auto")
 
     def start_run(*values):

@@ -183,12 +183,12 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
         job_id, version, drawn = last
         s = registry.snapshot()
         current = id(registry.current)
-        if (current, s.version) == (job_id, version) and not s.active:
-            return [gr.skip()] * 9 + [last, gr.Timer(active=False)]
-        draw = current != job_id or len(s.metrics) != drawn
-        figures = all_figures(s.metrics) if draw else [gr.skip()] * 4
-        instruction = registry.current.cfg.data.instruction if registry.current else ""
         changed = (current, s.version) != (job_id, version)
+        if not changed and not s.active:
+            return [gr.skip()] * (len(live_outputs) - 2) + [last, gr.Timer(active=False)]
+        draw = current != job_id or len(s.metrics) != drawn
+        figures = all_figures(s.metrics) if draw else [gr.skip()] * len(plots)
+        instruction = registry.current.cfg.data.instruction if registry.current else ""
         table = live.completions_frame(s.completions, instruction) if changed else gr.skip()
         return [live.status_markdown(s), live.progress_html(s), *figures, live.completions_caption(s), table,
                 live.log_text(s), (current, s.version, len(s.metrics)), gr.Timer(active=s.active)]
@@ -220,11 +220,9 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
     past_refresh.click(list_past, None, past)
     open_btn.click(open_run, past, [*inputs, status, progress, *plots, completions_caption, completions])
     continue_btn.click(continue_from, past, fields["run.resume_from"])
-    preset_radio.change(load_preset, preset_radio, inputs).then(
-        show_data, [fields["data.path"], fields["data.split"], fields["data.prompt_column"]],
-        [data_info, data_preview, fields["data.prompt_column"]])
     data_args = ([fields["data.path"], fields["data.split"], fields["data.prompt_column"]],
                  [data_info, data_preview, fields["data.prompt_column"]])
+    preset_radio.change(load_preset, preset_radio, inputs).then(show_data, *data_args)
     upload.upload(lambda p: p, upload, fields["data.path"]).then(show_data, *data_args)
     fields["data.path"].submit(show_data, *data_args)
     fields["data.split"].submit(show_data, *data_args)

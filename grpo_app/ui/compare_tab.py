@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..config import Config, ConfigError, DataConfig, GenerationSettings, preset
+from ..config import Config, ConfigError, DataConfig, GenerationSettings, preset, set_value, validate
 from ..data import ASSETS, build_prompts, to_prompt
 from ..evaluation import compare_batch, summarize
 from ..jobs import JobRegistry
@@ -59,14 +59,16 @@ def create_compare_tab(registry: JobRegistry, runs_root: str) -> dict:
                                  info="Offered from the run's training config; empty = the text alone.")
         chat = gr.Checkbox(label="Chat template", value=True, scale=1)
     prompt = gr.Textbox(label="Prompt", value=CAT_DOCUMENT, lines=8, max_lines=14, elem_id="compare-prompt")
+    d = GenerationSettings()  # the recipe's generation settings
     with gr.Accordion("Generation settings (the recipe's by default)", open=False):
         with gr.Row():
-            max_new = gr.Number(256, label="Max new tokens", precision=0, min_width=90, elem_id="gen-max-new")
-            temperature = gr.Number(0.5, label="Temperature", min_width=90)
-            min_p = gr.Number(0.1, label="min_p", min_width=90)
-            top_p = gr.Number(1.0, label="top_p", min_width=90)
-            seed = gr.Number(0, label="Seed (both sides)", precision=0, min_width=90)
-            greedy = gr.Checkbox(label="Greedy", value=False)
+            max_new = gr.Number(d.max_new_tokens, label="Max new tokens", precision=0, min_width=90,
+                                elem_id="gen-max-new")
+            temperature = gr.Number(d.temperature, label="Temperature", min_width=90)
+            min_p = gr.Number(d.min_p, label="min_p", min_width=90)
+            top_p = gr.Number(d.top_p, label="top_p", min_width=90)
+            seed = gr.Number(d.seed, label="Seed (both sides)", precision=0, min_width=90)
+            greedy = gr.Checkbox(label="Greedy", value=not d.do_sample)
     generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
     with gr.Row(equal_height=True):
         with gr.Column():
@@ -91,12 +93,14 @@ def create_compare_tab(registry: JobRegistry, runs_root: str) -> dict:
     batch_files = gr.File(label="Export", file_count="multiple", interactive=False)
 
     def settings(max_new, temperature, min_p, top_p, seed, greedy) -> GenerationSettings:
-        s = GenerationSettings(max_new_tokens=int(max_new or 256), temperature=float(temperature or 0.5),
-                               min_p=float(min_p or 0.0), top_p=float(top_p or 1.0), seed=int(seed or 0),
-                               do_sample=not greedy)
-        if s.max_new_tokens < 1 or s.temperature <= 0 or not 0 < s.top_p <= 1:
-            raise ConfigError("Use max new tokens >= 1, temperature > 0 and top_p in (0, 1].")
-        return s
+        """The widgets' values (blank = the default), checked by the config's own validation."""
+        values = {"max_new_tokens": max_new, "temperature": temperature, "min_p": min_p, "top_p": top_p,
+                  "seed": seed, "do_sample": not greedy}
+        cfg = Config()
+        for key, value in values.items():
+            if value is not None:
+                set_value(cfg, f"generation.{key}", int(value) if key in ("max_new_tokens", "seed") else value)
+        return validate(cfg).generation
 
     def refresh_runs(current):
         choices = adapter_choices(runs_root)

@@ -114,12 +114,20 @@ class RunSettings:
 
 @dataclass
 class SpeedSettings:
-    logits_head: str = _f("auto", "Log-probs from the completion positions' logits instead of TRL's chunked "
-                          "kernel: auto (on for CPU) | on | off.")
+    logits_head: str = _f("auto", "Log-probs with the LM head on real completion tokens only and one chunked "
+                          "log-softmax, instead of TRL's chunked kernel: auto (on for CPU) | on | off.")
     merged_generation: str = _f("auto", "Generate from a merged copy of base + LoRA (an extra copy of the "
                                 "weights): auto (on for CPU) | on | off.")
     skip_checkpointing: str = _f("auto", "Turn gradient checkpointing off where memory allows (it repeats the "
                                  "forward pass): auto (CPU and < 1B parameters) | on | off.")
+    shared_prefix: str = _f("auto", "Forward each distinct prompt once per batch and share its KV cache with its "
+                            "num_generations completions in training (needs logits_head): auto (on for CPU) | on | "
+                            "off.")
+    fast_decode: str = _f("auto", "Sample completions with GRPO Studio's decoder (prompt prefilled once, preallocated "
+                          "KV cache, exact cheap sampling; needs merged_generation) instead of generate(): auto (on "
+                          "for CPU) | on | off.")
+    grouped_attention: str = _f("auto", "Attention where each K/V head serves its query heads in place, instead of "
+                                "sdpa (slow on a CPU for one query or in backward): auto (on for CPU) | on | off.")
     threads: int = _f(0, "torch CPU threads (0 = torch's default).")
 
 
@@ -291,7 +299,8 @@ def validate(cfg: Config) -> Config:
                         f"{len(cfg.reward.functions)} reward functions.")
     if cfg.generation.max_new_tokens < 1:
         problems.append("generation.max_new_tokens must be at least 1.")
-    for name in ("logits_head", "merged_generation", "skip_checkpointing"):
+    for name in ("logits_head", "merged_generation", "skip_checkpointing", "shared_prefix", "fast_decode",
+                 "grouped_attention"):
         if getattr(cfg.speed, name) not in ("auto", "on", "off"):
             problems.append(f"speed.{name} must be auto, on or off.")
     if problems:

@@ -1,14 +1,17 @@
-"""The CPU fast path: a GRPOTrainer with cheaper log-probs and generation, each lever a config switch.
+"""The CPU fast path: a GRPOTrainer whose generation and log-probs cost less, each lever a config switch.
 
-Measured on the 2-core dev machine (see README, Performance):
-- `logits_head`: TRL 1.16 computes per-token log-probs with a chunked LM-head kernel; without Triton
-  (any CPU) its torch fallback folds fp32 tiles across the whole vocabulary and took ~7 of 19 s per
-  quick step. Projecting only the completion positions (`logits_to_keep`) and taking log-softmax on
-  those logits is exact and far cheaper for small vocabularies x short completions.
-- `merged_generation`: an unmerged LoRA adds two small matmuls and dtype casts to every linear layer
-  at every decoded token. Generation instead runs on a plain copy of the base whose weights are
-  refreshed from W + scale * B @ A before each generation (the base itself never changes, so no
-  bf16 rounding drift accumulates as it would with merge/unmerge in place).
+Measured on the 2-core dev machine (README, Performance); with every lever off this is TRL's trainer.
+- `logits_head`: log-probs through `logprobs.py`: the LM head only on real completion tokens, and one
+  chunked log-softmax/entropy/backward instead of TRL's chunked kernel (whose torch fallback, with no
+  Triton on a CPU, took ~7 of 19 s per quick step) and its full-vocabulary fp32 copies.
+- `shared_prefix`: each distinct prompt is forwarded once per micro-batch and its KV cache shared by
+  its `num_generations` completions (exact; gradients flow back through the shared cache).
+- `merged_generation`: generation runs on a plain copy of the base whose weights are refreshed from
+  W + scale * B @ A before each generation: no LoRA matmuls per decoded token, and no bf16 drift, as
+  the base itself is never merged into.
+- `fast_decode`: that copy is sampled by `decoding.sample` (prompt prefilled once, preallocated KV
+  cache, grouped one-token attention, finished rows dropped, weights pre-packed for oneDNN on a
+  bf16 CPU) instead of `generate`.
 """
 
 from __future__ import annotations
@@ -18,48 +21,57 @@ from contextlib import contextmanager
 
 import torch
 from trl import GRPOTrainer
-from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+from trl.extras.profiling import profiling_context
+
+from . import decoding, logprobs
 
 _MULTIMODAL = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
                "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
 
 
 class FastGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer plus the levers above; with both switched off it is TRL's trainer unchanged."""
+    """GRPOTrainer plus the levers above; with all of them off it is TRL's trainer unchanged."""
 
-    def __init__(self, *args, logits_head: bool = False, merged_generation: bool = False, **kwargs):
+    def __init__(self, *args, logits_head: bool = False, merged_generation: bool = False,
+                 shared_prefix: bool = False, fast_decode: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.logits_head = logits_head
-        self.merged_generation = merged_generation
-        self._gen_model = None
+        self.logits_head, self.merged_generation = logits_head, merged_generation
+        self.shared_prefix = shared_prefix and decoding.plain_attention(self.model.config)
+        self.fast_decode = fast_decode and merged_generation and not self.use_vllm and (
+            not self.use_transformers_continuous_batching) and not decoding.supports(self.model, self.generation_config)
+        self._gen_model, self._packed = None, False
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                            batch_size=None, compute_entropy=False, compute_aux_loss=False,
                                            **kwargs):
-        if not self.logits_head or compute_aux_loss or any(kwargs.get(k) is not None for k in _MULTIMODAL):
+        parts = logprobs.lean_parts(model)
+        if (not self.logits_head or parts is None or compute_aux_loss
+                or any(kwargs.get(k) is not None for k in _MULTIMODAL)):
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
                 **kwargs)
         batch_size = batch_size or input_ids.size(0)
+        share = self.shared_prefix and not getattr(model, "is_gradient_checkpointing", False)
         all_logps, all_entropies = [], []
         for start in range(0, input_ids.size(0), batch_size):
             ids, mask = input_ids[start : start + batch_size], attention_mask[start : start + batch_size]
             with self.accelerator.autocast():
-                # logits for the positions that predict the completion tokens, and nothing else
-                logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=logits_to_keep + 1).logits
-            logits = logits[:, :-1, :].float() / self.temperature
-            all_logps.append(selective_log_softmax(logits, ids[:, -logits_to_keep:]))
-            if compute_entropy:
-                with torch.no_grad():
-                    all_entropies.append(entropy_from_logits(logits))
-        entropies = torch.cat(all_entropies) if compute_entropy else None
-        return torch.cat(all_logps), entropies, None
+                logps, entropies = logprobs.completion_logprobs(parts, ids, mask, logits_to_keep, self.temperature,
+                                                                share)
+            all_logps.append(logps)
+            all_entropies.append(entropies)
+        return torch.cat(all_logps), torch.cat(all_entropies) if compute_entropy else None, None
 
-    def _generate_single_turn(self, *args, **kwargs):
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, *args, **kwargs):
         if not self.merged_generation:
-            return super()._generate_single_turn(*args, **kwargs)
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, *args,
+                                                 **kwargs)
         with self._merged_model_for_generation():
-            return super()._generate_single_turn(*args, **kwargs)
+            if self.fast_decode and images is None and not multimodal_fields:
+                with profiling_context(self, "grpo_studio.sample"):
+                    return decoding.sample(self._gen_model, prompt_ids, self.generation_config), None
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, *args,
+                                                 **kwargs)
 
     @contextmanager
     def _merged_model_for_generation(self):
@@ -71,7 +83,12 @@ class FastGRPOTrainer(GRPOTrainer):
             self._gen_model.__dict__.pop("forward", None)
             _strip_lora(self._gen_model)
             self._gen_model.eval()
+            if self.fast_decode:
+                decoding.use_grouped_attention(self._gen_model)
+                self._packed = decoding.pack_linears(self._gen_model)
         _sync_merged(peft_model, self._gen_model)
+        if self._packed:
+            decoding.repack(self._gen_model)
         wrapped = self.model_wrapped
         self.model_wrapped = self._gen_model
         try:

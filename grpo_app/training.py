@@ -226,6 +226,7 @@ class _Stopped(Exception):
 def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop):
     from peft import LoraConfig, PeftModel
 
+    from . import decoding
     from .fast import FastGRPOTrainer
 
     if cfg.grpo.gradient_checkpointing and _lever(cfg.speed.skip_checkpointing, host) and (
@@ -233,6 +234,8 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
         cfg.grpo.gradient_checkpointing = False
         reporter.on_log("Gradient checkpointing off: a small model on this host has the memory "
                         "(speed.skip_checkpointing).")
+    if _lever(cfg.speed.grouped_attention, host) and decoding.plain_attention(model.config):
+        decoding.use_grouped_attention(model)
     funcs, weights = build_rewards(cfg.reward)
     recorder = CompletionRecorder(funcs, weights, run_dir, reporter)
     args = grpo_args(cfg, host, run_dir / "trainer")
@@ -252,7 +255,9 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
     return FastGRPOTrainer(model=model, reward_funcs=recorder.wrapped(), args=args, train_dataset=dataset,
                            processing_class=tokenizer, peft_config=lora, callbacks=[callback],
                            logits_head=_lever(cfg.speed.logits_head, host),
-                           merged_generation=_lever(cfg.speed.merged_generation, host))
+                           merged_generation=_lever(cfg.speed.merged_generation, host),
+                           shared_prefix=_lever(cfg.speed.shared_prefix, host),
+                           fast_decode=_lever(cfg.speed.fast_decode, host))
 
 
 def _lever(value: str, host: HostSettings) -> bool:

@@ -67,3 +67,106 @@ def test_merged_generation_equals_peft_generation(tiny_cfg, tmp_path):
             out = gen.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
     assert trainer.model_wrapped is not gen  # swapped back
     assert torch.equal(out, ref)
+
+
+def _grpo_batch(prompt_lens=(9, 6), group=3, completion=30):
+    """Left-padded prompts, each repeated `group` times, followed by right-padded completions."""
+    torch.manual_seed(3)
+    width = max(prompt_lens) + 2  # padding shared by every prompt, as TRL pads to a whole generation batch
+    rows, masks = [], []
+    for length in prompt_lens:
+        prompt = torch.randint(3, 1000, (length,))
+        for g in range(group):
+            done = (completion, 2, completion // 2)[g % 3]  # lengths far apart: several length groups
+            pad = torch.zeros(width - length, dtype=torch.long)
+            ids = torch.cat([pad, prompt, torch.randint(3, 1000, (completion,))])
+            mask = torch.cat([torch.zeros(width - length), torch.ones(length + done), torch.zeros(completion - done)])
+            rows.append(ids), masks.append(mask.long())
+    return torch.stack(rows), torch.stack(masks)
+
+
+def test_shared_prefix_matches_trl(tiny_cfg, tmp_path):
+    trainer = _trainer(tiny_cfg, tmp_path, logits_head=True, shared_prefix=True)
+    ids, mask = _grpo_batch()
+    results = []
+    for fast in (False, True):  # TRL's own path, then ours: padding skipped, each prompt forwarded once
+        trainer.logits_head = trainer.shared_prefix = fast
+        trainer.model.zero_grad()
+        logps, ent, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 30, compute_entropy=True)
+        (logps * mask[:, -30:]).sum().backward()
+        grads = torch.cat([p.grad.flatten() for n, p in trainer.model.named_parameters() if "lora_" in n])
+        results.append((logps.detach(), ent, grads))
+    (ref_logps, ref_ent, ref_grads), (logps, ent, grads) = results
+    valid = mask[:, -30:].bool()
+    torch.testing.assert_close(logps[valid], ref_logps[valid], atol=2e-2, rtol=1e-2)
+    torch.testing.assert_close(ent[valid], ref_ent[valid], atol=2e-2, rtol=1e-2)
+    torch.testing.assert_close(grads, ref_grads, atol=1e-2, rtol=5e-2)
+
+
+def test_length_groups_pad_each_group_to_its_own_longest():
+    from grpo_app.logprobs import length_groups
+
+    groups = length_groups([30, 2, 15, 30, 2, 15])
+    assert sorted(i for g in groups for i in g) == list(range(6)) and len(groups) == 3
+    assert all(len({[30, 2, 15, 30, 2, 15][i] for i in g}) == 1 for g in groups)
+    assert length_groups([5] * 8) == [list(range(8))]  # equal lengths: one forward
+
+
+def test_grouped_attention_matches_sdpa(tiny_cfg, tmp_path):
+    from grpo_app import decoding
+
+    trainer = _trainer(tiny_cfg, tmp_path, logits_head=True, shared_prefix=True)
+    ids, mask = _grpo_batch()
+    inner = trainer.model.get_base_model()
+    results = []
+    for impl in ("sdpa", decoding.ATTENTION):
+        inner.set_attn_implementation(impl)
+        trainer.model.zero_grad()
+        logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 30)
+        (logps * mask[:, -30:]).sum().backward()
+        grads = torch.cat([p.grad.flatten() for n, p in trainer.model.named_parameters() if "lora_" in n])
+        results.append((logps.detach(), grads))
+    assert all(torch.isfinite(t).all() for pair in results for t in pair)  # left padding: queries seeing no key
+    torch.testing.assert_close(results[1][0], results[0][0], atol=2e-2, rtol=1e-2)
+    torch.testing.assert_close(results[1][1], results[0][1], atol=1e-2, rtol=5e-2)
+
+
+def test_fast_decode_greedy_equals_generate(tiny_cfg, tmp_path):
+    from transformers import GenerationConfig
+
+    from grpo_app import decoding
+
+    trainer = _trainer(tiny_cfg, tmp_path, merged_generation=True, fast_decode=True)
+    assert trainer.fast_decode
+    prompts = [[5, 6, 7, 8, 9, 10]] * 3 + [[11, 12, 13]] * 3 + [[14, 15, 16, 17]] * 2
+    ids, mask = decoding.left_pad(prompts, 0, "cpu")
+    peft_model = trainer.model.eval()  # the reference: transformers' generate on the PEFT model itself
+    config = GenerationConfig(max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=2)
+    with torch.no_grad():
+        first = peft_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, ids.size(1):]
+        # stop on tokens some rows emit early, so rows leave the batch at different steps
+        config.eos_token_id = [int(first[0, 2]), int(first[3, 5])]
+        ref = peft_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        ref = ref[:, ids.size(1):].tolist()
+    with trainer._merged_model_for_generation():
+        gen = trainer._gen_model
+        assert any(isinstance(m, decoding.PackedLinear) for m in gen.modules()) == (gen.dtype == torch.bfloat16)
+        out = decoding.sample(gen, prompts, config)
+        assert "no_repeat_ngram_size" in decoding.supports(gen, GenerationConfig(no_repeat_ngram_size=3))
+    stops = torch.tensor(config.eos_token_id)
+    assert out == [decoding._until_eos(r, stops) for r in ref]
+    assert min(map(len, out)) < 12
+
+
+def test_fast_decode_samples_from_the_processed_distribution():
+    from transformers import GenerationConfig
+
+    from grpo_app import decoding
+
+    scores = torch.tensor([[2.0, 1.0, 0.0, -1.0, -9.0]]).repeat(20000, 1)
+    counts = torch.bincount(decoding.draw(scores, torch.Generator().manual_seed(0)), minlength=5).float()
+    torch.testing.assert_close(counts / counts.sum(), scores[0].softmax(-1), atol=1e-2, rtol=0)
+    config = GenerationConfig(do_sample=True, temperature=0.5, top_k=3, min_p=0.1)
+    processed = decoding.processors(config)(torch.zeros(20000, 1, dtype=torch.long), scores.clone())
+    drawn = decoding.draw(processed, torch.Generator().manual_seed(0))
+    assert set(drawn.tolist()) <= {0, 1}  # top-k drops 3 and 4; min-p then drops 2 at temperature 0.5

@@ -46,7 +46,7 @@ class _TokenLogProbs(torch.autograd.Function):
         entropy = logits.new_empty(n, dtype=torch.float32)
         lse = logits.new_empty(n, dtype=torch.float32)
         for s in range(0, n, chunk):
-            x = logits[s : s + chunk].float().div_(temperature)
+            x = logits[s : s + chunk].float() / temperature  # a new tensor, even when logits are fp32
             lse[s : s + chunk] = torch.logsumexp(x, -1)
             logps[s : s + chunk] = x.gather(-1, tokens[s : s + chunk, None]).squeeze(-1) - lse[s : s + chunk]
             x = x.sub_(lse[s : s + chunk, None])  # log-probabilities
@@ -62,7 +62,7 @@ class _TokenLogProbs(torch.autograd.Function):
         grad = torch.empty_like(logits)
         for s in range(0, logits.size(0), ctx.chunk):
             g = grad_logps[s : s + ctx.chunk, None] / ctx.temperature
-            p = logits[s : s + ctx.chunk].float().div_(ctx.temperature).sub_(lse[s : s + ctx.chunk, None]).exp_()
+            p = (logits[s : s + ctx.chunk].float() / ctx.temperature).sub_(lse[s : s + ctx.chunk, None]).exp_()
             p = p.mul_(-g).scatter_add_(-1, tokens[s : s + ctx.chunk, None], g)
             grad[s : s + ctx.chunk] = p
         return grad, None, None, None

@@ -170,3 +170,23 @@ def test_fast_decode_samples_from_the_processed_distribution():
     processed = decoding.processors(config)(torch.zeros(20000, 1, dtype=torch.long), scores.clone())
     drawn = decoding.draw(processed, torch.Generator().manual_seed(0))
     assert set(drawn.tolist()) <= {0, 1}  # top-k drops 3 and 4; min-p then drops 2 at temperature 0.5
+
+
+def test_token_logprobs_match_autograd_reference():
+    from grpo_app.logprobs import token_logprobs
+
+    torch.manual_seed(0)
+    for dtype in (torch.float32, torch.bfloat16):
+        logits = (torch.randn(37, 50) * 4).to(dtype).requires_grad_()
+        tokens, weights = torch.randint(0, 50, (37,)), torch.randn(37)
+        before = logits.detach().clone()
+        logps, entropy = token_logprobs(logits, tokens, temperature=0.7, chunk=8)
+        (logps * weights).sum().backward()
+        assert torch.equal(logits.detach(), before)  # never modified in place
+        ref = logits.detach().float().div(0.7).requires_grad_()
+        log_softmax = ref.log_softmax(-1)
+        (log_softmax.gather(-1, tokens[:, None]).squeeze(-1) * weights).sum().backward()
+        torch.testing.assert_close(logps, log_softmax.gather(-1, tokens[:, None]).squeeze(-1).detach())
+        torch.testing.assert_close(entropy, -(log_softmax.exp() * log_softmax).sum(-1).detach())
+        torch.testing.assert_close(logits.grad.float(), ref.grad / 0.7, atol=1e-2 if dtype == torch.bfloat16 else 1e-5,
+                                   rtol=1e-2)

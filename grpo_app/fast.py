@@ -62,6 +62,27 @@ class FastGRPOTrainer(GRPOTrainer):
             all_entropies.append(entropies)
         return torch.cat(all_logps), torch.cat(all_entropies) if compute_entropy else None, None
 
+    def _prepare_inputs(self, generation_batch):
+        buffered = self._buffered_inputs
+        inputs = super()._prepare_inputs(generation_batch)
+        if self._buffered_inputs is not buffered and self._may_group_by_prompt():
+            self._buffered_inputs = group_by_prompt(self._buffered_inputs)
+            inputs = self._buffered_inputs[self._step % self.args.steps_per_generation]
+        return inputs
+
+    def _may_group_by_prompt(self) -> bool:
+        """Whether micro-batch membership is invisible to the update, so TRL's shuffle can be undone.
+
+        True when one generation batch feeds exactly one optimizer step and the loss sums over
+        micro-batches of equal size (not bnpo, whose normaliser is per micro-batch, nor an entropy
+        mask, whose quantile is). Then grouping rows by prompt lets `shared_prefix` forward each
+        prompt once per step instead of once per micro-batch.
+        """
+        a = self.args
+        return (self.shared_prefix and self.model.training and self.num_iterations == 1
+                and a.steps_per_generation == a.gradient_accumulation_steps and self.loss_type != "bnpo"
+                and a.top_entropy_quantile == 1.0)
+
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, *args, **kwargs):
         if not self.merged_generation:
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, *args,
@@ -95,6 +116,27 @@ class FastGRPOTrainer(GRPOTrainer):
             yield
         finally:
             self.model_wrapped = wrapped
+
+
+def group_by_prompt(batches: list[dict]) -> list[dict]:
+    """The same rows re-split so that rows sharing a prompt sit in the same micro-batch where they can."""
+    if (not batches or not isinstance(batches[0].get("prompt_ids"), torch.Tensor)
+            or any(batches[0].get(k) is not None for k in _MULTIMODAL)):
+        return batches
+    rows = [k for k, v in batches[0].items() if (isinstance(v, torch.Tensor) and v.ndim > 0) or isinstance(v, list)]
+    whole = {k: torch.cat([b[k] for b in batches]) if isinstance(batches[0][k], torch.Tensor)
+             else [x for b in batches for x in b[k]] for k in rows}
+    rank: dict[tuple, int] = {}
+    keys = [rank.setdefault(tuple(p), len(rank)) for p in whole["prompt_ids"].tolist()]
+    order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: keeps TRL's order within a prompt
+    size = len(order) // len(batches)
+    out = []
+    for i, b in enumerate(batches):
+        part = order[i * size : (i + 1) * size]
+        index = torch.tensor(part)
+        out.append({**b, **{k: whole[k][index.to(whole[k].device)] if isinstance(whole[k], torch.Tensor)
+                            else [whole[k][j] for j in part] for k in rows}})
+    return out
 
 
 def _lora_layers(model):

@@ -5,7 +5,8 @@ Measured on the 2-core dev machine (README, Performance); with every lever off t
   chunked log-softmax/entropy/backward instead of TRL's chunked kernel (whose torch fallback, with no
   Triton on a CPU, took ~7 of 19 s per quick step) and its full-vocabulary fp32 copies.
 - `shared_prefix`: each distinct prompt is forwarded once per micro-batch and its KV cache shared by
-  its `num_generations` completions (exact; gradients flow back through the shared cache).
+  its `num_generations` completions (exact; gradients flow back through the shared cache); where
+  the update cannot tell, a generation batch's rows are grouped by prompt before TRL splits it.
 - `merged_generation`: generation runs on a plain copy of the base whose weights are refreshed from
   W + scale * B @ A before each generation: no LoRA matmuls per decoded token, and no bf16 drift, as
   the base itself is never merged into.

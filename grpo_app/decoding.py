@@ -16,6 +16,8 @@ min-p), so the distribution sampled is the one `generate` samples.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from transformers import DynamicCache, GenerationConfig, StaticCache
 from transformers.generation.logits_process import (
@@ -32,9 +34,11 @@ from transformers.modeling_utils import AttentionInterface
 
 ATTENTION = "grpo_studio_grouped"
 
-# generation settings this sampler honours; any other non-default one sends generation back to `generate`
-_HANDLED = {"max_new_tokens", "do_sample", "pad_token_id", "bos_token_id", "eos_token_id", "temperature", "top_p",
-            "top_k", "min_p", "repetition_penalty", "cache_implementation", "disable_compile",
+# generation settings this sampler honours (or that do not change what is sampled); any other one set to a
+# non-default value, by the caller or by the model's own generation config, sends generation back to `generate`
+_HANDLED = {"max_new_tokens", "max_length", "do_sample", "pad_token_id", "bos_token_id", "eos_token_id", "temperature",
+            "top_p", "top_k", "min_p", "repetition_penalty", "cache_implementation", "disable_compile", "use_cache",
+            "output_attentions", "output_hidden_states", "output_scores", "output_logits", "return_dict_in_generate",
             "transformers_version"}
 
 
@@ -44,7 +48,9 @@ def grouped_attention(module, query, key, value, attention_mask, scaling=None, d
     Used for decoding (where torch's CPU flash kernel is slow for a single query) and for training
     on a CPU (measured ~20% quicker per micro-batch than sdpa, and no repeat_kv copies to backprop).
     """
-    if dropout and module.training:
+    unusual = any(kwargs.get(k) is not None for k in ("softcap", "s_aux", "sliding_window"))
+    if ((dropout and module.training) or unusual or not getattr(module, "is_causal", True)
+            or value.size(-1) != query.size(-1)):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     b, heads, q, dim = query.shape
@@ -73,13 +79,24 @@ def plain_attention(config) -> bool:
     return not any(cache.is_sliding) and not any(getattr(cache, "is_linear", []))
 
 
+def effective_config(model, config: GenerationConfig) -> GenerationConfig:
+    """`config` completed as `generate` completes it: unset fields from the model's own generation config."""
+    merged = copy.deepcopy(config)
+    own = getattr(model, "generation_config", None)
+    if own is not None:
+        merged.update(**own.to_dict(), defaults_only=True, allow_custom_entries=True)
+        merged.update(**own._get_default_generation_params(), defaults_only=True)
+    return merged
+
+
 def supports(model, config: GenerationConfig) -> str:
     """Why this sampler cannot serve the model and settings ('' when it can)."""
     if not plain_attention(model.config):
         return "an encoder-decoder, sliding-window or linear-attention model"
-    defaults = GenerationConfig()
-    extra = [k for k, v in config.to_diff_dict().items()
-             if k not in _HANDLED and not k.startswith("_") and v != getattr(defaults, k, None)]
+    merged, plain = effective_config(model, config), GenerationConfig()
+    plain.update(**plain._get_default_generation_params(), defaults_only=True)
+    extra = [k for k, v in merged.to_dict().items()
+             if k not in _HANDLED and not k.startswith("_") and v not in (None, getattr(plain, k, None))]
     return f"generation settings {extra}" if extra else ""
 
 
@@ -109,8 +126,11 @@ class PackedLinear(torch.nn.Module):
 
 def pack_linears(model) -> bool:
     """Swap every bf16 Linear of a CPU model for a PackedLinear; False (nothing changed) where oneDNN can't."""
+    mkldnn = torch.ops.mkldnn
     ok = (model.device.type == "cpu" and model.dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
-          and hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+          and all(hasattr(mkldnn, op) for op in ("_linear_pointwise", "_reorder_linear_weight",
+                                                  "_is_mkldnn_bf16_supported"))
+          and mkldnn._is_mkldnn_bf16_supported())
     if not ok:
         return False
     for module in list(model.modules()):
@@ -146,7 +166,11 @@ def draw(scores: torch.Tensor, generator: torch.Generator | None = None) -> torc
     """One token per row from softmax(scores): inverse CDF with a single uniform per row."""
     cdf = scores.float().softmax(-1).cumsum(-1)
     u = torch.rand((scores.size(0), 1), generator=generator, device=scores.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).clamp_(max=scores.size(-1) - 1).squeeze(-1)
+    token = torch.searchsorted(cdf, u, right=True).squeeze(-1)
+    over = token >= scores.size(-1)  # u rounded up to the total: take the last token with any probability
+    if bool(over.any()):
+        token = torch.where(over, (cdf < cdf[:, -1:]).sum(-1), token)
+    return token
 
 
 def left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,6 +187,7 @@ def left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, 
 def sample(model, prompt_ids: list[list[int]], config: GenerationConfig,
            generator: torch.Generator | None = None) -> list[list[int]]:
     """Completion token ids for each prompt (ending with EOS when one was drawn), as `generate` samples them."""
+    config = effective_config(model, config)
     device, pad_id = model.device, config.pad_token_id if config.pad_token_id is not None else 0
     eos = torch.tensor(sorted(_as_list(config.eos_token_id)), dtype=torch.long, device=device)
     unique = list(dict.fromkeys(tuple(p) for p in prompt_ids))

@@ -46,7 +46,7 @@ class FastGRPOTrainer(GRPOTrainer):
                                            batch_size=None, compute_entropy=False, compute_aux_loss=False,
                                            **kwargs):
         parts = logprobs.lean_parts(model)
-        if (not self.logits_head or parts is None or compute_aux_loss
+        if (not self._lean_logprobs() or parts is None or compute_aux_loss
                 or any(kwargs.get(k) is not None for k in _MULTIMODAL)):
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
@@ -71,18 +71,23 @@ class FastGRPOTrainer(GRPOTrainer):
             inputs = self._buffered_inputs[self._step % self.args.steps_per_generation]
         return inputs
 
+    def _lean_logprobs(self) -> bool:
+        """logprobs.py serves the loss unless it needs what it leaves out: an entropy gradient, an fp32 head."""
+        return (self.logits_head and not getattr(self, "_entropy_bonus_enabled", False)
+                and not getattr(self.args, "cast_lm_head_to_fp32", False))
+
     def _may_group_by_prompt(self) -> bool:
         """Whether micro-batch membership is invisible to the update, so TRL's shuffle can be undone.
 
         True when one generation batch feeds exactly one optimizer step and the loss sums over
-        micro-batches of equal size (not bnpo, whose normaliser is per micro-batch, nor an entropy
-        mask, whose quantile is). Then grouping rows by prompt lets `shared_prefix` forward each
-        prompt once per step instead of once per micro-batch.
+        micro-batches of equal size: not bnpo, whose normaliser is per micro-batch, nor an entropy
+        mask or bonus or a router loss, which are per micro-batch too. Then grouping rows by prompt
+        lets `shared_prefix` forward each prompt once per step instead of once per micro-batch.
         """
         a = self.args
-        return (self.shared_prefix and self.model.training and self.num_iterations == 1
+        return (self.shared_prefix and self._lean_logprobs() and self.model.training and self.num_iterations == 1
                 and a.steps_per_generation == a.gradient_accumulation_steps and self.loss_type != "bnpo"
-                and a.top_entropy_quantile == 1.0)
+                and a.top_entropy_quantile == 1.0 and not getattr(self, "aux_loss_enabled", False))
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, *args, **kwargs):
         if not self.merged_generation:

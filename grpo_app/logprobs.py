@@ -18,7 +18,9 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-_SCALED_HEADS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+# config fields of models whose forward rescales or caps the LM head's output: those keep TRL's path
+_SCALED_HEADS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale",
+                 "lm_head_multiplier", "output_multiplier")
 
 
 def lean_parts(model) -> tuple[nn.Module, nn.Module] | None:
@@ -31,7 +33,8 @@ def lean_parts(model) -> tuple[nn.Module, nn.Module] | None:
     config = getattr(causal, "config", None)
     if decoder is None or head is None or config is None or not hasattr(head, "weight"):
         return None
-    if any(getattr(config, name, None) not in (None, 1.0) for name in _SCALED_HEADS):
+    configs = [config, config.get_text_config()] if hasattr(config, "get_text_config") else [config]
+    if any(getattr(c, name, None) not in (None, 1.0) for c in configs for name in _SCALED_HEADS):
         return None
     return decoder, head
 

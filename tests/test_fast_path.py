@@ -153,6 +153,9 @@ def test_fast_decode_greedy_equals_generate(tiny_cfg, tmp_path):
         assert any(isinstance(m, decoding.PackedLinear) for m in gen.modules()) == (gen.dtype == torch.bfloat16)
         out = decoding.sample(gen, prompts, config)
         assert "no_repeat_ngram_size" in decoding.supports(gen, GenerationConfig(no_repeat_ngram_size=3))
+        gen.generation_config.no_repeat_ngram_size = 3  # the model's own settings count too, as in `generate`
+        assert "no_repeat_ngram_size" in decoding.supports(gen, config)
+        gen.generation_config.no_repeat_ngram_size = 0
     stops = torch.tensor(config.eos_token_id)
     assert out == [decoding._until_eos(r, stops) for r in ref]
     assert min(map(len, out)) < 12
@@ -237,3 +240,9 @@ def test_grouped_micro_batches_give_the_same_update(tiny_cfg, tmp_path):
     assert shared["completions/mean_length"] == plain["completions/mean_length"]  # the same samples
     assert abs(shared["loss"] - plain["loss"]) < 1e-2 + 0.05 * abs(plain["loss"])
     assert abs(shared["grad_norm"] - plain["grad_norm"]) < 0.05 * plain["grad_norm"]
+
+
+def test_an_entropy_bonus_keeps_trls_log_probs(tiny_cfg, tmp_path):
+    tiny_cfg.grpo.extra = {"entropy_coef": 0.01}  # needs an entropy gradient, which logprobs.py does not give
+    trainer = _trainer(tiny_cfg, tmp_path, logits_head=True, shared_prefix=True)
+    assert not trainer._lean_logprobs() and not trainer._may_group_by_prompt()

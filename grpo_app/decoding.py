@@ -31,6 +31,7 @@ from transformers.generation.logits_process import (
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_utils import AttentionInterface
+from trl.trainer.utils import pad
 
 ATTENTION = "grpo_studio_grouped"
 
@@ -174,12 +175,10 @@ def draw(scores: torch.Tensor, generator: torch.Generator | None = None) -> torc
 
 
 def left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if r:
-            ids[i, width - len(r):], mask[i, width - len(r):] = torch.tensor(r), 1
+    """Token rows left-padded as TRL pads prompts for `generate`, with their attention mask."""
+    tensors = [torch.tensor(r, dtype=torch.long) for r in rows]
+    ids = pad(tensors, padding_value=pad_id, padding_side="left")
+    mask = pad([torch.ones_like(t) for t in tensors], padding_value=0, padding_side="left")
     return ids.to(device), mask.to(device)
 
 

@@ -72,9 +72,12 @@ def run_trl(steps: int, out_dir: str) -> dict:
     def reward_len(completions, **kwargs):
         return [-abs(50 - len(completion)) for completion in completions]
 
+    # The course's values plus the TRL 0.14 defaults it ran with (the recipe preset pins the same ones).
     args = GRPOConfig(output_dir=out_dir, learning_rate=2e-5, per_device_train_batch_size=8,
                       gradient_accumulation_steps=2, max_completion_length=96, num_generations=8,
                       optim="adamw_torch", bf16=True, num_train_epochs=1, max_steps=steps, logging_steps=1,
+                      beta=0.04, loss_type="grpo", temperature=0.9, top_k=50, use_bias_correction_kl=False,
+                      gradient_checkpointing=False,
                       report_to="none", seed=0, use_cpu=True, save_strategy="no")
     lora = LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, target_modules="all-linear")
     trainer = GRPOTrainer(model=model, reward_funcs=[reward_len], args=args, train_dataset=dataset,

@@ -4,6 +4,7 @@
     python -m grpo_app train --config my.yaml --set grpo.max_steps=20 run.dir=out
     python -m grpo_app config --preset recipe > my.yaml
     python -m grpo_app generate --adapter runs/<run>/adapter --prompts posts.jsonl --out answers.jsonl
+    python -m grpo_app eval --adapter runs/<run>/adapter        # base vs tuned on the held-out texts
     accelerate launch -m grpo_app train --preset recipe     # several GPUs / processes
 """
 
@@ -13,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from .config import Config, ConfigError, load_config, parse_set, set_value, validate
@@ -41,6 +43,14 @@ def make_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompts", required=True, help="Prompts file: .jsonl/.json/.csv/.parquet/.txt.")
     gen.add_argument("--out", required=True, help="Output JSONL: prompt, completion, rewards.")
     gen.add_argument("--batch-size", type=int, default=8)
+    ev = sub.add_parser("eval", help="Score base and tuned on held-out prompts; write <run>/eval.json.")
+    _add_config_args(ev)
+    ev.add_argument("--adapter", required=True, help="LoRA adapter folder (a run's adapter/) or Hub id.")
+    ev.add_argument("--model", help="Base model (default: the adapter's run model, else 'default').")
+    ev.add_argument("--prompts", help="Your own prompts file instead of the bundled held-out posts and documents.")
+    ev.add_argument("--limit", type=int, default=0, help="At most this many prompts per set (0 = all).")
+    ev.add_argument("--out", help="Report path (default: <run>/eval.json, or eval.json beside the adapter).")
+    ev.add_argument("--batch-size", type=int, default=8)
     return parser
 
 
@@ -72,8 +82,7 @@ def cmd_generate(args, cfg: Config) -> int:
     from .rewards import score
     from .training import prompt_text
 
-    if args.adapter and not Path(args.adapter).exists() and args.adapter.count("/") != 1:
-        raise ConfigError(f"Adapter folder not found: {args.adapter}")
+    _check_adapter(args.adapter)
     if args.model:
         cfg.model.name = args.model
     cfg.model.dtype, cfg.model.device = "auto", "auto"
@@ -102,6 +111,40 @@ def cmd_generate(args, cfg: Config) -> int:
     return 0
 
 
+def cmd_eval(args, cfg: Config) -> int:
+    from .data import build_prompts
+    from .evaluation import evaluate, figures_markdown, heldout_prompts, write_report
+    from .generation import InferenceModels
+
+    _check_adapter(args.adapter)
+    if args.model:
+        cfg.model.name = args.model
+    cfg.model.dtype, cfg.model.device = "auto", "auto"
+    if args.prompts:
+        data = replace(cfg.data, path=args.prompts, prompt_column="auto", max_samples=args.limit)
+        sets = {Path(args.prompts).stem: list(build_prompts(data)[0]["prompt"])}
+    else:
+        sets = {name: heldout_prompts(cfg.data, name, args.limit) for name in ("posts", "documents")}
+    models = InferenceModels(cfg)
+
+    def progress(name: str, done: int, total: int) -> None:
+        print(f"\r{name}: {done}/{total} answers", end="", file=sys.stderr, flush=True)
+
+    report = evaluate(models, cfg, args.adapter, sets, args.batch_size, progress)
+    print(file=sys.stderr)
+    for name, result in report["sets"].items():
+        title = f"{name} ({result['prompts']} prompts)"
+        print(f"\n{figures_markdown(result, title)}")
+    out = Path(args.out) if args.out else Path(args.adapter).parent / "eval.json"
+    print(f"\nreport: {write_report(report, out)}")
+    return 0
+
+
+def _check_adapter(adapter: str | None) -> None:
+    if adapter and not Path(adapter).exists() and adapter.count("/") != 1:
+        raise ConfigError(f"Adapter folder not found: {adapter}")
+
+
 def _generate_config(args, cfg: Config) -> Config:
     """An adapter from a run is used as it was trained (model, prompt format, rewards) unless told otherwise."""
     from .runs import run_of_adapter
@@ -120,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         cfg = load_config(args.preset, args.config, parse_set(args.sets))
-        if args.command == "generate":
+        if args.command in ("generate", "eval"):
             cfg = _generate_config(args, cfg)
         if args.command == "config":
             validate(cfg)
@@ -128,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "train":
             return cmd_train(args, cfg)
-        return cmd_generate(args, cfg)
+        return cmd_eval(args, cfg) if args.command == "eval" else cmd_generate(args, cfg)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

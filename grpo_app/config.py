@@ -38,7 +38,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    path: str = _f("bundled", "'bundled' (posts shipped in assets/), a Hub dataset id, or a local "
+    path: str = _f("bundled", "'bundled' (short posts shipped in assets/), 'bundled-documents' (long texts), "
+                   "'bundled-mixed' (both), a Hub dataset id, or a local "
                    ".jsonl/.json/.csv/.parquet/.txt file.")
     split: str = _f("train", "Split to train on (Hub datasets and the bundled set).")
     prompt_column: str = _f("auto", "Column holding the prompt; 'auto' tries prompt, text, content, messages.")
@@ -47,7 +48,8 @@ class DataConfig:
     system_prompt: str = _f("", "Optional system message (chat format only).")
     chat_format: bool = _f(False, "Wrap prompts as chat messages so the model's chat template is applied.")
     max_samples: int = _f(0, "Use at most this many prompts (0 = all).")
-    overlong: str = _f("truncate", "What to do with prompts over grpo.max_prompt_length tokens: truncate | drop.")
+    overlong: str = _f("truncate", "What to do with prompts over grpo.max_prompt_length tokens: truncate (keep the "
+                       "start) | truncate_left (keep the end, as TRL 0.14 did) | drop.")
 
 
 @dataclass
@@ -86,9 +88,11 @@ class GRPOSettings:
 
 @dataclass
 class RewardSettings:
-    functions: list = _f(["length"], "Rewards to use: length, one_sentence, on_topic, no_repeat, or your own "
-                         "as file.py:function (TRL's reward-function convention).")
+    functions: list = _f(["length"], "Rewards to use: length, one_sentence, grounding, no_repeat, summary, or your "
+                         "own as file.py:function (TRL's reward-function convention).")
     weights: list = _f([], "One weight per function (empty = all 1.0).")
+    monitor: list = _f(["grounding", "no_repeat", "summary"], "Rewards logged and charted at every step but not "
+                       "optimised (weight 0): watch quality while the reward rises.")
     ideal_length: int = _f(50, "Target length in characters for the length reward.")
     regex: str = _f(r"^[^\n]*[.!?]$", "Pattern the one_sentence reward looks for (the whole completion).")
 
@@ -284,11 +288,11 @@ def validate(cfg: Config) -> Config:
         problems.append("lora.r and lora.lora_alpha must be positive.")
     if not 0 <= cfg.lora.lora_dropout < 1:
         problems.append("lora.lora_dropout must be in [0, 1).")
-    if cfg.data.overlong not in ("truncate", "drop"):
-        problems.append("data.overlong must be 'truncate' or 'drop'.")
+    if cfg.data.overlong not in ("truncate", "truncate_left", "drop"):
+        problems.append("data.overlong must be 'truncate', 'truncate_left' or 'drop'.")
     from .rewards import BUILTIN_REWARDS, is_known
 
-    unknown = [f for f in cfg.reward.functions if not is_known(f)]
+    unknown = [f for f in cfg.reward.functions + cfg.reward.monitor if not is_known(f)]
     if not cfg.reward.functions:
         problems.append("Choose at least one reward function.")
     if unknown:
@@ -316,24 +320,40 @@ def preset(name: str) -> Config:
 
 
 PRESETS: dict[str, dict] = {
+    # The course pinned trl==0.14.0; every value it relied on is stated here, including the TRL defaults of
+    # then that TRL 1.x changed (README, "The recipe preset").
     "recipe": {
         "model": {"name": "HuggingFaceTB/SmolLM-135M-Instruct"},
-        "data": {"path": "mlabonne/smoltldr", "prompt_column": "prompt"},
-        "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
+        "data": {"path": "mlabonne/smoltldr", "prompt_column": "prompt", "overlong": "truncate_left"},
+        "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear", "lora_dropout": 0.0},
         "grpo": {"learning_rate": 2e-5, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 2,
                  "max_prompt_length": 512, "max_completion_length": 96, "num_generations": 8,
-                 "optim": "adamw_8bit", "bf16": True, "num_train_epochs": 1, "max_steps": -1},
+                 "optim": "adamw_8bit", "bf16": True, "num_train_epochs": 1, "max_steps": -1, "logging_steps": 1,
+                 # TRL 0.14 defaults the course inherited (TRL 1.16's own default in the comment)
+                 "beta": 0.04,  # 0.0: no KL term, no reference model
+                 "loss_type": "grpo",  # dapo: token-level normalisation
+                 "scale_rewards": "group",  # group (unchanged): advantages divided by the group's std
+                 "temperature": 0.9,  # 1.0
+                 "top_p": 1.0,
+                 "top_k": 50,  # 0 (off); 0.14 sampled with GenerationConfig's default top_k=50
+                 "use_bias_correction_kl": False,  # True: KL multiplied by the importance ratio
+                 "gradient_checkpointing": False,  # True (memory only, same maths)
+                 "lr_scheduler_type": "linear", "warmup_steps": 0, "num_iterations": 1, "epsilon": 0.2,
+                 "mask_truncated_completions": False},
         "reward": {"functions": ["length"], "ideal_length": 50},
+        "generation": {"max_new_tokens": 256, "temperature": 0.5, "min_p": 0.1, "do_sample": True},
     },
-    # Chosen by measurement on the 2-core dev machine (see README, "The quick preset").
+    # Chosen by measurement on the 2-core dev machine (README, "The quick preset": the table of what was tried).
     "quick": {
         "model": {"name": "default"},
-        "data": {"path": "bundled", "instruction": "Summarize this post in one sentence.", "chat_format": True},
+        "data": {"path": "bundled-mixed", "instruction": "Summarize this text in one sentence.",
+                 "chat_format": True},
         "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
-        "grpo": {"learning_rate": 3e-4, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
-                 "num_generations": 4, "max_prompt_length": 512, "max_completion_length": 32,
-                 "max_steps": 30, "gradient_checkpointing": False, "save_steps": 10},
-        "reward": {"functions": ["length"], "ideal_length": 50},
+        "grpo": {"learning_rate": 2e-4, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+                 "num_generations": 4, "max_prompt_length": 768, "max_completion_length": 48, "temperature": 0.8,
+                 "beta": 0.04, "max_steps": 60, "gradient_checkpointing": False, "save_steps": 20},
+        "reward": {"functions": ["length", "grounding", "summary", "no_repeat"], "weights": [1, 50, 100, 50],
+                   "ideal_length": 50},
     },
 }
 

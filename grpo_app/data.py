@@ -9,12 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 
 from .config import ConfigError, DataConfig
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-BUNDLED_DIR = ASSETS / "posts"
+BUNDLED = {  # name -> folders of assets/ with train.jsonl and test.jsonl
+    "bundled": ("posts",),  # short first-person posts (360-1,400 characters)
+    "bundled-documents": ("docs",),  # long documents of varied genres (1-4 kB)
+    "bundled-mixed": ("posts", "docs"),  # both: texts of mixed lengths
+}
 PROMPT_COLUMNS = ("prompt", "text", "content", "messages", "question", "instruction", "input")
 FILE_TYPES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 
@@ -42,11 +46,11 @@ class DataReport:
 
 def read_rows(path: str, split: str = "train") -> Dataset:
     """The raw rows of a source, with a clear message for each way it can fail."""
-    if path in ("", "bundled"):
-        file = BUNDLED_DIR / f"{split}.jsonl"
-        if not file.is_file():
-            raise DataError(f"The bundled dataset has splits 'train' and 'test', not '{split}'.")
-        return _read_file(file)
+    if path in ("", *BUNDLED):
+        files = [ASSETS / folder / f"{split}.jsonl" for folder in BUNDLED[path or "bundled"]]
+        if not all(f.is_file() for f in files):
+            raise DataError(f"The bundled datasets have splits 'train' and 'test', not '{split}'.")
+        return concatenate_datasets([_read_file(f).select_columns(["prompt"]) for f in files])
     local = Path(path).expanduser()
     if local.suffix.lower() in FILE_TYPES or local.exists():
         if not local.is_file():
@@ -135,11 +139,12 @@ def prompt_tokens(prompt, tokenizer) -> int:
     return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
 
-def _shorten(prompt, tokenizer, excess: int):
-    """Cut `excess` tokens (plus a margin) off the end of the prompt's text, keeping its start."""
+def _shorten(prompt, tokenizer, excess: int, keep_end: bool = False):
+    """Cut `excess` tokens (plus a margin) off the prompt's text: off the end, or off the start (`keep_end`)."""
     text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    cut = tokenizer.decode(ids[: max(0, len(ids) - excess - 2)], skip_special_tokens=True)
+    keep = max(0, len(ids) - excess - 2)
+    cut = tokenizer.decode(ids[len(ids) - keep :] if keep_end else ids[:keep], skip_special_tokens=True)
     if isinstance(prompt, str):
         return cut
     return prompt[:-1] + [{**prompt[-1], "content": cut}]
@@ -161,8 +166,8 @@ def build_prompts(cfg: DataConfig, tokenizer=None, max_prompt_length: int = 0,
         kept = []
         for p in prompts:
             n = prompt_tokens(p, tokenizer)
-            if n > max_prompt_length and cfg.overlong == "truncate":
-                p = _shorten(p, tokenizer, n - max_prompt_length)
+            if n > max_prompt_length and cfg.overlong != "drop":
+                p = _shorten(p, tokenizer, n - max_prompt_length, keep_end=cfg.overlong == "truncate_left")
                 n = prompt_tokens(p, tokenizer)
                 report.truncated += 1
             if n > max_prompt_length:

@@ -14,16 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import quality
 from .config import ConfigError, RewardSettings
 
 RewardFn = Callable[..., list[float]]
-
-_WORD = re.compile(r"[a-z0-9']+")
-_STOPWORDS = set(
-    "a an the and or but if then so of to in on at for with from by as is are was were be been being it its "
-    "this that these those i you he she we they me my your our their his her them us do does did not no yes "
-    "have has had will would can could should about into over after before just very really also than too".split()
-)
 
 
 def completion_text(completion: Any) -> str:
@@ -56,43 +50,31 @@ def one_sentence_reward(pattern: str) -> RewardFn:
     return one_sentence
 
 
-def _content_words(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 2]
+def _named(name: str, func: Callable[[str, str], float]) -> RewardFn:
+    """A reward from a `(source, answer) -> float` check of `quality`, in TRL's convention."""
+
+    def reward(prompts: list, completions: list, **kw: Any) -> list[float]:
+        return [float(func(completion_text(p), completion_text(c)))
+                for p, c in zip(prompts, completions, strict=True)]
+
+    reward.__name__ = name
+    return reward
 
 
-def on_topic_reward() -> RewardFn:
-    """Share of the completion's content words that also appear in the prompt (0..1): stays on the post."""
-
-    def on_topic(prompts: list, completions: list, **kw: Any) -> list[float]:
-        scores = []
-        for p, c in zip(prompts, completions, strict=True):
-            words = _content_words(completion_text(c))
-            source = set(_content_words(completion_text(p)))
-            scores.append(sum(w in source for w in words) / len(words) if words else 0.0)
-        return scores
-
-    return on_topic
-
-
-def no_repeat_reward(n: int = 3) -> RewardFn:
-    """Minus the share of repeated word n-grams (0 is best): punishes loops like 'the cat the cat the cat'."""
-
-    def no_repeat(prompts: list, completions: list, **kw: Any) -> list[float]:
-        scores = []
-        for c in completions:
-            words = _WORD.findall(completion_text(c).lower())
-            grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-            scores.append(-(1 - len(set(grams)) / len(grams)) if grams else 0.0)
-        return scores
-
-    return no_repeat
-
+QUALITY_REWARDS: dict[str, Callable[[str, str], float]] = {
+    "grounding": quality.grounding,
+    "no_repeat": lambda source, answer: -quality.repetition(answer),
+    "summary": lambda source, answer: float(quality.is_summary(source, answer)),
+}
+ALIASES = {"on_topic": "grounding"}  # the name earlier versions used
 
 BUILTIN_REWARDS: dict[str, str] = {
     "length": "-|ideal - characters| (the recipe's reward; best at the ideal length)",
     "one_sentence": "1 if the completion matches the regex (default: one line ending in . ! or ?), else 0",
-    "on_topic": "share of the completion's content words found in the prompt (0..1)",
+    "grounding": "share of the completion's content words found in the prompt (0..1)",
     "no_repeat": "minus the share of repeated 3-word sequences (0 is best)",
+    "summary": "1 if the completion passes the 'is a summary' rule (grounded, not repetitive, not filler, "
+               "shorter than the text), else 0",
 }
 
 
@@ -118,20 +100,24 @@ def load_custom(spec: str) -> RewardFn:
 
 
 def is_known(name: str) -> bool:
-    return name in BUILTIN_REWARDS or (":" in name and bool(name.rpartition(":")[2]))
+    return name in BUILTIN_REWARDS or name in ALIASES or (":" in name and bool(name.rpartition(":")[2]))
 
 
 def build_rewards(settings: RewardSettings) -> tuple[list[RewardFn], list[float]]:
-    """The reward callables and their weights, in the order the config lists them."""
+    """The reward callables and their weights, in the order the config lists them, then the monitored ones
+    (weight 0: TRL logs them as `rewards/<name>/mean` and they leave the advantage alone)."""
     makers: dict[str, Callable[[], RewardFn]] = {
         "length": lambda: length_reward(settings.ideal_length),
         "one_sentence": lambda: one_sentence_reward(settings.regex),
-        "on_topic": on_topic_reward,
-        "no_repeat": no_repeat_reward,
     }
-    funcs = [makers[name]() if name in makers else load_custom(name) for name in settings.functions]
-    weights = [float(w) for w in settings.weights] or [1.0] * len(funcs)
-    return funcs, weights
+    for name, check in QUALITY_REWARDS.items():
+        makers[name] = lambda name=name, check=check: _named(name, check)
+    for alias, name in ALIASES.items():
+        makers[alias] = lambda alias=alias, name=name: _named(alias, QUALITY_REWARDS[name])
+    watched = [name for name in dict.fromkeys(settings.monitor) if name not in settings.functions]
+    funcs = [makers[name]() if name in makers else load_custom(name) for name in settings.functions + watched]
+    weights = [float(w) for w in settings.weights] or [1.0] * len(settings.functions)
+    return funcs, weights + [0.0] * len(watched)
 
 
 def score(settings: RewardSettings, prompts: list, completions: list) -> dict[str, list[float]]:

@@ -16,6 +16,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REWARD_POINTS = ("() => { const d = document.querySelector('#plot-reward .js-plotly-plot');"
                  " if (!d || !d.data) return 0; const t = d.data.find(t => t.name === 'reward (mean)');"
                  " return t ? t.x.length : 0; }")
+QUALITY_POINTS = ("() => { const d = document.querySelector('#plot-quality .js-plotly-plot');"
+                  " if (!d || !d.data) return {}; const out = {};"
+                  " for (const t of d.data) out[t.name] = t.x.length; return out; }")
 
 
 def _free_port() -> int:
@@ -86,7 +89,7 @@ def test_train_live_then_stop(app_url, browser, tiny_model_dir):
     url, runs = app_url
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.goto(url)
-    page.get_by_text("170 rows").wait_for(timeout=60_000)
+    page.get_by_text("206 rows").wait_for(timeout=60_000)
     _set(page, "cfg-model-name", tiny_model_dir)
     _set(page, "cfg-grpo-max_steps", 400)
     _set(page, "cfg-grpo-per_device_train_batch_size", 4)
@@ -98,6 +101,10 @@ def test_train_live_then_stop(app_url, browser, tiny_model_dir):
     _wait(lambda: page.evaluate(REWARD_POINTS) > first)  # still growing: the page polls the job
     _wait(lambda: _table_rows(page, "completions-table") >= 4, timeout=30)
     assert "step" in page.locator("#train-progress").inner_text()
+    # the watched quality metrics are charted live beside the reward, one point per step
+    quality = _wait(lambda: (q := page.evaluate(QUALITY_POINTS)).get("summaries", 0) >= first and q)
+    assert {"summaries", "grounding", "non-repeated 3-grams", "reward (trend)"} <= set(quality)
+    assert "summary?" in page.locator("#completions-table").inner_text()  # each sample marked pass / fail
     # a second tab sees the same job and its history
     other = browser.new_page()
     other.goto(url)
@@ -136,7 +143,12 @@ def test_compare_streams_both_sides_and_batch(app_url, browser):
     assert page.locator("#base-output textarea").input_value().strip()
     assert page.locator("#tuned-output textarea").input_value().strip()
     assert "length" in page.locator("#base-stats").inner_text()
+    assert not page.locator("#batch-table").is_visible()  # nothing half-built before the first batch
+    assert not page.locator("#batch-quality").is_visible()
     _set(page, "batch-n", 4)
     page.click("#batch-btn")
-    page.locator("#batch-summary").get_by_text("mean reward").wait_for(timeout=180_000)
+    page.locator("#batch-summary").get_by_text("answers that are summaries").wait_for(timeout=180_000)
     _wait(lambda: _table_rows(page, "batch-table") == 4, timeout=30)
+    assert "mean |length − ideal|" in page.locator("#batch-summary").inner_text()
+    _wait(lambda: page.locator("#batch-quality .js-plotly-plot").count() == 1, timeout=30)
+    assert "tuned summary?" in page.locator("#batch-table").inner_text()

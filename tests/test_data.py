@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from grpo_app.config import DataConfig
-from grpo_app.data import DataError, build_prompts, detect_column, preview, read_rows
+from grpo_app.data import ASSETS, DataError, build_prompts, detect_column, preview, read_rows
 
 
 def test_bundled_dataset_shape():
@@ -88,6 +88,21 @@ def test_overlong_prompts_truncated_or_dropped(tmp_path, tokenizer_dir):
     assert len(tok(ds[1]["prompt"])["input_ids"]) <= 64
     ds, report = build_prompts(DataConfig(path=str(path), overlong="drop"), tok, max_prompt_length=64)
     assert (report.rows, report.dropped) == (1, 1) and "dropped" in report.summary()
+    path.write_text("start " + "word " * 400 + "the very end\n")
+    ds, report = build_prompts(DataConfig(path=str(path), overlong="truncate_left"), tok, max_prompt_length=64)
+    assert report.truncated == 1 and ds[0]["prompt"].endswith("the very end") and "start" not in ds[0]["prompt"]
+    assert len(tok(ds[0]["prompt"])["input_ids"]) <= 64  # as TRL 0.14 did: the end of the prompt is kept
+
+
+def test_bundled_posts_documents_and_mixed():
+    posts, documents, mixed = (read_rows(name) for name in ("bundled", "bundled-documents", "bundled-mixed"))
+    assert len(mixed) == len(posts) + len(documents) and mixed.column_names == ["prompt"]
+    assert min(len(t) for t in documents["prompt"]) >= 1000  # long texts beside the short posts
+    held_out = read_rows("bundled-documents", "test")["prompt"]
+    assert 10 <= len(held_out) and all(1000 <= len(t) <= 4000 for t in held_out)
+    assert held_out[0] == (ASSETS / "cat_document.txt").read_text().strip()  # the Compare tab's document
+    held_out_posts = read_rows("bundled", "test")["prompt"]
+    assert not set(held_out) & set(documents["prompt"]) and not set(held_out_posts) & set(posts["prompt"])
 
 
 def test_preview():

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from grpo_app.config import GenerationSettings
@@ -58,3 +60,24 @@ def test_switching_adapters_keeps_one_base_and_bounded_memory(trained, tiny_cfg)
         models.generate([PROMPT], settings, adapter=path)
     assert len(models.loaded) == 2 and len(models.model.peft_config) == 2
     assert id(models.model.get_base_model()) == base_id
+
+
+def test_evaluate_scores_both_sides_on_posts_and_documents(trained, tmp_path):
+    from grpo_app.evaluation import evaluate, figures_markdown, heldout_prompts, write_report
+
+    cfg, adapter = trained
+    cfg.generation.max_new_tokens = 6
+    sets = {name: heldout_prompts(cfg.data, name, 2) for name in ("posts", "documents")}
+    assert all(len(p) == 2 for p in sets.values())
+    assert len(sets["documents"][0][-1]["content"]) > 1000  # long texts, formatted like the training prompts
+    assert sets["documents"][0][-1]["content"].startswith(cfg.data.instruction)
+    report = evaluate(InferenceModels(cfg), cfg, adapter, sets)
+    for result in report["sets"].values():
+        for side in ("base", "tuned"):
+            figures = result[side]
+            assert 0 <= figures["summary_rate"] <= 1 and figures["length_error"] >= 0
+            answers = [row[f"{side}_answer"] for row in result["answers"]]
+            assert figures["mean_chars"] == sum(map(len, answers)) / 2
+        assert "answers that are summaries" in figures_markdown(result)
+    path = write_report(report, tmp_path / "r" / "eval.json")
+    assert json.loads(path.read_text())["sets"]["posts"]["prompts"] == 2

@@ -22,9 +22,9 @@ def test_completion_text_shapes():
 
 def test_builtins_and_weights():
     settings = RewardSettings(functions=["length", "one_sentence", "on_topic", "no_repeat"],
-                              weights=[1.0, 2.0, 3.0, 4.0], ideal_length=10)
+                              weights=[1.0, 2.0, 3.0, 4.0], ideal_length=10, monitor=[])
     funcs, weights = build_rewards(settings)
-    assert [f.__name__ for f in funcs] == ["length", "one_sentence", "on_topic", "no_repeat"]
+    assert [f.__name__ for f in funcs] == ["length", "one_sentence", "on_topic", "no_repeat"]  # on_topic: old name
     assert weights == [1.0, 2.0, 3.0, 4.0]
     prompts = ["The garden needs water and the tomatoes are ripe."]
     good = "Tomatoes ripe."
@@ -42,3 +42,16 @@ def test_custom_reward_from_file(tmp_path):
     assert func(prompts=["a", "b"], completions=["HI", "hi"]) == [1.0, 0.0]
     with pytest.raises(ConfigError, match="Could not load reward"):
         load_custom(f"{f}:missing")
+
+
+def test_monitored_rewards_are_logged_with_weight_zero():
+    settings = RewardSettings(functions=["length", "grounding"], weights=[1.0, 10.0],
+                              monitor=["grounding", "summary", "no_repeat"], ideal_length=20)
+    funcs, weights = build_rewards(settings)
+    # a monitor already optimised is not added twice; the others come last with weight 0
+    assert [f.__name__ for f in funcs] == ["length", "grounding", "summary", "no_repeat"]
+    assert weights == [1.0, 10.0, 0.0, 0.0]
+    prompts = ["The library on Elm Street will close on Sundays from March because of budget cuts."]
+    s = score(settings, prompts * 2, ["The Elm Street library closes Sundays from March.", "Awesome!"])
+    assert s["summary"] == [1.0, 0.0]
+    assert s["total"] == [s["length"][i] + 10.0 * s["grounding"][i] for i in range(2)]  # monitors add nothing

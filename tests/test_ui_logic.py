@@ -43,14 +43,15 @@ def test_cli_command_reproduces_the_config():
 
 def _rows(n):
     return [{"step": i + 1, "reward": -100 + i, "reward_std": 5.0, "rewards/length/mean": -100 + i,
-             "rewards/no_repeat/mean": 0.0, "loss": 0.1, "kl": 0.01, "completions/mean_length": 30,
+             "rewards/no_repeat/mean": 0.0, "rewards/summary/mean": 0.5, "loss": 0.1, "kl": 0.01,
+             "completions/mean_length": 30,
              "completions/min_length": 10, "completions/max_length": 40, "completions/clipped_ratio": 0.2,
              "entropy": 2.0, "learning_rate": 1e-4, "frac_reward_zero_std": 0.0} for i in range(n)]
 
 
 @pytest.mark.parametrize("n", [0, 1, 2000])
 def test_figures_read_well_with_0_1_and_2000_points(n):
-    reward, loss, length, health = charts.all_figures(_rows(n))
+    reward, loss, length, quality, health = charts.all_figures(_rows(n))
     main = next(t for t in reward.data if t.name == "reward (mean)")
     assert len(main.x) == n
     assert main.mode == ("lines" if n > charts.MARKERS_UNTIL else "lines+markers")
@@ -58,6 +59,9 @@ def test_figures_read_well_with_0_1_and_2000_points(n):
     if n:
         assert {t.name for t in reward.data} >= {"length", "no_repeat", "± std"}
         assert any(t.name == "KL" for t in loss.data)
+        names = {t.name: t for t in quality.data}
+        assert set(names) == {"summaries", "non-repeated 3-grams", "reward (trend)"}
+        assert names["summaries"].y[0] == 0.5 and names["non-repeated 3-grams"].y[0] == 1.0  # 0..1, higher better
     else:
         assert reward.layout.annotations[0].text.startswith("waiting")
 
@@ -74,9 +78,12 @@ def test_live_text():
                                   "rewards": {"length": -44.0}, "total": -44.0}])
     html = live.progress_html(s)
     assert "3/10" in html and "1:05" in html and "2:10" in html and "9.5 completion tokens/s" in html
-    frame = live.completions_frame(s.completions, "Summarize.")
-    assert list(frame.columns) == ["prompt", "completion", "chars", "length", "total"]
+    frame = live.completions_frame(s.completions, "Summarize.").data
+    assert list(frame.columns) == ["prompt", "completion", "chars", "summary?", "length", "total"]
     assert frame.iloc[0]["prompt"] == "My long post" and frame.iloc[0]["chars"] == 6
+    assert frame.iloc[0]["summary?"] == "✗ too short"
+    html = live.completions_frame(s.completions, "Summarize.").to_html()
+    assert live.FAIL_STYLE.split(":")[1].strip() in html  # failing rows are tinted
     assert "Training" in live.status_markdown(s)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..watch import QUALITY_KEYS, quality_series
+
 COLORS = ["#6d28d9", "#0891b2", "#ea580c", "#16a34a", "#db2777", "#ca8a04"]
 MARKERS_UNTIL = 60
 
@@ -76,7 +78,8 @@ def loss_figure(rows: list[dict]) -> go.Figure:
     if kx:
         fig.add_trace(go.Scatter(x=kx, y=ky, mode=_mode(len(kx)), name="KL", line={"color": COLORS[2]}),
                       secondary_y=True)
-    return _layout(fig, "Loss" + (" and KL" if kx else ""), not x)
+    title = "Loss and KL (both rise as the policy moves away from the base: expected)" if kx else "Loss"
+    return _layout(fig, title, not x)
 
 
 def length_figure(rows: list[dict]) -> go.Figure:
@@ -94,6 +97,25 @@ def length_figure(rows: list[dict]) -> go.Figure:
                              line={"color": COLORS[2], "dash": "dash"}), secondary_y=True)
     fig.update_yaxes(range=[0, 1.05], secondary_y=True)
     return _layout(fig, "Completion length (tokens)", not x)
+
+
+def quality_figure(rows: list[dict]) -> go.Figure:
+    """The watched quality metrics (0..1, higher is better) with the reward's trend on its own axis."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    watched = quality_series(rows)
+    for i, (name, points) in enumerate(watched.items()):
+        label = QUALITY_KEYS[name][0]
+        fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode=_mode(len(points)),
+                                 name=label, line={"color": COLORS[(i + 3) % len(COLORS)]}))
+    x, y = series(rows, "reward")
+    if watched and x:
+        fig.add_trace(go.Scatter(x=x, y=smooth(y, 0.7), mode="lines", name="reward (trend)", opacity=0.6,
+                                 line={"color": COLORS[0], "dash": "dot"}), secondary_y=True)
+    fig.update_yaxes(range=[0, 1.05], tickformat=".0%", secondary_y=False)
+    fig = _layout(fig, "Quality (share of completions)", not watched)
+    if not watched and x:
+        fig.layout.annotations[0].text = "no quality metric watched (reward.monitor)"
+    return fig
 
 
 def health_figure(rows: list[dict]) -> go.Figure:
@@ -115,7 +137,23 @@ def health_figure(rows: list[dict]) -> go.Figure:
 
 
 def all_figures(rows: list[dict]) -> list[go.Figure]:
-    return [reward_figure(rows), loss_figure(rows), length_figure(rows), health_figure(rows)]
+    return [reward_figure(rows), loss_figure(rows), length_figure(rows), quality_figure(rows), health_figure(rows)]
+
+
+def quality_bars_figure(summary: dict) -> go.Figure:
+    """Base vs tuned on the batch's quality figures (all shares, 0..1)."""
+    keys = [("summary_rate", "summaries ↑"), ("grounding", "grounding ↑"), ("repetition", "repetition ↓"),
+            ("degenerate_rate", "degenerate ↓")]
+    fig = go.Figure()
+    for i, side in enumerate(("base", "tuned")):
+        values = [summary[side][k] for k, _ in keys]
+        fig.add_trace(go.Bar(x=[label for _, label in keys], y=values, name=side, marker_color=COLORS[i * 2],
+                             text=[f"{v:.0%}" for v in values], textposition="outside"))
+    fig.update_layout(barmode="group")
+    fig = _layout(fig, "Quality: base vs tuned", False)
+    fig.update_yaxes(range=[0, 1.15], tickformat=".0%")
+    fig.update_layout(hovermode="closest")
+    return fig
 
 
 def comparison_figure(df, ideal: int | None = None) -> go.Figure:

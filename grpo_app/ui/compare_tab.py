@@ -17,12 +17,12 @@ import gradio as gr
 
 from ..config import Config, ConfigError, DataConfig, GenerationSettings, preset, set_value, validate
 from ..data import ASSETS, build_prompts, to_prompt
-from ..evaluation import compare_batch, summarize
+from ..evaluation import compare_batch, figures_markdown, heldout_prompts, summarize
 from ..jobs import JobRegistry
 from ..rewards import score
 from ..runs import list_runs, run_of_adapter
 from . import live
-from .charts import comparison_figure
+from .charts import comparison_figure, quality_bars_figure
 
 CAT_DOCUMENT = (ASSETS / "cat_document.txt").read_text().strip() if (ASSETS / "cat_document.txt").is_file() else ""
 
@@ -55,7 +55,7 @@ def create_compare_tab(registry: JobRegistry, runs_root: str) -> dict:
     custom = gr.Textbox(label="…or an adapter folder / Hub id", placeholder="runs/…/adapter or user/my-adapter")
     notice = gr.Markdown(elem_id="compare-notice")
     with gr.Row():
-        instruction = gr.Textbox(label="Instruction", value="Summarize this post in one sentence.", scale=4,
+        instruction = gr.Textbox(label="Instruction", value=preset("quick").data.instruction, scale=4,
                                  info="Offered from the run's training config; empty = the text alone.")
         chat = gr.Checkbox(label="Chat template", value=True, scale=1)
     prompt = gr.Textbox(label="Prompt", value=CAT_DOCUMENT, lines=8, max_lines=14, elem_id="compare-prompt")
@@ -79,18 +79,22 @@ def create_compare_tab(registry: JobRegistry, runs_root: str) -> dict:
             gr.Markdown("### Tuned model")
             tuned_out = gr.Textbox(lines=8, max_lines=16, show_label=False, elem_id="tuned-output")
             tuned_stats = gr.Markdown(elem_id="tuned-stats", elem_classes="side-stats")
-    gr.Markdown("## Batch comparison\nThe same prompts through both models with the same seeds: what did "
-                "training change?")
+    gr.Markdown("## Batch comparison\nThe same held-out prompts through both models with the same seeds: what "
+                "did training change? Length error, the share of answers that are summaries (grounded in the text, "
+                "not repetitive, not filler, shorter than the text), grounding and every reward.")
     with gr.Row():
-        n_prompts = gr.Number(20, label="Prompts", precision=0, min_width=90, elem_id="batch-n",
-                              info="from the bundled held-out split, or the file")
-        batch_file = gr.File(label="…or a prompts file", file_types=[".jsonl", ".json", ".csv", ".parquet", ".txt"],
+        which = gr.Radio(["posts", "documents", "file"], value="posts", label="Held-out prompts", min_width=200,
+                         elem_id="batch-set", info="40 short posts, 12 long documents, or your file")
+        n_prompts = gr.Number(20, label="Prompts", precision=0, min_width=90, elem_id="batch-n", info="at most")
+        batch_file = gr.File(label="Prompts file", file_types=[".jsonl", ".json", ".csv", ".parquet", ".txt"],
                              type="filepath", height=90)
         batch_btn = gr.Button("Run batch comparison", elem_id="batch-btn")
     batch_summary = gr.Markdown(elem_id="batch-summary")
-    batch_plot = gr.Plot(show_label=False, elem_id="batch-plot")
-    batch_table = gr.Dataframe(wrap=True, max_height=400, elem_id="batch-table")
-    batch_files = gr.File(label="Export", file_count="multiple", interactive=False)
+    with gr.Row(visible=False) as batch_plots:
+        batch_plot = gr.Plot(show_label=False, elem_id="batch-plot")
+        quality_plot = gr.Plot(show_label=False, elem_id="batch-quality")
+    batch_table = gr.Dataframe(wrap=True, max_height=400, elem_id="batch-table", visible=False)
+    batch_files = gr.File(label="Export", file_count="multiple", interactive=False, visible=False)
 
     def settings(max_new, temperature, min_p, top_p, seed, greedy) -> GenerationSettings:
         """The widgets' values (blank = the default), checked by the config's own validation."""
@@ -140,28 +144,31 @@ def create_compare_tab(registry: JobRegistry, runs_root: str) -> dict:
             out[3] = f"❌ {e}"
             yield out
 
-    def run_batch(adapter, custom, instruction, chat, n, file, *gen, progress=gr.Progress()):
+    def run_batch(adapter, custom, instruction, chat, which, n, file, *gen, progress=gr.Progress()):
         chosen = pick(adapter, custom)
         if not chosen:
             raise gr.Error("Choose a tuned model (train a run first) to compare against the base.")
+        if which == "file" and not file:
+            raise gr.Error("Upload a prompts file, or pick the held-out posts or documents.")
         cfg = run_config(chosen)
         try:
-            data = DataConfig(path=file or "bundled", split="test", instruction=instruction or "",
-                              chat_format=bool(chat), max_samples=max(1, int(n or 20)))
-            prompts, _ = build_prompts(data)
+            data = DataConfig(instruction=instruction or "", chat_format=bool(chat))
+            limit = max(1, int(n or 20))
+            if which == "file":
+                data.path, data.max_samples = file, limit
+                prompts = list(build_prompts(data)[0]["prompt"])
+            else:
+                prompts = heldout_prompts(data, which, limit)
             models = registry.inference(cfg)
             progress(0, desc="Generating…")
-            df = compare_batch(models, list(prompts["prompt"]), settings(*gen), chosen, cfg.reward,
+            df = compare_batch(models, prompts, settings(*gen), chosen, cfg.reward,
                                progress=lambda d, t: progress(d / t, desc=f"{d}/{t} answers"))
         except ConfigError as e:
             raise gr.Error(str(e)) from None
-        summary = summarize(df)
-        b, t = summary["base"], summary["tuned"]
-        ideal = cfg.reward.ideal_length if "length" in cfg.reward.functions else None
-        md = (f"| | base | tuned |\n|---|---|---|\n| mean reward | {b.mean_reward:.2f} | **{t.mean_reward:.2f}** |\n"
-              f"| mean length (chars) | {b.mean_chars:.1f} | **{t.mean_chars:.1f}** |\n"
-              f"| mean tokens | {b.mean_tokens:.1f} | {t.mean_tokens:.1f} |\n\n{len(df)} prompts"
-              + (f", ideal length {ideal} characters." if ideal else "."))
+        ideal = cfg.reward.ideal_length
+        summary = summarize(df, ideal)
+        md = figures_markdown(summary, f"{len(df)} {which if which != 'file' else 'prompts'}") + (
+            f"\n\nIdeal length {ideal} characters; **bold** = the better side.")
         run = run_of_adapter(chosen)
         out_dir = run.path if run else Path(tempfile.mkdtemp(prefix="grpo-compare-"))
         stem = out_dir / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -169,16 +176,23 @@ def create_compare_tab(registry: JobRegistry, runs_root: str) -> dict:
         with open(f"{stem}.jsonl", "w", encoding="utf-8") as f:
             for row in df.to_dict(orient="records"):
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        view = df[["prompt", "base_answer", "tuned_answer", "base_total", "tuned_total"]].copy()
+        view = df[["prompt", "base_answer", "tuned_answer", "base_chars", "tuned_chars", "base_total",
+                   "tuned_total"]].copy()
         view["prompt"] = view["prompt"].map(
             lambda x: live.shorten(x.removeprefix((instruction or "").strip()).strip(), 80))
-        return md, comparison_figure(df, ideal), view.round(2), [f"{stem}.csv", f"{stem}.jsonl"]
+        for side in ("base", "tuned"):
+            view[f"{side} summary?"] = [("✓" if ok else f"✗ {why}") for ok, why in
+                                        zip(df[f"{side}_is_summary"], df[f"{side}_why_not"], strict=True)]
+        shown = gr.update(visible=True)
+        return (md, shown, comparison_figure(df, ideal), quality_bars_figure(summary),
+                gr.update(value=view.round(2), visible=True),
+                gr.update(value=[f"{stem}.csv", f"{stem}.jsonl"], visible=True))
 
     gen_inputs = [max_new, temperature, min_p, top_p, seed, greedy]
     refresh.click(refresh_runs, adapter, [adapter, notice])
     adapter.change(offer_format, adapter, [instruction, chat])
     generate_btn.click(generate, [adapter, custom, instruction, chat, prompt, *gen_inputs],
                        [base_out, base_stats, tuned_out, tuned_stats])
-    batch_btn.click(run_batch, [adapter, custom, instruction, chat, n_prompts, batch_file, *gen_inputs],
-                    [batch_summary, batch_plot, batch_table, batch_files])
+    batch_btn.click(run_batch, [adapter, custom, instruction, chat, which, n_prompts, batch_file, *gen_inputs],
+                    [batch_summary, batch_plots, batch_plot, quality_plot, batch_table, batch_files])
     return {"on_load": (refresh_runs, adapter, [adapter, notice]), "adapter": adapter}

@@ -15,7 +15,7 @@ from ..config import Config, set_value, validate
 FORM_KEYS = [
     "model.name",
     "data.path", "data.split", "data.prompt_column", "data.instruction", "data.chat_format", "data.max_samples",
-    "reward.functions", "reward.weights", "reward.ideal_length", "reward.regex",
+    "reward.functions", "reward.weights", "reward.monitor", "reward.ideal_length", "reward.regex",
     "lora.r", "lora.lora_alpha", "lora.lora_dropout", "lora.target_modules",
     "grpo.learning_rate", "grpo.per_device_train_batch_size", "grpo.gradient_accumulation_steps",
     "grpo.num_generations", "grpo.max_prompt_length", "grpo.max_completion_length", "grpo.max_steps",

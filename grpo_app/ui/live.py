@@ -5,10 +5,15 @@ from __future__ import annotations
 import pandas as pd
 
 from ..jobs import JobSnapshot
+from ..quality import assess
 from ..runs import Run, read_status
+from ..watch import hacking_warning
 
 ICONS = {"idle": "⚪", "starting": "⏳", "loading": "⏳", "training": "🟢", "stopping": "🟠", "finished": "✅",
          "stopped": "⏹️", "failed": "❌"}
+
+
+FAIL_STYLE = "background-color: #fee2e2"
 
 
 def clock(seconds: float | None) -> str:
@@ -45,21 +50,31 @@ def shorten(text: str, n: int = 90) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def completions_frame(rows: list[dict], instruction: str = "") -> pd.DataFrame:
-    """The latest sampled group: prompt (shortened, without the instruction), completion, length, rewards."""
+def warning_markdown(metrics: list[dict]) -> str:
+    text = hacking_warning(metrics)
+    return f"⚠️ **{text}**" if text else ""
+
+
+def completions_frame(rows: list[dict], instruction: str = ""):
+    """The latest sampled group, best first: prompt (without the instruction), completion, length, rewards,
+    and whether each completion is a summary (failing rows are tinted, with the reason)."""
     if not rows:
-        return pd.DataFrame({"prompt": [], "completion": [], "chars": [], "total": []})
+        return pd.DataFrame({"prompt": [], "completion": [], "chars": [], "summary?": [], "total": []})
     names = list(rows[0].get("rewards", {}))
     data = []
     for r in rows:
         prompt = r["prompt"].removeprefix(instruction.strip()).strip() if instruction.strip() else r["prompt"]
-        item = {"prompt": shorten(prompt, 70), "completion": r["completion"], "chars": len(r["completion"])}
+        check = assess(r["prompt"], r["completion"])
+        item = {"prompt": shorten(prompt, 70), "completion": r["completion"], "chars": len(r["completion"]),
+                "summary?": "✓" if check.summary else f"✗ {check.reason}"}
         for name in names:
             value = r["rewards"].get(name)
             item[name] = round(value, 3) if value is not None else None
         item["total"] = round(r.get("total", 0.0), 3)
         data.append(item)
-    return pd.DataFrame(data).sort_values("total", ascending=False, kind="stable")
+    frame = pd.DataFrame(data).sort_values("total", ascending=False, kind="stable")
+    failing = frame["summary?"].str.startswith("✗")
+    return frame.style.apply(lambda row: [FAIL_STYLE if failing[row.name] else ""] * len(row), axis=1)
 
 
 def log_text(s: JobSnapshot, lines: int = 40) -> str:

@@ -50,6 +50,9 @@ def _fields() -> dict[str, gr.components.Component]:
         with gr.Row():
             f["reward.ideal_length"] = gr.Number(label="Ideal length (chars)", precision=0, min_width=100)
             f["reward.weights"] = gr.Textbox(label="Weights", info="One per function, e.g. 1, 0.5 (empty = all 1)")
+        f["reward.monitor"] = gr.CheckboxGroup(
+            list(BUILTIN_REWARDS), label="Watch (charted every step, not optimised)",
+            info="Quality to see beside the reward: if the reward rises while these fall, the reward is being gamed.")
         f["reward.regex"] = gr.Textbox(label="one_sentence pattern", info="Regex the whole completion must match.")
     with gr.Accordion("GRPO", open=True):
         with gr.Row():
@@ -129,10 +132,12 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
         with gr.Column(scale=3, min_width=480):
             status = gr.Markdown(elem_id="train-status")
             progress = gr.HTML(elem_id="train-progress")
+            warning = gr.Markdown(elem_id="hacking-warning", elem_classes="gs-warning")
             with gr.Row():
                 reward_plot = gr.Plot(elem_id="plot-reward", show_label=False)
-                loss_plot = gr.Plot(elem_id="plot-loss", show_label=False)
+                quality_plot = gr.Plot(elem_id="plot-quality", show_label=False)
             with gr.Row():
+                loss_plot = gr.Plot(elem_id="plot-loss", show_label=False)
                 length_plot = gr.Plot(elem_id="plot-length", show_label=False)
             health_plot = gr.Plot(elem_id="plot-health", show_label=False)
             completions_caption = gr.Markdown(elem_id="completions-caption")
@@ -142,7 +147,7 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
                 log = gr.Textbox(lines=10, max_lines=20, show_label=False, elem_id="train-log")
     timer = gr.Timer(1.5, active=False)
     seen = gr.State((None, -1, -1))  # (job id, state version, metrics drawn) last sent to this page
-    plots = [reward_plot, loss_plot, length_plot, health_plot]
+    plots = [reward_plot, loss_plot, length_plot, quality_plot, health_plot]
 
     def load_preset(name):
         return config_to_form(preset(name), keys)
@@ -187,20 +192,21 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
         if not changed and not s.active:
             return [gr.skip()] * (len(live_outputs) - 2) + [last, gr.Timer(active=False)]
         draw = current != job_id or len(s.metrics) != drawn
-        figures = all_figures(s.metrics) if draw else [gr.skip()] * len(plots)
+        drawn_now = [*all_figures(s.metrics), live.warning_markdown(s.metrics)] if draw else None
+        figures = drawn_now or [gr.skip()] * (len(plots) + 1)
         instruction = registry.current.cfg.data.instruction if registry.current else ""
         table = live.completions_frame(s.completions, instruction) if changed else gr.skip()
         return [live.status_markdown(s), live.progress_html(s), *figures, live.completions_caption(s), table,
                 live.log_text(s), (current, s.version, len(s.metrics)), gr.Timer(active=s.active)]
 
-    live_outputs = [status, progress, *plots, completions_caption, completions, log, seen, timer]
+    live_outputs = [status, progress, *plots, warning, completions_caption, completions, log, seen, timer]
 
     def list_past():
         return gr.update(choices=[(r.label, str(r.path)) for r in list_runs(runs_root)])
 
     def open_run(path):
         if not path:
-            return [gr.skip()] * (len(keys) + 8)
+            return [gr.skip()] * (len(keys) + len(plots) + 5)
         run = Run(path)
         s = live.run_snapshot(run)
         try:
@@ -209,7 +215,8 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
         except ConfigError:  # an unreadable config.yaml: still show the charts
             form, instruction = [gr.skip()] * len(keys), ""
         return [*form, live.status_markdown(s), live.progress_html(s), *all_figures(s.metrics),
-                live.completions_caption(s), live.completions_frame(s.completions, instruction)]
+                live.warning_markdown(s.metrics), live.completions_caption(s),
+                live.completions_frame(s.completions, instruction)]
 
     def continue_from(path):
         if not path or not Run(path).has_adapter():
@@ -218,7 +225,7 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
         return str(Run(path).adapter_dir)
 
     past_refresh.click(list_past, None, past)
-    open_btn.click(open_run, past, [*inputs, status, progress, *plots, completions_caption, completions])
+    open_btn.click(open_run, past, [*inputs, status, progress, *plots, warning, completions_caption, completions])
     continue_btn.click(continue_from, past, fields["run.resume_from"])
     data_args = ([fields["data.path"], fields["data.split"], fields["data.prompt_column"]],
                  [data_info, data_preview, fields["data.prompt_column"]])

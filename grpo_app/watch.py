@@ -14,6 +14,7 @@ QUALITY_KEYS = {  # metric -> (label, transform into "higher is better, 0..1", s
     "no_repeat": ("non-repeated 3-grams", lambda v: 1 + v, 0.15),
 }
 WINDOW = 5
+LOW_SUMMARY_RATE = 0.2  # a rising reward with fewer summaries than this is not learning the task
 
 
 def _mean(values: list[float]) -> float:
@@ -40,7 +41,7 @@ def hacking_warning(rows: list[dict], window: int = WINDOW) -> str:
     spread = _mean([r["reward_std"] for r in rows[:window] if r.get("reward_std") is not None] or [0.0])
     if late - early <= max(0.25 * spread, 0.05 * abs(early), 1e-9):
         return ""
-    falls = []
+    falls, low = [], ""
     for name, points in quality_series(rows).items():
         label, _, sharp = QUALITY_KEYS[name]
         values = [v for _, v in points]
@@ -49,9 +50,14 @@ def hacking_warning(rows: list[dict], window: int = WINDOW) -> str:
         before, now = _mean(values[:window]), _mean(values[-window:])
         if before - now >= sharp:
             falls.append(f"{label} from {before:.0%} to {now:.0%}")
-    if not falls:
+        elif name == "summary" and now < LOW_SUMMARY_RATE:
+            low = f"only {now:.0%} of the latest completions are summaries"
+    if falls:
+        what = f"{' and '.join(falls)} fell"
+    elif low:
+        what = low
+    else:
         return ""
-    return (f"Reward hacking? The reward rose from {early:.2f} to {late:.2f} while {' and '.join(falls)} fell. "
-            "The model is learning to please the reward, not to do the task: read the completions below (failing "
-            "ones are marked), then add grounding or no_repeat to the rewards, raise beta (KL) or lower the "
-            "learning rate.")
+    return (f"Reward hacking? The reward rose from {early:.2f} to {late:.2f} while {what}. The model is learning "
+            "to please the reward, not to do the task: read the completions below (failing ones are marked), then "
+            "add grounding, summary or no_repeat to the rewards, raise beta (KL) or lower the learning rate.")

@@ -64,6 +64,8 @@ def test_hacking_warning_when_reward_rises_and_quality_falls():
     assert "Reward hacking" in text and "summaries from" in text and "grounding from" in text
     healthy = _rows(lambda i: -200 + 15 * i, lambda i: 0.5 + 0.03 * i, lambda i: 0.7)
     assert hacking_warning(healthy) == ""
+    never = _rows(lambda i: -200 + 15 * i, lambda i: 0.05, lambda i: 0.1)  # quality never there: still gamed
+    assert "only 5% of the latest completions are summaries" in hacking_warning(never)
     flat = _rows(lambda i: -100.0, lambda i: max(0.0, 0.6 - 0.06 * i), lambda i: 0.7)
     assert hacking_warning(flat) == ""  # quality falls but the reward does not rise: no gaming to report
     assert hacking_warning(hacked[:6]) == ""  # too early to tell

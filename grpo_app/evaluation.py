@@ -24,7 +24,7 @@ from .training import prompt_text
 HELDOUT = {"posts": ASSETS / "posts" / "test.jsonl", "documents": ASSETS / "docs" / "test.jsonl"}
 SIDES = ("base", "tuned")
 FIGURES = {  # figure -> (label, higher is better)
-    "length_error": ("mean |length − ideal| (chars)", False),
+    "length_error": ("mean distance from the ideal length (chars)", False),
     "summary_rate": ("answers that are summaries", True),
     "grounding": ("grounding (share of words from the text)", True),
     "repetition": ("repetition (repeated 3-grams)", False),

@@ -9,8 +9,8 @@ characters. These checks read the text the way a user would, roughly:
 - `repetition`: the share of the answer's word 3-grams that repeat an earlier one ("the cat the cat ...").
 - `degenerate`: why an answer is no answer at all (empty, too short, one word repeated, chat filler such as
   apologies or thanks instead of content), or "" when it is fine.
-- `is_summary`: the rule the evaluation counts. An answer passes when it is not degenerate, has at least
-  two grounded content words and grounding >= 0.5, repetition <= 0.25, and is shorter than the source
+- `is_summary`: the rule the evaluation counts. An answer passes when it is not degenerate, repetition <= 0.25,
+  it has at least two grounded content words and grounding >= 0.5, and it is shorter than the source
   (at most `MAX_SHARE` of its characters). A short faithful sentence passes; a truncated copy of the first
   line may pass (it is grounded and short, if lazy); "Awesome!" never does.
 """
@@ -122,10 +122,10 @@ def assess(source: str, answer: str) -> Quality:
     reason, ground, rep = broken, grounding(source, answer), repetition(answer)
     if not reason:
         hits, _ = grounded_words(source, answer)
-        if hits < MIN_GROUNDED_WORDS or ground < MIN_GROUNDING:
-            reason = "not about the text"
-        elif rep > MAX_REPETITION:
+        if rep > MAX_REPETITION:
             reason = "repeats itself"
+        elif hits < MIN_GROUNDED_WORDS or ground < MIN_GROUNDING:
+            reason = "not about the text"
         elif len(answer.strip()) > MAX_SHARE * len(source.strip()):
             reason = "not shorter than the text"
     return Quality(round(ground, 4), round(rep, 4), broken, not reason, reason)

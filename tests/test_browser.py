@@ -149,6 +149,6 @@ def test_compare_streams_both_sides_and_batch(app_url, browser):
     page.click("#batch-btn")
     page.locator("#batch-summary").get_by_text("answers that are summaries").wait_for(timeout=180_000)
     _wait(lambda: _table_rows(page, "batch-table") == 4, timeout=30)
-    assert "mean |length − ideal|" in page.locator("#batch-summary").inner_text()
+    assert "distance from the ideal length" in page.locator("#batch-summary").inner_text()
     _wait(lambda: page.locator("#batch-quality .js-plotly-plot").count() == 1, timeout=30)
     assert "tuned summary?" in page.locator("#batch-table").inner_text()

@@ -189,6 +189,7 @@ def create_compare_tab(registry: JobRegistry, runs_root: str) -> dict:
                 gr.update(value=[f"{stem}.csv", f"{stem}.jsonl"], visible=True))
 
     gen_inputs = [max_new, temperature, min_p, top_p, seed, greedy]
+    batch_file.upload(lambda: "file", None, which)
     refresh.click(refresh_runs, adapter, [adapter, notice])
     adapter.change(offer_format, adapter, [instruction, chat])
     generate_btn.click(generate, [adapter, custom, instruction, chat, prompt, *gen_inputs],

@@ -2,9 +2,11 @@
 
     python -m grpo_app train --preset quick
     python -m grpo_app train --config my.yaml --set grpo.max_steps=20 run.dir=out
+    python -m grpo_app train --resume runs/<run>                # after a crash, a kill or Stop
     python -m grpo_app config --preset recipe > my.yaml
     python -m grpo_app generate --adapter runs/<run>/adapter --prompts posts.jsonl --out answers.jsonl
     python -m grpo_app eval --adapter runs/<run>/adapter        # base vs tuned on the held-out texts
+    python -m grpo_app export runs/<run> --merge --push user/my-model
     accelerate launch -m grpo_app train --preset recipe     # several GPUs / processes
 """
 
@@ -34,6 +36,8 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="Train a LoRA adapter with GRPO.")
     _add_config_args(train)
+    train.add_argument("--resume", metavar="RUN_DIR", help="Continue an interrupted or stopped run from its last "
+                       "checkpoint, with its own config (--set still applies).")
     cfg = sub.add_parser("config", help="Print the full config as YAML.")
     _add_config_args(cfg)
     gen = sub.add_parser("generate", help="Generate completions for a file of prompts.")
@@ -43,6 +47,12 @@ def make_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompts", required=True, help="Prompts file: .jsonl/.json/.csv/.parquet/.txt.")
     gen.add_argument("--out", required=True, help="Output JSONL: prompt, completion, rewards.")
     gen.add_argument("--batch-size", type=int, default=8)
+    ex = sub.add_parser("export", help="Export a run (adapter or merged model) with a model card; push it.")
+    ex.add_argument("run_dir", help="The run folder.")
+    ex.add_argument("--merge", action="store_true", help="Fold the adapter into the base (merge_and_unload).")
+    ex.add_argument("--out", help="Folder to write (default: <run>/merged or <run>/export).")
+    ex.add_argument("--push", metavar="REPO_ID", help="Upload to this Hub repo (user/name); token from HF_TOKEN.")
+    ex.add_argument("--private", action="store_true", help="Create the Hub repo private.")
     ev = sub.add_parser("eval", help="Score base and tuned on held-out prompts; write <run>/eval.json.")
     _add_config_args(ev)
     ev.add_argument("--adapter", required=True, help="LoRA adapter folder (a run's adapter/) or Hub id.")
@@ -64,7 +74,14 @@ def cmd_train(args, cfg: Config) -> int:
         def on_log(self, line: str) -> None:
             print(line, file=sys.stderr, flush=True)
 
-    result = train(cfg, Printer())
+    if args.resume:
+        from .runs import Run
+
+        cfg = Run(args.resume).config()
+        for key, value in parse_set(args.sets):
+            set_value(cfg, key, value)
+        cfg.run.dir = args.resume
+    result = train(cfg, Printer(), resume=bool(args.resume))
     rewards = [m["reward"] for m in result.metrics if m.get("reward") is not None]
     if rewards:
         k = min(5, len(rewards))
@@ -108,6 +125,16 @@ def cmd_generate(args, cfg: Config) -> int:
     n = len(texts)
     print(f"wrote {n} completions to {out}; mean length {sum(map(len, texts)) / n:.1f} chars, "
           f"mean reward {sum(scores['total']) / n:.2f}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_run, push_folder
+
+    folder = export_run(args.run_dir, merge=args.merge, out=args.out)
+    print(f"exported {'merged model' if args.merge else 'adapter'} with model card to {folder}")
+    if args.push:
+        print(f"pushed: {push_folder(folder, args.push, private=args.private)}")
     return 0
 
 
@@ -162,6 +189,8 @@ def _generate_config(args, cfg: Config) -> Config:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
+        if args.command == "export":
+            return cmd_export(args)
         cfg = load_config(args.preset, args.config, parse_set(args.sets))
         if args.command in ("generate", "eval"):
             cfg = _generate_config(args, cfg)

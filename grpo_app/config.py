@@ -81,7 +81,9 @@ class GRPOSettings:
     lr_scheduler_type: str = _f("linear", "linear | cosine | constant ...")
     warmup_steps: float = _f(0, "Learning-rate warm-up: steps (>= 1) or a fraction of all steps (< 1).")
     logging_steps: int = _f(1, "Log metrics every N steps.")
-    save_steps: int = _f(25, "Save the adapter every N steps, so Compare can use a running job (0 = only at the end).")
+    save_steps: int = _f(25, "Save the adapter and a resumable checkpoint every N steps (0 = only the adapter, at "
+                         "the end).")
+    save_total_limit: int = _f(2, "Keep the newest K checkpoints (0 = all): bounds disk use.")
     seed: int = _f(42, "Random seed.")
     extra: dict = _f({}, "Any other TRL GRPOConfig field, passed through as is.")
 
@@ -153,7 +155,9 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_yaml())
+        from .files import write_atomic
+
+        write_atomic(path, self.to_yaml())
 
     @classmethod
     def from_dict(cls, data: dict) -> Config:
@@ -266,6 +270,8 @@ def validate(cfg: Config) -> Config:
         problems.append("grpo.num_generations must be at least 2: GRPO compares completions within a group.")
     if g.learning_rate <= 0:
         problems.append("grpo.learning_rate must be positive.")
+    if g.save_steps < 0 or g.save_total_limit < 0:
+        problems.append("grpo.save_steps and grpo.save_total_limit must be >= 0.")
     for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length",
                  "max_prompt_length", "logging_steps"):
         if getattr(g, name) < 1:

@@ -49,8 +49,8 @@ class JobSnapshot:
 class TrainingJob(Reporter):
     """One run of `train()` in a daemon thread, reporting into thread-safe state."""
 
-    def __init__(self, cfg: Config):
-        self.cfg = cfg
+    def __init__(self, cfg: Config, resume: bool = False):
+        self.cfg, self.resume = cfg, resume
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._state = JobSnapshot(status="starting", message="Starting…")
@@ -78,8 +78,8 @@ class TrainingJob(Reporter):
 
     def on_progress(self, step: int, total: int) -> None:
         now = time.time()
-        if step == 0:
-            self._train_started, self._step_at_train_start = now, 0
+        if not self._train_started:  # the first report: step 0, or the step a resumed run starts from
+            self._train_started, self._step_at_train_start = now, step
         done = step - self._step_at_train_start
         eta = (now - self._train_started) / done * (total - step) if done > 0 and total else None
         self._update(step=step, total=total, eta=eta)
@@ -100,7 +100,7 @@ class TrainingJob(Reporter):
 
     def _run(self) -> None:
         try:
-            result = train(self.cfg, self, self._stop)
+            result = train(self.cfg, self, self._stop, resume=self.resume)
             self._update(run_dir=str(result.run_dir), error=result.error)
         except Exception as e:  # a config error before the run folder exists
             self._update(error=traceback.format_exc())
@@ -144,14 +144,15 @@ class JobRegistry:
                 self._inference = InferenceModels(cfg)
             return self._inference
 
-    def start(self, cfg: Config) -> TrainingJob:
+    def start(self, cfg: Config, resume: bool = False) -> TrainingJob:
+        """Start a run (or resume the one in cfg.run.dir) unless one is active; one job at a time."""
         validate(cfg)
         with self._lock:
             if self.current is not None and self.current.snapshot().active:
                 s = self.current.snapshot()
                 raise JobBusy(f"A run is already in progress (step {s.step}/{s.total or '?'}). "
                               "Stop it first, or wait for it to finish.")
-            self.current = TrainingJob(cfg)
+            self.current = TrainingJob(cfg, resume)
             self.current.start()
             return self.current
 

@@ -3,21 +3,29 @@
     <run>/config.yaml        the resolved config
     <run>/metrics.jsonl      one JSON object per logged step: `step` + TRL's metric names (appended live)
     <run>/completions.jsonl  sampled completions with their rewards, per step
-    <run>/status.json        final state: finished | stopped | failed, with the message
-    <run>/adapter/           PEFT save_pretrained (safetensors)
+    <run>/status.json        running (with the pid) | finished | stopped | failed, with the message
+    <run>/adapter/           PEFT save_pretrained (safetensors), refreshed every grpo.save_steps
+    <run>/checkpoints/       Trainer checkpoints (adapter, optimizer, scheduler, RNG, trainer state): resume
+    <run>/eval.json          the latest `eval` report
+
+A run whose status says `running` but whose process is gone (a crash, a kill, an app restart) reads as
+`interrupted`: its metrics and last checkpoint are intact and `train --resume` continues it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import Config, ConfigError
+from .files import write_atomic
 
 
 def new_run_dir(cfg: Config) -> Path:
@@ -78,14 +86,50 @@ class RunInfo:
 
 def write_status(run_dir: Path, status: str, message: str = "", **extra: Any) -> None:
     data = {"status": status, "message": message, "time": time.time(), **extra}
-    (run_dir / "status.json").write_text(json.dumps(data, indent=2))
+    if status == "running":
+        data.update(pid=os.getpid(), host=socket.gethostname())
+    write_atomic(run_dir / "status.json", json.dumps(data, indent=2))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def read_status(run_dir: Path) -> dict:
+    """The run's status; `running` becomes `interrupted` when the process that wrote it is gone."""
     try:
-        return json.loads((Run(run_dir).status_file).read_text())
+        data = json.loads((Run(run_dir).status_file).read_text())
     except (OSError, json.JSONDecodeError):
         return {"status": "unknown", "message": ""}
+    pid = int(data.get("pid") or 0)
+    if data.get("status") == "running" and (pid <= 0 or (data.get("host") == socket.gethostname()
+                                                         and not _alive(pid))):
+        data["status"] = "interrupted"
+        data["message"] = "The process running it ended without saying so (crash, kill or restart): resume it."
+    return data
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete Trainer checkpoint of a run (one with its trainer state written)."""
+    folder = Path(run_dir) / "checkpoints"
+    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()] if folder.is_dir() else []
+    return max(done, key=lambda p: int(p.name.rpartition("-")[2]), default=None)
+
+
+def keep_steps_up_to(path: Path, step: int) -> int:
+    """Drop the rows of a JSONL log after `step` (logged after the checkpoint a resume starts from)."""
+    if not path.is_file():
+        return 0
+    rows = read_jsonl(path)
+    kept = [r for r in rows if r.get("step", 0) <= step]
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+    return len(rows) - len(kept)
 
 
 class Run:

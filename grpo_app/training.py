@@ -22,7 +22,7 @@ from .config import Config, ConfigError, validate
 from .data import build_prompts
 from .models import HostSettings, host_settings, load_model
 from .rewards import build_rewards, completion_text
-from .runs import append_jsonl, new_run_dir, write_status
+from .runs import append_jsonl, keep_steps_up_to, last_checkpoint, new_run_dir, read_jsonl, read_status, write_status
 
 
 def is_main_process() -> bool:
@@ -101,15 +101,17 @@ class LiveCallback(TrainerCallback):
     """Appends each log to metrics.jsonl, reports progress, honours stop, saves the adapter periodically."""
 
     def __init__(self, run_dir: Path, reporter: Reporter, stop: threading.Event, save_steps: int,
-                 completions_per_step: int):
+                 completions_per_step: int, elapsed_before: float = 0.0):
         self.run_dir, self.reporter, self.stop = run_dir, reporter, stop
         self.save_steps, self.completions_per_step = save_steps, completions_per_step
+        self.elapsed_before = elapsed_before  # a resumed run's clock goes on
         self.started = time.time()
 
     def on_train_begin(self, args, state, control, **kw):
-        self.started = time.time()
-        self.reporter.on_status("training", f"Training: {state.max_steps} steps.")
-        self.reporter.on_progress(0, state.max_steps)
+        self.started = time.time() - self.elapsed_before
+        done = f", resumed at step {state.global_step}" if state.global_step else ""
+        self.reporter.on_status("training", f"Training: {state.max_steps} steps{done}.")
+        self.reporter.on_progress(state.global_step, state.max_steps)
 
     def on_log(self, args, state, control, logs=None, **kw):
         if not state.is_world_process_zero:
@@ -131,6 +133,7 @@ class LiveCallback(TrainerCallback):
             model.save_pretrained(self.run_dir / "adapter")
         if self.stop.is_set():
             control.should_training_stop = True
+            control.should_save = args.save_strategy != "no"  # a checkpoint at the stop: Resume loses nothing
             self.reporter.on_status("stopping", f"Stopping after step {state.global_step}…")
         return control
 
@@ -148,7 +151,9 @@ def grpo_args(cfg: Config, host: HostSettings, output_dir: Path):
         loss_type=g.loss_type, scale_rewards=g.scale_rewards, num_train_epochs=g.num_train_epochs,
         max_steps=g.max_steps, optim=host.optim, bf16=host.bf16_autocast,
         gradient_checkpointing=g.gradient_checkpointing, lr_scheduler_type=g.lr_scheduler_type,
-        warmup_steps=g.warmup_steps, logging_steps=g.logging_steps, seed=g.seed, save_strategy="no",
+        warmup_steps=g.warmup_steps, logging_steps=g.logging_steps, seed=g.seed,
+        save_strategy="steps" if g.save_steps > 0 else "no", save_steps=g.save_steps or 500,
+        save_total_limit=g.save_total_limit or None,
         report_to=cfg.run.report_to, use_cpu=host.device == "cpu", reward_weights=None,
     )
     kwargs.update(g.extra)
@@ -162,17 +167,30 @@ def _resolve_into(cfg: Config, host: HostSettings) -> None:
     cfg.grpo.bf16 = host.bf16_autocast
 
 
-def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event | None = None) -> RunResult:
-    """Run one training from config to saved adapter; never raises for a failed run (see RunResult)."""
+def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event | None = None,
+          resume: bool = False) -> RunResult:
+    """Run one training from config to saved adapter; never raises for a failed run (see RunResult).
+
+    `resume`: continue the run in `cfg.run.dir` from its last checkpoint (optimizer, schedule, RNG and step
+    counter as they were); rows its logs hold past that checkpoint are dropped, since those steps run again."""
     reporter, stop = reporter or Reporter(), stop or threading.Event()
     validate(cfg)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not cfg.run.dir:
         raise ConfigError("Several processes are training together: set run.dir so they share one run folder, "
                           "e.g. --set run.dir=runs/recipe-8gpu.")
+    checkpoint = resume_point(Path(cfg.run.dir)) if resume else None
     host = host_settings(cfg)
     _resolve_into(cfg, host)
-    run_dir = new_run_dir(cfg)
+    run_dir = Path(cfg.run.dir) if resume else new_run_dir(cfg)
     cfg.run.dir = str(run_dir)
+    elapsed_before = 0.0
+    if checkpoint is not None and is_main_process():
+        step = int(checkpoint.name.rpartition("-")[2])
+        dropped = keep_steps_up_to(run_dir / "metrics.jsonl", step)
+        keep_steps_up_to(run_dir / "completions.jsonl", step)
+        elapsed_before = next((m.get("elapsed", 0.0) for m in reversed(read_jsonl(run_dir / "metrics.jsonl"))), 0.0)
+        reporter.on_log(f"Resuming from {checkpoint.name}" + (f"; {dropped} logged steps after it run again."
+                                                              if dropped else "."))
     if is_main_process():
         cfg.save(run_dir / "config.yaml")
     _status(run_dir, "running")
@@ -186,12 +204,12 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
         model, tokenizer, _ = load_model(cfg, host)
         dataset, report = build_prompts(cfg.data, tokenizer, cfg.grpo.max_prompt_length)
         reporter.on_log(f"Data: {report.summary()}.")
-        trainer = _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop)
+        trainer = _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop, elapsed_before)
         if is_main_process():
             cfg.save(run_dir / "config.yaml")  # with what the trainer settled on
         if stop.is_set():
             raise _Stopped
-        trainer.train()
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         status = "stopped" if stop.is_set() else "finished"
     except _Stopped:
         status = "stopped"
@@ -205,13 +223,27 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
         reporter.on_status("failed", message)
         return RunResult(run_dir, "failed", message, traceback.format_exc())
     _save_adapter(trainer, run_dir)
-    if (run_dir / "trainer").is_dir() and not any((run_dir / "trainer").iterdir()):
-        (run_dir / "trainer").rmdir()  # TRL's output_dir; the run folder holds what matters
+    if (run_dir / "checkpoints").is_dir() and not any((run_dir / "checkpoints").iterdir()):
+        (run_dir / "checkpoints").rmdir()  # TRL's output_dir, empty when checkpoints are off
     step = trainer.state.global_step if trainer else 0
     message = f"{status.capitalize()} after {step} steps; adapter saved to {run_dir / 'adapter'}."
     _status(run_dir, status, message, steps=step)
     reporter.on_status(status, message)
     return RunResult(run_dir, status, message, metrics=list(trainer.state.log_history) if trainer else [])
+
+
+def resume_point(run_dir: Path) -> Path:
+    """The checkpoint a resume continues from, or a sentence saying why there is none."""
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"'{run_dir}' is not a run folder (it has no config.yaml).")
+    status = read_status(run_dir).get("status")
+    if status == "finished":
+        raise ConfigError(f"The run in '{run_dir}' has finished; start a new run (or continue from its adapter).")
+    checkpoint = last_checkpoint(run_dir)
+    if checkpoint is None:
+        raise ConfigError(f"The run in '{run_dir}' has no checkpoint to resume from yet (one is saved every "
+                          "grpo.save_steps steps).")
+    return checkpoint
 
 
 def _status(run_dir: Path, status: str, message: str = "", **extra) -> None:
@@ -223,7 +255,7 @@ class _Stopped(Exception):
     pass
 
 
-def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop):
+def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop, elapsed_before=0.0):
     from peft import LoraConfig, PeftModel
 
     from . import decoding
@@ -238,7 +270,7 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
         decoding.use_grouped_attention(model)
     funcs, weights = build_rewards(cfg.reward)
     recorder = CompletionRecorder(funcs, weights, run_dir, reporter)
-    args = grpo_args(cfg, host, run_dir / "trainer")
+    args = grpo_args(cfg, host, run_dir / "checkpoints")
     args.reward_weights = weights
     targets = cfg.lora.target_modules
     lora = LoraConfig(
@@ -249,7 +281,7 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
         model = PeftModel.from_pretrained(model, cfg.run.resume_from, is_trainable=True)
         lora = None
         reporter.on_log(f"Continuing from adapter {cfg.run.resume_from}.")
-    callback = LiveCallback(run_dir, reporter, stop, cfg.grpo.save_steps, args.generation_batch_size)
+    callback = LiveCallback(run_dir, reporter, stop, cfg.grpo.save_steps, args.generation_batch_size, elapsed_before)
     if cfg.speed.threads > 0:
         torch.set_num_threads(cfg.speed.threads)
     return FastGRPOTrainer(model=model, reward_funcs=recorder.wrapped(), args=args, train_dataset=dataset,

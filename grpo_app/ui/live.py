@@ -10,7 +10,7 @@ from ..runs import Run, read_status
 from ..watch import hacking_warning
 
 ICONS = {"idle": "⚪", "starting": "⏳", "loading": "⏳", "training": "🟢", "stopping": "🟠", "finished": "✅",
-         "stopped": "⏹️", "failed": "❌"}
+         "stopped": "⏹️", "failed": "❌", "interrupted": "⚠️", "running": "🟢"}
 
 
 FAIL_STYLE = "background-color: #fee2e2"
@@ -101,8 +101,7 @@ def run_snapshot(run: Run) -> JobSnapshot:
         planned = run.config().grpo.max_steps
     except Exception:
         planned = -1
-    state = status.get("status", "unknown")
-    state = "stopped" if state == "running" else state  # the app that ran it is gone
+    state = status.get("status", "unknown")  # `interrupted` when the process that ran it is gone
     return JobSnapshot(status=state, message=status.get("message") or f"Saved run, {step} steps.", step=step,
                        total=planned if planned > 0 else step, run_dir=str(run.path),
                        error=status.get("traceback", ""), metrics=metrics,

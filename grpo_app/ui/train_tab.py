@@ -124,6 +124,7 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
                     past_refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
                 with gr.Row():
                     open_btn = gr.Button("Open (settings + charts)", size="sm", elem_id="open-run-btn")
+                    resume_btn = gr.Button("Resume", size="sm", elem_id="resume-run-btn")
                     continue_btn = gr.Button("Continue from its adapter", size="sm")
             with gr.Accordion("Config and CLI command", open=False):
                 show = gr.Button("Show config", size="sm")
@@ -171,6 +172,17 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
             gr.Warning(str(e))
             return f"**❌ Not started** — {e}", gr.Timer(active=registry.snapshot().active)
         return "**⏳ Starting…**", gr.Timer(active=True)
+
+    def resume_run(path):
+        """The selected run goes on from its last checkpoint, with its own config and the same logs."""
+        try:
+            if not path:
+                raise ConfigError("Choose a past run to resume.")
+            registry.start(Run(path).config(), resume=True)
+        except ConfigError as e:
+            gr.Warning(str(e))
+            return f"**❌ Not resumed** — {e}", gr.Timer(active=registry.snapshot().active)
+        return "**⏳ Resuming…**", gr.Timer(active=True)
 
     def stop_run():
         if not registry.stop():
@@ -227,6 +239,7 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
     past_refresh.click(list_past, None, past)
     open_btn.click(open_run, past, [*inputs, status, progress, *plots, warning, completions_caption, completions])
     continue_btn.click(continue_from, past, fields["run.resume_from"])
+    resume_btn.click(resume_run, past, [status, timer]).then(refresh, seen, live_outputs)
     data_args = ([fields["data.path"], fields["data.split"], fields["data.prompt_column"]],
                  [data_info, data_preview, fields["data.prompt_column"]])
     preset_radio.change(load_preset, preset_radio, inputs).then(show_data, *data_args)

@@ -115,7 +115,8 @@ class RunSettings:
     dir: str = _f("", "Run folder; empty = <root>/<timestamp>-<model>.")
     root: str = _f("runs", "Where new run folders are created.")
     resume_from: str = _f("", "Adapter folder to continue training from.")
-    report_to: str = _f("none", "TRL reporting backends (none, tensorboard, wandb, trackio).")
+    report_to: str = _f("none", "Experiment trackers besides the app's own charts: none | trackio | tensorboard | "
+                        "wandb (offline without WANDB_API_KEY), comma-separated for several.")
 
 
 @dataclass
@@ -313,9 +314,29 @@ def validate(cfg: Config) -> Config:
                  "grouped_attention"):
         if getattr(cfg.speed, name) not in ("auto", "on", "off"):
             problems.append(f"speed.{name} must be auto, on or off.")
+    problems += _tracker_problems(cfg.run.report_to)
     if problems:
         raise ConfigError(" ".join(problems))
     return cfg
+
+
+TRACKERS = {"trackio": "trackio", "tensorboard": "tensorboard", "wandb": "wandb"}  # name -> package
+
+
+def trackers(report_to: str) -> list[str]:
+    return [t.strip() for t in report_to.split(",") if t.strip() and t.strip() != "none"]
+
+
+def _tracker_problems(report_to: str) -> list[str]:
+    import importlib.util
+
+    out = []
+    for name in trackers(report_to):
+        if name not in TRACKERS:
+            out.append(f"run.report_to: unknown tracker '{name}' (none, {', '.join(TRACKERS)}).")
+        elif importlib.util.find_spec(TRACKERS[name]) is None:
+            out.append(f"run.report_to={name} needs the {TRACKERS[name]} package: pip install {TRACKERS[name]}.")
+    return out
 
 
 def preset(name: str) -> Config:

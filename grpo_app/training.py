@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from .config import Config, ConfigError, validate
+from .config import Config, ConfigError, trackers, validate
 from .data import build_prompts
 from .models import HostSettings, host_settings, load_model
 from .rewards import build_rewards, completion_text
@@ -154,8 +154,12 @@ def grpo_args(cfg: Config, host: HostSettings, output_dir: Path):
         warmup_steps=g.warmup_steps, logging_steps=g.logging_steps, seed=g.seed,
         save_strategy="steps" if g.save_steps > 0 else "no", save_steps=g.save_steps or 500,
         save_total_limit=g.save_total_limit or None,
-        report_to=cfg.run.report_to, use_cpu=host.device == "cpu", reward_weights=None,
+        report_to=trackers(cfg.run.report_to) or "none", project="grpo-studio", run_name=output_dir.parent.name,
+        use_cpu=host.device == "cpu", reward_weights=None,
     )
+    if "wandb" in trackers(cfg.run.report_to) and not os.environ.get("WANDB_API_KEY"):
+        os.environ.setdefault("WANDB_MODE", "offline")  # the recipe logged to wandb; no key, no network needed
+        os.environ.setdefault("WANDB_DIR", str(output_dir.parent))
     kwargs.update(g.extra)
     return GRPOConfig(**kwargs)
 

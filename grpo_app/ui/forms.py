@@ -22,7 +22,7 @@ FORM_KEYS = [
     "grpo.num_train_epochs",
     "grpo.temperature", "grpo.top_p", "grpo.beta", "grpo.loss_type", "grpo.scale_rewards", "grpo.optim",
     "grpo.bf16", "grpo.gradient_checkpointing", "grpo.lr_scheduler_type", "grpo.warmup_steps", "grpo.save_steps",
-    "grpo.seed", "run.resume_from",
+    "grpo.seed", "grpo.save_total_limit", "run.report_to", "run.resume_from",
 ]
 
 

@@ -94,6 +94,11 @@ def _fields() -> dict[str, gr.components.Component]:
             f["grpo.bf16"] = gr.Checkbox(label="bf16 (where supported)")
             f["grpo.gradient_checkpointing"] = gr.Checkbox(label="Gradient checkpointing (saves memory)")
             f["grpo.save_steps"] = gr.Number(label="Save adapter every N steps (0 = end)", precision=0, min_width=100)
+        with gr.Row():
+            f["grpo.save_total_limit"] = gr.Number(label="Checkpoints kept (0 = all)", precision=0, min_width=100)
+            f["run.report_to"] = gr.Dropdown(["none", "trackio", "tensorboard", "wandb", "trackio,tensorboard"],
+                                             label="Also log to", allow_custom_value=True, min_width=140,
+                                             info="trackio / tensorboard: local files; wandb: offline without a key")
         f["run.resume_from"] = gr.Textbox(label="Continue from adapter", info="A previous run's adapter/ folder.")
     assert set(f) == set(FORM_KEYS), set(f) ^ set(FORM_KEYS)
     for key, component in f.items():  # stable hooks for tests and custom CSS: #cfg-grpo-learning_rate

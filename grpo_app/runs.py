@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import time
 from dataclasses import dataclass
@@ -171,23 +172,74 @@ class Run:
         return read_jsonl(self.completions_file)
 
     def info(self) -> RunInfo:
+        """What the run lists show; a folder whose config or status cannot be read is `damaged`, not an error."""
         status = read_status(self.path).get("status", "unknown")
         metrics = self.metrics()
         try:
             model = self.config().model.name
         except Exception:
-            model = "?"
+            model, status = "?", "damaged"
+        if status == "unknown":
+            status = "damaged"
+        stamps = [p.stat().st_mtime for p in (self.config_file, self.status_file, self.metrics_file) if p.exists()]
         return RunInfo(self.path, model, status, metrics[-1].get("step", 0) if metrics else 0,
-                       self.has_adapter(), self.config_file.stat().st_mtime)
+                       self.has_adapter(), min(stamps, default=0.0))
+
+    def active(self) -> bool:
+        """Training right now, in this process or another one on this machine."""
+        return read_status(self.path).get("status") == "running"
+
+
+def _is_run(path: Path) -> bool:
+    return path.is_dir() and any((path / name).exists() for name in ("config.yaml", "status.json", "metrics.jsonl"))
 
 
 def list_runs(root: str | Path = "runs") -> list[RunInfo]:
-    """Runs under `root`, newest first."""
+    """Runs under `root`, newest first (damaged ones too, so they can be seen and deleted)."""
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = [Run(p).info() for p in root.iterdir() if (p / "config.yaml").is_file()]
+    runs = [Run(p).info() for p in root.iterdir() if _is_run(p)]
     return sorted(runs, key=lambda r: r.created, reverse=True)
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def _own_run(root: str | Path, name: str) -> Path:
+    """A run folder directly under `root`, by its name: never a path elsewhere, never `..`."""
+    if not RUN_NAME.fullmatch(name or "") or ".." in name:
+        raise ConfigError(f"'{name}' is not a run name: letters, digits, '_', '.', '-' only, no separators.")
+    path = Path(root) / name
+    if not _is_run(path):
+        raise ConfigError(f"No run named '{name}' in {root}.")
+    if Run(path).active():
+        raise ConfigError(f"'{name}' is training right now: stop it first.")
+    return path
+
+
+def rename_run(root: str | Path, name: str, new_name: str) -> Path:
+    """Give a run folder a new name (its config's run.dir follows); refuses names in use or with separators."""
+    path = _own_run(root, name)
+    if not RUN_NAME.fullmatch(new_name or "") or ".." in new_name:
+        raise ConfigError(f"'{new_name}' is not a valid run name: letters, digits, '_', '.', '-' only.")
+    target = Path(root) / new_name
+    if target.exists():
+        raise ConfigError(f"A run named '{new_name}' already exists; nothing was renamed.")
+    path.rename(target)
+    run = Run(target)
+    try:
+        cfg = run.config()
+        cfg.run.dir = str(target)
+        cfg.save(run.config_file)
+    except ConfigError:
+        pass  # a damaged run keeps its damaged config
+    return target
+
+
+def delete_run(root: str | Path, name: str) -> None:
+    """Delete a run folder under `root` (the caller asks the user first)."""
+    shutil.rmtree(_own_run(root, name))
 
 
 def run_of_adapter(adapter: str | Path) -> Run | None:

@@ -15,9 +15,10 @@ from ..data import preview
 from ..jobs import JobRegistry
 from ..rewards import BUILTIN_REWARDS
 from ..runs import Run, list_runs
-from . import live
+from . import live, manage
 from .charts import all_figures
 from .forms import FORM_KEYS, cli_command, config_to_form, form_to_config
+from .manage import create_run_manager
 
 FILE_TYPES = [".jsonl", ".json", ".csv", ".parquet", ".txt"]
 
@@ -106,12 +107,20 @@ def _fields() -> dict[str, gr.components.Component]:
     return f, upload, data_info, data_preview
 
 
+def _past_choices(runs_root: str) -> dict:
+    return {"choices": [(r.label, str(r.path)) for r in list_runs(runs_root)]}
+
+
 def _values(keys, values) -> dict:
     return dict(zip(keys, values, strict=True))
 
 
 def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str, gr.components.Component]:
     default_preset = "recipe" if torch.cuda.is_available() else "quick"
+
+    def list_past():
+        return gr.update(**_past_choices(runs_root))
+
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=380):
             preset_radio = gr.Radio(["quick", "recipe"], value=default_preset, label="Preset",
@@ -131,8 +140,15 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
                     open_btn = gr.Button("Open (settings + charts)", size="sm", elem_id="open-run-btn")
                     resume_btn = gr.Button("Resume", size="sm", elem_id="resume-run-btn")
                     continue_btn = gr.Button("Continue from its adapter", size="sm")
+                create_run_manager(past, runs_root, lambda: _past_choices(runs_root))
             with gr.Accordion("Config and CLI command", open=False):
-                show = gr.Button("Show config", size="sm")
+                with gr.Row():
+                    show = gr.Button("Show config", size="sm")
+                    download = gr.Button("Download settings (YAML)", size="sm", elem_id="config-download")
+                    config_upload = gr.UploadButton("Load settings (YAML)", file_types=[".yaml", ".yml"],
+                                                    type="filepath", size="sm", elem_id="config-upload")
+                config_out = gr.File(label="Settings (the YAML `train --config` takes)", visible=False,
+                                     interactive=False, elem_id="config-file")
                 yaml_view = gr.Code(language="yaml", label="config.yaml", interactive=False)
                 cli_view = gr.Code(language="shell", label="Reproduce headless", interactive=False)
         with gr.Column(scale=3, min_width=480):
@@ -194,6 +210,19 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
             return gr.update()
         return live.status_markdown(registry.snapshot())
 
+    def download_config(*values):
+        try:
+            return gr.update(value=manage.config_file(form_to_config(_values(keys, values))), visible=True)
+        except ConfigError as e:
+            gr.Warning(str(e))
+            return gr.update(visible=False)
+
+    def upload_config(path):
+        try:
+            return [*config_to_form(manage.read_config_file(path), keys), "Settings loaded from the YAML file."]
+        except ConfigError as e:
+            return [*[gr.skip()] * len(keys), f"❌ {e}"]
+
     def show_config(*values):
         try:
             cfg = form_to_config(_values(keys, values))
@@ -218,8 +247,6 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
 
     live_outputs = [status, progress, *plots, warning, completions_caption, completions, log, seen, timer]
 
-    def list_past():
-        return gr.update(choices=[(r.label, str(r.path)) for r in list_runs(runs_root)])
 
     def open_run(path):
         if not path:
@@ -254,6 +281,8 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
     start.click(start_run, inputs, [status, timer]).then(refresh, seen, live_outputs)
     stop.click(stop_run, None, status)
     show.click(show_config, inputs, [yaml_view, cli_view])
+    download.click(download_config, inputs, config_out)
+    config_upload.upload(upload_config, config_upload, [*inputs, status])
     timer.tick(refresh, seen, live_outputs, show_progress="hidden")
     return {"preset": preset_radio, "inputs": inputs, "keys": keys, "load_preset": load_preset,
             "show_data": show_data, "data_args": data_args, "refresh": refresh, "seen": seen,

@@ -1,5 +1,6 @@
 """The app in a real browser (Debian's headless Chromium driven by Playwright): train live, stop, compare."""
 
+import json
 import os
 import shutil
 import socket
@@ -13,6 +14,7 @@ import pytest
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CANARY = "hf_CANARYbrowserToken0123456789"
 REWARD_POINTS = ("() => { const d = document.querySelector('#plot-reward .js-plotly-plot');"
                  " if (!d || !d.data) return 0; const t = d.data.find(t => t.name === 'reward (mean)');"
                  " return t ? t.x.length : 0; }")
@@ -128,6 +130,24 @@ def test_train_live_then_stop(app_url, browser, tiny_model_dir):
     fresh.click("#open-run-btn")
     _wait(lambda: fresh.evaluate(REWARD_POINTS) == steps)
     assert "Stopped" in fresh.locator("#train-status").inner_text()
+    # Resume goes on from the checkpoint Stop saved: the same run, more steps, the history kept
+    assert (run_dirs[0] / "checkpoints" / f"checkpoint-{steps}").is_dir()
+    fresh.click("#resume-run-btn")
+    _wait(lambda: fresh.evaluate(REWARD_POINTS) > steps + 1)
+    assert "resumed at step" in fresh.locator("#train-status").inner_text()
+    fresh.click("#stop-btn")
+    fresh.locator("#train-status").get_by_text("Stopped").wait_for(timeout=120_000)
+    metrics = (run_dirs[0] / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(m)["step"] for m in metrics] == list(range(1, len(metrics) + 1))
+    # export and push from the page: offline here, so one sentence; the token never comes back to the page
+    fresh.get_by_text("Export / push to the Hub").click()
+    _set(fresh, "push-repo", "me/my-model")
+    _set(fresh, "push-token", CANARY)
+    fresh.click("#push-btn")
+    fresh.locator("#export-result").get_by_text("Offline").wait_for(timeout=120_000)
+    assert fresh.locator("#push-token input").input_value() == ""
+    assert CANARY not in fresh.content()
+    assert (run_dirs[0] / "merged" / "README.md").is_file()
 
 
 def test_compare_streams_both_sides_and_batch(app_url, browser):

@@ -65,3 +65,50 @@ def config_file(cfg: Config) -> str:
 def read_config_file(path: str) -> Config:
     """A YAML config from an upload; unknown keys or wrong types are named in the error."""
     return Config.load(path)
+
+
+def create_export_panel(past: gr.Dropdown) -> None:
+    """Export the run chosen in `past` (adapter or merged, with a model card) and push it to the Hub.
+
+    The token goes from the password box to `push_folder` and nowhere else: it is never returned to the page,
+    and the box is cleared after each push."""
+    with gr.Accordion("Export / push to the Hub", open=False):
+        with gr.Row():
+            merge = gr.Checkbox(label="Merge the adapter into the model", value=True, elem_id="export-merge",
+                                info="off: the LoRA adapter alone (small; needs PEFT to load)")
+            out = gr.Textbox(label="Folder", placeholder="default: <run>/merged or <run>/export", scale=2,
+                             elem_id="export-out")
+        export_btn = gr.Button("Export", size="sm", elem_id="export-btn")
+        with gr.Row():
+            repo = gr.Textbox(label="Hub repo id", placeholder="user/SmolGRPO-135M", scale=2, elem_id="push-repo")
+            private = gr.Checkbox(label="Private", value=False)
+            token = gr.Textbox(label="Token (or HF_TOKEN)", type="password", scale=2, elem_id="push-token")
+        push_btn = gr.Button("Export and push", size="sm", elem_id="push-btn")
+        result = gr.Markdown(elem_id="export-result")
+
+    def do_export(path, merge, out):
+        from ..export import export_run
+
+        if not path:
+            raise ConfigError("Choose a run first (Past runs).")
+        return export_run(path, merge=bool(merge), out=(out or "").strip() or None)
+
+    def export(path, merge, out):
+        try:
+            folder = do_export(path, merge, out)
+        except ConfigError as e:
+            return f"❌ {e}"
+        return f"Exported to `{folder}` (model card `README.md`, `reward.png`)."
+
+    def push(path, merge, out, repo, private, token):
+        from ..export import push_folder
+
+        try:
+            folder = do_export(path, merge, out)
+            url = push_folder(folder, (repo or "").strip(), token=token or None, private=bool(private))
+        except ConfigError as e:
+            return f"❌ {e}", ""
+        return f"Pushed `{folder}` to [{repo}]({url}).", ""
+
+    export_btn.click(export, [past, merge, out], result)
+    push_btn.click(push, [past, merge, out, repo, private, token], [result, token])

@@ -18,7 +18,7 @@ from ..runs import Run, list_runs
 from . import live, manage
 from .charts import all_figures
 from .forms import FORM_KEYS, cli_command, config_to_form, form_to_config
-from .manage import create_run_manager
+from .manage import create_export_panel, create_run_manager
 
 FILE_TYPES = [".jsonl", ".json", ".csv", ".parquet", ".txt"]
 
@@ -141,6 +141,7 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
                     resume_btn = gr.Button("Resume", size="sm", elem_id="resume-run-btn")
                     continue_btn = gr.Button("Continue from its adapter", size="sm")
                 create_run_manager(past, runs_root, lambda: _past_choices(runs_root))
+            create_export_panel(past)
             with gr.Accordion("Config and CLI command", open=False):
                 with gr.Row():
                     show = gr.Button("Show config", size="sm")

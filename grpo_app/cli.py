@@ -99,10 +99,7 @@ def cmd_generate(args, cfg: Config) -> int:
     from .rewards import score
     from .training import prompt_text
 
-    _check_adapter(args.adapter)
-    if args.model:
-        cfg.model.name = args.model
-    cfg.model.dtype, cfg.model.device = "auto", "auto"
+    _for_inference(args, cfg)
     cfg.data.path, cfg.data.prompt_column, cfg.data.max_samples = args.prompts, "auto", 0
     prompts, report = build_prompts(cfg.data)
     print(f"{report.summary()}", file=sys.stderr)
@@ -143,10 +140,7 @@ def cmd_eval(args, cfg: Config) -> int:
     from .evaluation import evaluate, figures_markdown, heldout_prompts, write_report
     from .generation import InferenceModels
 
-    _check_adapter(args.adapter)
-    if args.model:
-        cfg.model.name = args.model
-    cfg.model.dtype, cfg.model.device = "auto", "auto"
+    _for_inference(args, cfg)
     if args.prompts:
         data = replace(cfg.data, path=args.prompts, prompt_column="auto", max_samples=args.limit)
         sets = {Path(args.prompts).stem: list(build_prompts(data)[0]["prompt"])}
@@ -167,9 +161,13 @@ def cmd_eval(args, cfg: Config) -> int:
     return 0
 
 
-def _check_adapter(adapter: str | None) -> None:
-    if adapter and not Path(adapter).exists() and adapter.count("/") != 1:
-        raise ConfigError(f"Adapter folder not found: {adapter}")
+def _for_inference(args, cfg: Config) -> None:
+    """generate / eval: the adapter must exist, --model overrides the base, dtype and device suit this host."""
+    if args.adapter and not Path(args.adapter).exists() and args.adapter.count("/") != 1:
+        raise ConfigError(f"Adapter folder not found: {args.adapter}")
+    if args.model:
+        cfg.model.name = args.model
+    cfg.model.dtype, cfg.model.device = "auto", "auto"
 
 
 def _generate_config(args, cfg: Config) -> Config:

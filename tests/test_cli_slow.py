@@ -63,3 +63,30 @@ def test_cli_train_then_generate_with_and_without_adapter(tmp_path):
             assert {"length_error", "summary_rate", "grounding", "repetition", "degenerate_rate",
                     "reward/length"} <= set(result[side])
         assert {"base_answer", "tuned_answer", "tuned_is_summary", "tuned_why_not"} <= set(result["answers"][0])
+    # export --merge on the real model: plain transformers loads it and picks the same greedy tokens
+    r = cli("export", "out", "--merge", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    _same_greedy_tokens(out / "merged", out / "adapter")
+
+
+def _same_greedy_tokens(merged_dir, adapter_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from grpo_app.models import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(merged_dir)
+    text = tok.apply_chat_template([{"role": "user", "content": "Summarize this text in one sentence.\n\nThe "
+                                     "bakery on my street closed after forty years because the rent tripled."}],
+                                   tokenize=False, add_generation_prompt=True)
+    ids = tok(text, return_tensors="pt", add_special_tokens=False)
+
+    def greedy(model):
+        with torch.inference_mode():
+            out = model.generate(**ids, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
+        return out[0, ids["input_ids"].shape[1]:].tolist()
+
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(resolve_model("default"), dtype=torch.float32)
+    assert greedy(merged) == greedy(PeftModel.from_pretrained(base, adapter_dir))

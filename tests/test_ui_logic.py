@@ -43,6 +43,7 @@ def test_cli_command_reproduces_the_config():
 
 def _rows(n):
     return [{"step": i + 1, "reward": -100 + i, "reward_std": 5.0, "rewards/length/mean": -100 + i,
+             "rewards/one_sentence/mean": 0.5,
              "rewards/no_repeat/mean": 0.0, "rewards/summary/mean": 0.5, "loss": 0.1, "kl": 0.01,
              "completions/mean_length": 30,
              "completions/min_length": 10, "completions/max_length": 40, "completions/clipped_ratio": 0.2,
@@ -57,7 +58,8 @@ def test_figures_read_well_with_0_1_and_2000_points(n):
     assert main.mode == ("lines" if n > charts.MARKERS_UNTIL else "lines+markers")
     assert any(t.name == "trend" for t in reward.data) == (n > 10)
     if n:
-        assert {t.name for t in reward.data} >= {"length", "no_repeat", "± std"}
+        assert {t.name for t in reward.data} >= {"length", "one_sentence", "± std"}
+        assert "no_repeat" not in {t.name for t in reward.data}  # watched metrics have their own chart
         assert any(t.name == "KL" for t in loss.data)
         names = {t.name: t for t in quality.data}
         assert set(names) == {"summaries", "non-repeated 3-grams", "reward (trend)"}

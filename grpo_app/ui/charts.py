@@ -60,7 +60,8 @@ def reward_figure(rows: list[dict]) -> go.Figure:
     if len(x) > 10:
         fig.add_trace(go.Scatter(x=x, y=smooth(y), mode="lines", name="trend",
                                  line={"color": COLORS[0], "width": 3, "dash": "dot"}))
-    names = sorted({k for r in rows for k in r if k.startswith("rewards/") and k.endswith("/mean")})
+    names = sorted({k for r in rows for k in r if k.startswith("rewards/") and k.endswith("/mean")
+                    and k.split("/")[1] not in QUALITY_KEYS})  # those have their own chart, on their own scale
     if len(names) > 1:
         for i, key in enumerate(names):
             fx, fy = series(rows, key)
@@ -78,7 +79,7 @@ def loss_figure(rows: list[dict]) -> go.Figure:
     if kx:
         fig.add_trace(go.Scatter(x=kx, y=ky, mode=_mode(len(kx)), name="KL", line={"color": COLORS[2]}),
                       secondary_y=True)
-    title = "Loss and KL (both rise as the policy moves away from the base: expected)" if kx else "Loss"
+    title = "Loss and KL (rising is expected)" if kx else "Loss"  # the policy moves away from the base
     return _layout(fig, title, not x)
 
 

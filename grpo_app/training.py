@@ -183,6 +183,8 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
         raise ConfigError("Several processes are training together: set run.dir so they share one run folder, "
                           "e.g. --set run.dir=runs/recipe-8gpu.")
     checkpoint = resume_point(Path(cfg.run.dir)) if resume else None
+    build_prompts(cfg.data)  # a missing or unreadable dataset is one sentence before any model or run folder
+    build_rewards(cfg.reward)  # so is a custom reward that does not load
     host = host_settings(cfg)
     _resolve_into(cfg, host)
     run_dir = Path(cfg.run.dir) if resume else new_run_dir(cfg)

@@ -24,7 +24,8 @@ def test_cli_rejects_bad_input_without_traceback(tmp_path):
     r = cli("train", "--set", "grpo.num_generations=3", cwd=tmp_path)
     assert r.returncode == 2 and "divisible" in r.stderr and "Traceback" not in r.stderr
     r = cli("train", "--set", "data.path=missing.jsonl", "grpo.max_steps=1", cwd=tmp_path)
-    assert r.returncode != 0 and "not found" in r.stderr and "Traceback" not in r.stderr.split("error:")[-1]
+    assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "runs").exists()  # checked before loading a model or creating a run folder
     r = cli("config", "--preset", "recipe", cwd=tmp_path)
     assert r.returncode == 0 and "mlabonne/smoltldr" in r.stdout
 

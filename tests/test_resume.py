@@ -64,6 +64,15 @@ def test_kill_9_then_resume_continues_the_same_run(resumable, tmp_path):
     assert len(list((run_dir / "checkpoints").glob("checkpoint-*"))) <= 2  # save_total_limit bounds the disk
     assert all(b["elapsed"] <= a["elapsed"] for b, a in zip(metrics, metrics[1:], strict=False))  # clock goes on
 
+    # then the recipe's last steps: export --merge, and the merged folder generates through a plain pipeline
+    from transformers import pipeline
+
+    cmd, env = _cli("export", str(run_dir), "--merge")
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = pipeline("text-generation", model=str(run_dir / "merged"))("Summarize: the tap drips.", max_new_tokens=4)
+    assert out[0]["generated_text"].startswith("Summarize: the tap drips.")
+
     # the learning-rate schedule went on where it was: the same as an uninterrupted run of the same config
     cfg.run.dir = str(tmp_path / "reference")
     reference = train(cfg)

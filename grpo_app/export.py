@@ -9,7 +9,6 @@ tokenizer, the chat template, a `generation_config.json` carrying the run's gene
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 from .config import Config, ConfigError
@@ -133,6 +132,7 @@ def card(run: Run, cfg: Config, merged: bool, plot: bool):
     last = metrics[-1] if metrics else {}
     weights = cfg.reward.weights or [1.0] * len(cfg.reward.functions)
     rewards = ", ".join(f"`{f}` x {w:g}" for f, w in zip(cfg.reward.functions, weights, strict=True))
+    watched = [f"`{m}`" for m in cfg.reward.monitor if m not in cfg.reward.functions]
     g = cfg.grpo
     hyper = {"learning_rate": g.learning_rate, "per_device_train_batch_size": g.per_device_train_batch_size,
              "gradient_accumulation_steps": g.gradient_accumulation_steps, "num_generations": g.num_generations,
@@ -150,25 +150,35 @@ def card(run: Run, cfg: Config, merged: bool, plot: bool):
              + (f', instruction "{cfg.data.instruction}"' if cfg.data.instruction else "") + ").", "",
              "## Rewards", "", f"Optimised: {rewards}" + (f" (ideal length {cfg.reward.ideal_length} characters)"
                                                          if "length" in cfg.reward.functions else "") + ".",
-             f"Watched, not optimised: {', '.join(f'`{m}`' for m in cfg.reward.monitor) or 'none'}.", "",
+             f"Watched, not optimised: {', '.join(watched) or 'none'}.", "",
              "## Hyperparameters", "", *[f"- `{k}`: {v}" for k, v in hyper.items()], "",
              "## Results", "", *[f"- final `{k}`: {v:.4g}" if isinstance(v, float) else f"- final `{k}`: {v}"
                                  for k, v in final.items()]]
     lines += _eval_lines(run)
     if plot:
         lines += ["", "![Reward during training](reward.png)"]
-    usage = ('from transformers import pipeline\n\ngenerator = pipeline("text-generation", model="REPO_ID")\n'
-             if merged else
-             'from peft import AutoPeftModelForCausalLM\n\n'
-             'model = AutoPeftModelForCausalLM.from_pretrained("REPO_ID")\n')
-    g2 = asdict(cfg.generation)
-    lines += ["", "## Use it", "", "```python", usage.rstrip(),
-              f'messages = [{{"role": "user", "content": "{cfg.data.instruction or "Summarize"}\\n\\n<your text>"}}]',
-              *(["print(generator(messages, max_new_tokens="
-                 f"{g2['max_new_tokens']}, do_sample=True, temperature={g2['temperature']}, min_p={g2['min_p']}))"]
-                if merged else []), "```", "",
+    lines += ["", "## Use it", "", "```python", *_usage(cfg, merged), "```", "",
               "The folder's `generation_config.json` holds these generation settings as the defaults."]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
+
+
+def _usage(cfg: Config, merged: bool) -> list[str]:
+    """A snippet that runs as is once REPO_ID is filled in: pipeline for a merged model, PEFT for an adapter."""
+    g = cfg.generation
+    text = f"{cfg.data.instruction}\\n\\n<your text>" if cfg.data.instruction else "<your text>"
+    settings = (f"max_new_tokens={g.max_new_tokens}, do_sample={g.do_sample}, temperature={g.temperature}, "
+                f"min_p={g.min_p}")
+    messages = f'messages = [{{"role": "user", "content": "{text}"}}]'
+    if merged:
+        return ["from transformers import pipeline", "", 'generator = pipeline("text-generation", model="REPO_ID")',
+                messages, f"print(generator(messages, {settings})[0]['generated_text'][-1]['content'])"]
+    return ["from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer", "",
+            'model = AutoPeftModelForCausalLM.from_pretrained("REPO_ID")',
+            'tokenizer = AutoTokenizer.from_pretrained("REPO_ID")', messages,
+            "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\", "
+            "return_dict=True)",
+            f"out = model.generate(**inputs, {settings})",
+            "print(tokenizer.decode(out[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True))"]
 
 
 def _eval_lines(run: Run) -> list[str]:

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from .config import Config, ConfigError, load_config, parse_set, set_value, validate
@@ -136,14 +135,12 @@ def cmd_export(args) -> int:
 
 
 def cmd_eval(args, cfg: Config) -> int:
-    from .data import build_prompts
-    from .evaluation import evaluate, figures_markdown, heldout_prompts, write_report
+    from .evaluation import evaluate, figures_markdown, heldout_prompts, prompts_from, write_report
     from .generation import InferenceModels
 
     _for_inference(args, cfg)
     if args.prompts:
-        data = replace(cfg.data, path=args.prompts, prompt_column="auto", max_samples=args.limit)
-        sets = {Path(args.prompts).stem: list(build_prompts(data)[0]["prompt"])}
+        sets = {Path(args.prompts).stem: prompts_from(cfg.data, args.prompts, args.limit)}
     else:
         sets = {name: heldout_prompts(cfg.data, name, args.limit) for name in ("posts", "documents")}
     models = InferenceModels(cfg)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
 
 from .config import Config, DataConfig, GenerationSettings, RewardSettings
 from .data import ASSETS, build_prompts
+from .files import write_atomic
 from .generation import InferenceModels
 from .quality import assess
 from .rewards import completion_text, score
@@ -34,12 +35,15 @@ FIGURES = {  # figure -> (label, higher is better)
 }
 
 
+def prompts_from(data: DataConfig, path: str | Path, limit: int = 0) -> list:
+    """The prompts of a file (column detected), formatted as the run's training prompts were."""
+    prompts, _ = build_prompts(replace(data, path=str(path), prompt_column="auto", max_samples=limit))
+    return list(prompts["prompt"])
+
+
 def heldout_prompts(data: DataConfig, which: str, limit: int = 0) -> list:
     """The bundled held-out `posts` or `documents`, formatted as the run's training prompts were."""
-    cfg = DataConfig(**{**asdict(data), "path": str(HELDOUT[which]), "prompt_column": "prompt",
-                        "max_samples": limit})
-    prompts, _ = build_prompts(cfg)
-    return list(prompts["prompt"])
+    return prompts_from(data, HELDOUT[which], limit)
 
 
 def answer_columns(side: str, prompts: list, gens: list, rewards: RewardSettings) -> dict[str, list]:
@@ -133,5 +137,5 @@ def evaluate(models: InferenceModels, cfg: Config, adapter: str, sets: dict[str,
 
 def write_report(report: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    write_atomic(path, json.dumps(report, indent=1, ensure_ascii=False))
     return path

@@ -77,9 +77,9 @@ def grounded_words(source: str, answer: str) -> tuple[int, int]:
     return sum(stem(w) in known for w in counted), len(counted)
 
 
-def grounding(source: str, answer: str) -> float:
+def grounding(source: str, answer: str, counts: tuple[int, int] | None = None) -> float:
     """Share of the answer's content words that occur in the source (0..1; 0 for an answer with none)."""
-    hits, counted = grounded_words(source, answer)
+    hits, counted = counts or grounded_words(source, answer)
     return hits / counted if counted else 0.0
 
 
@@ -90,7 +90,7 @@ def repetition(answer: str, n: int = 3) -> float:
     return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
 
-def degenerate(source: str, answer: str) -> str:
+def degenerate(source: str, answer: str, counts: tuple[int, int] | None = None) -> str:
     """Why the answer is no answer ("" when it is one): empty, too short, one word repeated, or chat filler."""
     tokens = words(answer)
     if not tokens:
@@ -100,7 +100,7 @@ def degenerate(source: str, answer: str) -> str:
     top = Counter(tokens).most_common(1)[0][1]
     if len(tokens) >= 6 and top / len(tokens) > 0.4:
         return "one word repeated"
-    if FILLER.search(answer) and grounded_words(source, answer)[0] < 3:
+    if FILLER.search(answer) and (counts or grounded_words(source, answer))[0] < 3:
         return "chat filler"
     return ""
 
@@ -118,13 +118,13 @@ class Quality:
 
 def assess(source: str, answer: str) -> Quality:
     """All checks at once, with the first reason the answer fails the summary rule."""
-    broken = degenerate(source, answer)
-    reason, ground, rep = broken, grounding(source, answer), repetition(answer)
+    counts = grounded_words(source, answer)  # the source is the longest text here: read it once
+    broken = degenerate(source, answer, counts)
+    reason, ground, rep = broken, grounding(source, answer, counts), repetition(answer)
     if not reason:
-        hits, _ = grounded_words(source, answer)
         if rep > MAX_REPETITION:
             reason = "repeats itself"
-        elif hits < MIN_GROUNDED_WORDS or ground < MIN_GROUNDING:
+        elif counts[0] < MIN_GROUNDED_WORDS or ground < MIN_GROUNDING:
             reason = "not about the text"
         elif len(answer.strip()) > MAX_SHARE * len(source.strip()):
             reason = "not shorter than the text"

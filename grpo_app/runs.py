@@ -206,9 +206,13 @@ def list_runs(root: str | Path = "runs") -> list[RunInfo]:
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
+def _valid_name(name: str) -> bool:
+    return bool(RUN_NAME.fullmatch(name or "")) and ".." not in name
+
+
 def _own_run(root: str | Path, name: str) -> Path:
     """A run folder directly under `root`, by its name: never a path elsewhere, never `..`."""
-    if not RUN_NAME.fullmatch(name or "") or ".." in name:
+    if not _valid_name(name):
         raise ConfigError(f"'{name}' is not a run name: letters, digits, '_', '.', '-' only, no separators.")
     path = Path(root) / name
     if not _is_run(path):
@@ -221,7 +225,7 @@ def _own_run(root: str | Path, name: str) -> Path:
 def rename_run(root: str | Path, name: str, new_name: str) -> Path:
     """Give a run folder a new name (its config's run.dir follows); refuses names in use or with separators."""
     path = _own_run(root, name)
-    if not RUN_NAME.fullmatch(new_name or "") or ".." in new_name:
+    if not _valid_name(new_name):
         raise ConfigError(f"'{new_name}' is not a valid run name: letters, digits, '_', '.', '-' only.")
     target = Path(root) / new_name
     if target.exists():

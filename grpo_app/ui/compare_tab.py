@@ -16,8 +16,8 @@ from pathlib import Path
 import gradio as gr
 
 from ..config import Config, ConfigError, DataConfig, GenerationSettings, preset, set_value, validate
-from ..data import ASSETS, build_prompts, to_prompt
-from ..evaluation import compare_batch, figures_markdown, heldout_prompts, summarize
+from ..data import ASSETS, to_prompt
+from ..evaluation import compare_batch, figures_markdown, heldout_prompts, prompts_from, summarize
 from ..jobs import JobRegistry
 from ..rewards import score
 from ..runs import list_runs, run_of_adapter
@@ -154,11 +154,7 @@ def create_compare_tab(registry: JobRegistry, runs_root: str) -> dict:
         try:
             data = DataConfig(instruction=instruction or "", chat_format=bool(chat))
             limit = max(1, int(n or 20))
-            if which == "file":
-                data.path, data.max_samples = file, limit
-                prompts = list(build_prompts(data)[0]["prompt"])
-            else:
-                prompts = heldout_prompts(data, which, limit)
+            prompts = prompts_from(data, file, limit) if which == "file" else heldout_prompts(data, which, limit)
             models = registry.inference(cfg)
             progress(0, desc="Generating…")
             df = compare_batch(models, prompts, settings(*gen), chosen, cfg.reward,

@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: setup run test test-fast lint bench browser clean
+.PHONY: setup run test test-fast lint audit bench browser clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,13 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# pip-audit checks the pins as written (and what they resolve to); it is a tool, not a dependency.
+# PyPI's advisory data: osv.dev is not reachable here. Packages PyPI can't answer for show as skipped.
+audit: setup
+	$(PY) -m pip install -q pip-audit==2.10.1
+	$(VENV)/bin/pip-audit --vulnerability-service pypi --progress-spinner off \
+	  -r requirements.txt -r requirements-dev.txt
 
 bench: setup
 	$(PY) bench/bench.py

@@ -1,9 +1,12 @@
 """GRPO Studio. Run `make run` (or `python app.py`) and open http://127.0.0.1:7860.
 
-Also the Hugging Face Space's app_file. Host and port follow GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
+Also the Hugging Face Space's app_file. It listens on 127.0.0.1 unless GRADIO_SERVER_NAME says otherwise or it runs
+on a Space (0.0.0.0); the port follows GRADIO_SERVER_PORT. Ctrl-C or SIGTERM stops a running training at the end of
+its step and saves it before the process ends (GRPO_STUDIO_SHUTDOWN_WAIT seconds at most, default 60).
 """
 
 import os
+import signal
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -11,5 +14,19 @@ from grpo_app.ui import CSS, THEME, create_ui  # noqa: E402
 
 demo = create_ui(runs_root=os.environ.get("GRPO_STUDIO_RUNS", "runs"))
 
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # Gradio closes the server on it, as on Ctrl-C
+
+
 if __name__ == "__main__":
-    demo.queue(default_concurrency_limit=4).launch(theme=THEME, css=CSS, show_error=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    policy = demo.policy
+    try:
+        demo.queue(default_concurrency_limit=4).launch(
+            theme=THEME, css=CSS, show_error=True, server_name=policy.host, allowed_paths=policy.allowed_paths(),
+            max_file_size=f"{policy.max_upload_mb:g}mb" if policy.public else None)
+    finally:
+        snap = demo.registry.shutdown(float(os.environ.get("GRPO_STUDIO_SHUTDOWN_WAIT") or 60))
+        if snap is not None:
+            print(f"Training {snap.status}: {snap.message}", flush=True)

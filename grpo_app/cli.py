@@ -15,10 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
+import traceback
 from pathlib import Path
 
-from .config import Config, ConfigError, load_config, parse_set, set_value, validate
+from .checks import validate
+from .config import Config, ConfigError, load_config, parse_set, set_value
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -60,7 +64,32 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=0, help="At most this many prompts per set (0 = all).")
     ev.add_argument("--out", help="Report path (default: <run>/eval.json, or eval.json beside the adapter).")
     ev.add_argument("--batch-size", type=int, default=8)
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", help="Print an error's traceback, not just its sentence.")
     return parser
+
+
+class _StopOnSignal:
+    """The first Ctrl-C or SIGTERM stops at the end of the step and saves; a second one quits at once."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop, self.signum = stop, 0
+
+    def __enter__(self):
+        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def handle(self, signum, frame) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.stop.set()
+        print(f"\n{signal.Signals(signum).name}: stopping after this step and saving "
+              "(press Ctrl-C again to quit at once).", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
 
 def cmd_train(args, cfg: Config) -> int:
@@ -80,7 +109,9 @@ def cmd_train(args, cfg: Config) -> int:
         for key, value in parse_set(args.sets):
             set_value(cfg, key, value)
         cfg.run.dir = args.resume
-    result = train(cfg, Printer(), resume=bool(args.resume))
+    stop = threading.Event()
+    with _StopOnSignal(stop) as signals:
+        result = train(cfg, Printer(), stop, resume=bool(args.resume))
     rewards = [m["reward"] for m in result.metrics if m.get("reward") is not None]
     if rewards:
         k = min(5, len(rewards))
@@ -88,8 +119,10 @@ def cmd_train(args, cfg: Config) -> int:
     print(f"run folder: {result.run_dir}")
     if result.status == "failed":
         print(f"error: {result.message}", file=sys.stderr)
+        if args.debug:
+            print(result.error, file=sys.stderr)
         return 1
-    return 0
+    return 128 + signals.signum if signals.signum else 0
 
 
 def cmd_generate(args, cfg: Config) -> int:
@@ -198,7 +231,16 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_eval(args, cfg) if args.command == "eval" else cmd_generate(args, cfg)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug or a fault we did not foresee: still one sentence, the rest on request
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"error: {type(e).__name__}: {first}" + ("" if args.debug else " (--debug shows the traceback)"),
+              file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        return 1

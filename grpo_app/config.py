@@ -8,17 +8,14 @@ section uses TRL's `GRPOConfig` field names; any other `GRPOConfig` field can be
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A user-facing configuration problem; its message is shown as is."""
+from .coerce import coerce
+from .errors import ConfigError
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -50,6 +47,7 @@ class DataConfig:
     max_samples: int = _f(0, "Use at most this many prompts (0 = all).")
     overlong: str = _f("truncate", "What to do with prompts over grpo.max_prompt_length tokens: truncate (keep the "
                        "start) | truncate_left (keep the end, as TRL 0.14 did) | drop.")
+    max_file_mb: float = _f(200.0, "Refuse local dataset files larger than this (MB): a wrong file fails at once.")
 
 
 @dataclass
@@ -162,180 +160,130 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict) -> Config:
+        """A config from parsed YAML/JSON: a mapping of known sections, each a mapping of its fields. Anything else
+        is a ConfigError naming the offending key, not an AttributeError from deep inside."""
+        import reprlib
+
+        def shown(v: Any) -> str:
+            try:
+                text = reprlib.repr(v)
+            except ValueError:  # an int over 4300 digits has no repr
+                return f"a {type(v).__name__} too large to show"
+            return text if len(text) <= 120 else text[:117] + "..."
+
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"A config is a mapping of sections ({', '.join(SECTIONS)}), got {shown(data)}.")
         cfg = cls()
-        for section, values in (data or {}).items():
-            if not hasattr(cfg, section):
-                raise ConfigError(f"Unknown config section '{section}'. Known: {', '.join(SECTIONS)}.")
-            for key, value in (values or {}).items():
+        for section, values in data.items():
+            if not isinstance(section, str) or section not in SECTIONS:
+                raise ConfigError(f"Unknown config section {shown(section)}. Known: {', '.join(SECTIONS)}.")
+            if values is None:  # an empty section (`model:` in YAML)
+                continue
+            fields = ", ".join(f.name for f in dataclasses.fields(getattr(cfg, section)))
+            if not isinstance(values, dict):
+                raise ConfigError(f"{section}: expected a mapping of its fields ({fields}), got {shown(values)}.")
+            for key, value in values.items():
+                if not isinstance(key, str):
+                    raise ConfigError(f"{section}: field names are text ({fields}), got {shown(key)}.")
                 set_value(cfg, f"{section}.{key}", value)
         return cfg
 
     @classmethod
-    def from_yaml(cls, text: str) -> Config:
+    def from_yaml(cls, text: str | bytes) -> Config:
+        """A config from YAML text (bytes: UTF-8). Whatever PyYAML raises on bad input is one sentence: YAMLError,
+        but also ValueError (a date like 2024-13-45, an int of 5000 digits) and RecursionError (deep nesting)."""
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8-sig")
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"The config is not UTF-8 text (byte {e.object[e.start]:#04x} at position "
+                                  f"{e.start}).") from None
         try:
             data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"The config is not valid YAML: {e}") from None
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = " ".join(str(e.problem or e.context or type(e).__name__).split())
+            raise ConfigError(f"The config is not valid YAML: {problem}{where}.") from None
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as e:
+            problem = (str(e).strip().splitlines() or [type(e).__name__])[0].split(";")[0]
+            raise ConfigError(f"The config is not valid YAML: {problem}.") from None
+        except RecursionError:
+            raise ConfigError("The config is not valid YAML: it is nested too deeply.") from None
         if data is not None and not isinstance(data, dict):
             raise ConfigError("The config file must hold a mapping of sections (model, data, grpo, ...).")
         return cls.from_dict(data or {})
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
+        """A config file; a folder, an unreadable or a non-UTF-8 file is one sentence naming it, not an OSError."""
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"{p} is a folder: give the config file (.yaml) itself.")
         if not p.is_file():
             raise ConfigError(f"Config file not found: {p}")
-        return cls.from_yaml(p.read_text())
+        try:
+            text = p.read_bytes().decode("utf-8-sig")
+        except OSError as e:
+            raise ConfigError(f"Could not read the config file {p}: {e.strerror or e}.") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"The config file {p} is not UTF-8 text (byte {e.object[e.start]:#04x} at position "
+                              f"{e.start}).") from None
+        return cls.from_yaml(text)
 
 
 SECTIONS = [f.name for f in dataclasses.fields(Config)]
 
 
-def _grpo_config_fields() -> set[str]:
-    from trl import GRPOConfig
-
-    return {f.name for f in dataclasses.fields(GRPOConfig)}
-
-
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Turn a YAML/CLI value into the field's type, with a message that names the key."""
-    kind = typing.get_origin(annotation) or annotation
-    if isinstance(annotation, str):
-        kind = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}.get(annotation)
-    if isinstance(kind, types.UnionType):
-        kind = None
-    try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("true", "1", "yes", "on"):
-                return True
-            if str(value).lower() in ("false", "0", "no", "off"):
-                return False
-            raise ValueError
-        if kind is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if kind is float:
-            return float(value)
-        if kind is str:
-            return "" if value is None else str(value)
-        if kind is list:
-            if isinstance(value, str):
-                return [yaml.safe_load(v.strip()) for v in value.split(",") if v.strip()]
-            return list(value)
-        if kind is dict:
-            if not isinstance(value, dict):
-                raise ValueError
-            return dict(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}.") from None
-    return value
-
-
 def set_value(cfg: Config, key: str, value: Any) -> None:
-    """Set a dotted key (`grpo.learning_rate`); unknown GRPOConfig fields go to `grpo.extra`."""
+    """Set a dotted key (`grpo.learning_rate`); other GRPOConfig fields go to `grpo.extra`, typed as TRL declares
+    them, so that a config that loads here also builds a GRPOConfig later."""
+    if not isinstance(key, str):
+        raise ConfigError(f"A setting is named <section>.<field> in text, got a {type(key).__name__}.")
     section_name, _, name = key.partition(".")
-    section = getattr(cfg, section_name, None) if section_name in SECTIONS else None
+    section = getattr(cfg, section_name) if section_name in SECTIONS else None
     if section is None or not name:
-        raise ConfigError(f"Unknown setting '{key}'. Use <section>.<field> with section in {', '.join(SECTIONS)}.")
+        raise ConfigError(f"Unknown setting {key!r}. Use <section>.<field> with section in {', '.join(SECTIONS)}.")
     fields = {f.name: f for f in dataclasses.fields(section)}
-    if name in fields:
-        setattr(section, name, _coerce(value, fields[name].type, key))
-    elif section_name == "grpo" and name in _grpo_config_fields():
-        section.extra[name] = value
-    else:
-        raise ConfigError(f"Unknown setting '{key}'. Fields of '{section_name}': {', '.join(fields)}.")
+    if name in fields and key != "grpo.extra":
+        setattr(section, name, coerce(value, fields[name].type, key))
+        return
+    if section_name == "grpo":
+        from trl import GRPOConfig
+
+        trl_fields = {f.name: f.type for f in dataclasses.fields(GRPOConfig)}
+        if name == "extra":  # the whole mapping (a config file's grpo.extra): each entry is checked as --set would
+            entries = {} if value is None else coerce(value, "dict", key)
+            unknown = [k for k in entries if k not in trl_fields]
+            if unknown:
+                raise ConfigError(f"Unknown setting {'grpo.extra.' + unknown[0]!r}: grpo.extra holds TRL "
+                                  "GRPOConfig fields only.")
+            section.extra = {k: coerce(v, trl_fields[k], f"grpo.extra.{k}") for k, v in entries.items()}
+            return
+        if name in trl_fields:
+            section.extra[name] = coerce(value, trl_fields[name], key)
+            return
+    raise ConfigError(f"Unknown setting {key!r}. Fields of '{section_name}': {', '.join(fields)}.")
 
 
 def parse_set(pairs: list[str]) -> list[tuple[str, Any]]:
-    """`KEY=VALUE` strings from the CLI; values are read as YAML scalars (so 2e-5, true, 8 get their types)."""
+    """`KEY=VALUE` strings from the CLI; values are read as YAML scalars (so 2e-5, true, 8 get their types), and a
+    value YAML cannot read (`a: b: c`, `2024-13-45`, a 5000-digit number) stays the text it was."""
     out = []
     for pair in pairs:
+        if not isinstance(pair, str):
+            raise ConfigError(f"--set expects KEY=VALUE text, got a {type(pair).__name__}.")
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set expects KEY=VALUE, got '{pair}'.")
+            shown = pair if len(pair) <= 80 else pair[:80] + "..."
+            raise ConfigError(f"--set expects KEY=VALUE, got {shown!r}.")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, RecursionError):
             value = raw
         out.append((key.strip(), value))
-    return out
-
-
-def validate(cfg: Config) -> Config:
-    """Check what TRL would reject later (or never), with messages a user can act on."""
-    g, problems = cfg.grpo, []
-    if g.num_generations < 2:
-        problems.append("grpo.num_generations must be at least 2: GRPO compares completions within a group.")
-    if g.learning_rate <= 0:
-        problems.append("grpo.learning_rate must be positive.")
-    if g.save_steps < 0 or g.save_total_limit < 0:
-        problems.append("grpo.save_steps and grpo.save_total_limit must be >= 0.")
-    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length",
-                 "max_prompt_length", "logging_steps"):
-        if getattr(g, name) < 1:
-            problems.append(f"grpo.{name} must be at least 1.")
-    gen_batch = g.extra.get("generation_batch_size") or g.per_device_train_batch_size * g.gradient_accumulation_steps
-    if g.num_generations >= 2 and gen_batch % g.num_generations:
-        problems.append(
-            f"The generation batch (per_device_train_batch_size x gradient_accumulation_steps = {gen_batch}) must be "
-            f"divisible by grpo.num_generations ({g.num_generations})."
-        )
-    if g.max_steps == 0 or (g.max_steps < 0 and g.num_train_epochs <= 0):
-        problems.append("Set grpo.max_steps > 0, or grpo.num_train_epochs > 0 with max_steps = -1.")
-    if g.beta < 0:
-        problems.append("grpo.beta must be >= 0.")
-    if not 0 < g.top_p <= 1 or not 0 < cfg.generation.top_p <= 1:
-        problems.append("top_p must be in (0, 1].")
-    if g.temperature <= 0 or cfg.generation.temperature <= 0:
-        problems.append("temperature must be positive (use generation.do_sample=false for greedy decoding).")
-    if cfg.lora.r < 1 or cfg.lora.lora_alpha <= 0:
-        problems.append("lora.r and lora.lora_alpha must be positive.")
-    if not 0 <= cfg.lora.lora_dropout < 1:
-        problems.append("lora.lora_dropout must be in [0, 1).")
-    if cfg.data.overlong not in ("truncate", "truncate_left", "drop"):
-        problems.append("data.overlong must be 'truncate', 'truncate_left' or 'drop'.")
-    from .rewards import BUILTIN_REWARDS, is_known
-
-    unknown = [f for f in cfg.reward.functions + cfg.reward.monitor if not is_known(f)]
-    if not cfg.reward.functions:
-        problems.append("Choose at least one reward function.")
-    if unknown:
-        problems.append(f"Unknown reward function(s) {unknown}. Built-in: {', '.join(BUILTIN_REWARDS)}; "
-                        "or your own as file.py:function.")
-    if cfg.reward.weights and len(cfg.reward.weights) != len(cfg.reward.functions):
-        problems.append(f"reward.weights has {len(cfg.reward.weights)} values for "
-                        f"{len(cfg.reward.functions)} reward functions.")
-    if cfg.generation.max_new_tokens < 1:
-        problems.append("generation.max_new_tokens must be at least 1.")
-    for name in ("logits_head", "merged_generation", "skip_checkpointing", "shared_prefix", "fast_decode",
-                 "grouped_attention"):
-        if getattr(cfg.speed, name) not in ("auto", "on", "off"):
-            problems.append(f"speed.{name} must be auto, on or off.")
-    problems += _tracker_problems(cfg.run.report_to)
-    if problems:
-        raise ConfigError(" ".join(problems))
-    return cfg
-
-
-TRACKERS = {"trackio": "trackio", "tensorboard": "tensorboard", "wandb": "wandb"}  # name -> package
-
-
-def trackers(report_to: str) -> list[str]:
-    return [t.strip() for t in report_to.split(",") if t.strip() and t.strip() != "none"]
-
-
-def _tracker_problems(report_to: str) -> list[str]:
-    import importlib.util
-
-    out = []
-    for name in trackers(report_to):
-        if name not in TRACKERS:
-            out.append(f"run.report_to: unknown tracker '{name}' (none, {', '.join(TRACKERS)}).")
-        elif importlib.util.find_spec(TRACKERS[name]) is None:
-            out.append(f"run.report_to={name} needs the {TRACKERS[name]} package: pip install {TRACKERS[name]}.")
     return out
 
 
@@ -353,11 +301,9 @@ def load_config(preset_name: str | None = None, path: str | None = None,
     """Preset, then file, then overrides: the same order for the CLI and the UI."""
     cfg = preset(preset_name) if preset_name else Config()
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"Config file not found: {p}")
-        Config.from_yaml(p.read_text())  # validates the whole file first
-        for section, values in (yaml.safe_load(p.read_text()) or {}).items():
+        Config.load(path)  # the whole file first: missing, unreadable, not YAML or not a config is one sentence
+        named = yaml.safe_load(Path(path).read_bytes().decode("utf-8-sig")) or {}
+        for section, values in named.items():  # then only what the file names goes over the preset
             for key, value in (values or {}).items():
                 set_value(cfg, f"{section}.{key}", value)
     for key, value in overrides or []:

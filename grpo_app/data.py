@@ -44,7 +44,7 @@ class DataReport:
         return text
 
 
-def read_rows(path: str, split: str = "train") -> Dataset:
+def read_rows(path: str, split: str = "train", max_mb: float = 0) -> Dataset:
     """The raw rows of a source, with a clear message for each way it can fail."""
     if path in ("", *BUNDLED):
         files = [ASSETS / folder / f"{split}.jsonl" for folder in BUNDLED[path or "bundled"]]
@@ -55,74 +55,122 @@ def read_rows(path: str, split: str = "train") -> Dataset:
     if local.suffix.lower() in FILE_TYPES or local.exists():
         if not local.is_file():
             raise DataError(f"Dataset file not found: {path}")
+        size_mb = local.stat().st_size / 2**20
+        if max_mb and size_mb > max_mb:
+            raise DataError(f"{local.name} is {size_mb:,.0f} MB, over the {max_mb:g} MB limit (data.max_file_mb).")
         return _read_file(local)
     return _read_hub(path, split)
 
 
 def _read_file(path: Path) -> Dataset:
+    """A local file's rows, read in memory (no datasets cache folder per file). Every way a file can be wrong (not
+    UTF-8, broken JSON/CSV/parquet, plain values instead of records, nesting too deep, too big for memory) is one
+    DataError naming the file and what it should hold: pandas and pyarrow errors never reach the user as they are."""
     kind = FILE_TYPES.get(path.suffix.lower())
     if kind is None:
         raise DataError(f"Unsupported file type '{path.suffix}'. Use one of: {', '.join(FILE_TYPES)}.")
+    expected = {".jsonl": "one JSON object per line", ".json": "a JSON list of objects",
+                ".csv": "a header row, then one comma-separated row per prompt", ".parquet": "a parquet table",
+                ".txt": "UTF-8 text, one prompt per line"}[path.suffix.lower()]
     try:
         if kind == "text":
-            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+            lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
             ds = Dataset.from_dict({"prompt": [line for line in lines if line]})
-        elif kind == "json":
+        elif kind == "parquet":
+            import pyarrow.parquet as pq
+
+            ds = Dataset(pq.read_table(path))  # keeps the features a datasets-written file declares
+        else:
             import pandas as pd
 
-            df = pd.read_json(path, lines=path.suffix.lower() == ".jsonl")
+            df = pd.read_csv(path) if kind == "csv" else pd.read_json(path, lines=path.suffix.lower() == ".jsonl")
+            if not all(isinstance(c, str) for c in df.columns):  # pandas numbers the columns of lists and values
+                raise DataError(f"{path.name} holds plain values or lists, not records: expected {expected}.")
             ds = Dataset.from_pandas(df, preserve_index=False)
-        elif kind == "csv":
-            ds = Dataset.from_csv(str(path))
-        else:
-            ds = Dataset.from_parquet(str(path))
-    except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"Could not read {path.name} as {path.suffix} ({first}).") from None
+    except DataError:
+        raise
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path.name} is not UTF-8 text (byte {e.object[e.start]:#04x} at position {e.start}): "
+                        f"expected {expected}.") from None
+    except RecursionError:
+        raise DataError(f"Could not read {path.name}: it is nested too deeply (expected {expected}).") from None
+    except MemoryError:
+        raise DataError(f"Could not read {path.name}: it does not fit in memory (data.max_file_mb).") from None
+    except Exception as e:  # pandas, pyarrow and json raise many types: the first line of the message tells
+        first = " ".join((str(e).strip().splitlines() or [type(e).__name__])[0].split())
+        first = first if len(first) <= 160 else first[:157] + "..."
+        raise DataError(f"Could not read {path.name} ({first}): expected {expected}.") from None
     if len(ds) == 0:
-        raise DataError(f"{path.name} holds no rows.")
+        raise DataError(f"{path.name} holds no rows: expected {expected}.")
+    if not ds.column_names:
+        raise DataError(f"{path.name} has rows without fields: expected {expected}.")
     return ds
+
+
+HUB_HINT = "Use 'bundled' for the posts shipped with the app, or a local .jsonl/.csv/.parquet/.txt file."
 
 
 def _read_hub(name: str, split: str) -> Dataset:
     from datasets import load_dataset
 
+    from . import hub
+
+    hub.check(name, "dataset", "README.md", HUB_HINT, DataError)
     try:
         return load_dataset(name, split=split)
     except ValueError as e:
         if "split" in str(e).lower():
             raise DataError(f"Dataset '{name}' has no split '{split}'.") from None
-        raise DataError(f"Could not load dataset '{name}': {e}") from None
-    except Exception:
-        raise DataError(
-            f"Could not load dataset '{name}' from the Hugging Face Hub (no internet, a typo, or a private "
-            "dataset). Use 'bundled' for the posts shipped with the app, or a local .jsonl/.csv/.parquet/.txt file."
-        ) from None
+        raise DataError(hub.explain(name, "dataset", e, HUB_HINT)) from None
+    except Exception as e:
+        raise DataError(hub.explain(name, "dataset", e, HUB_HINT)) from None
 
 
 def detect_column(columns: list[str], wanted: str = "auto") -> str:
+    """The prompt column: the one named, else the first of PROMPT_COLUMNS present. Names are quoted, so that a CSV
+    header with a newline or a comma in it still gives a one-line message."""
+    import reprlib
+
+    names = [str(c) for c in columns]
+    shown = ", ".join(reprlib.repr(c) for c in names[:20]) or "none"
+    if len(names) > 20:
+        shown += f" and {len(names) - 20} more"
     if wanted not in ("", "auto"):
-        if wanted not in columns:
-            raise DataError(f"Column '{wanted}' not found. Columns: {', '.join(columns)}.")
+        if wanted not in names:
+            raise DataError(f"Column {wanted!r} not found. Columns: {shown}.")
         return wanted
     for name in PROMPT_COLUMNS:
-        if name in columns:
+        if name in names:
             return name
     raise DataError(f"No prompt column found (looked for {', '.join(PROMPT_COLUMNS)}). "
-                    f"Columns: {', '.join(columns)}. Name the column to use.")
+                    f"Columns: {shown}. Name the column to use.")
 
 
 def to_prompt(value, cfg: DataConfig):
-    """A plain string, or chat messages when the data is chat-shaped or `chat_format` is on."""
+    """A plain string, or chat messages when the data is chat-shaped or `chat_format` is on. Numbers become text;
+    anything else (a mapping, a list that is not chat messages, bytes) is a DataError naming the file, rather than
+    its repr trained on as if it were a prompt."""
+    import reprlib
+
+    source = Path(cfg.path).name if Path(cfg.path).suffix.lower() in FILE_TYPES else cfg.path or "bundled"
     if isinstance(value, list):  # chat messages: keep the conversation up to the last user turn
+        if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in value):
+            raise DataError(f"A prompt in {source} is a list but not chat messages (mappings with a 'role' and a "
+                            f"'content'): {reprlib.repr(value)}.")
         messages = [dict(m) for m in value]
         while messages and messages[-1].get("role") == "assistant":
             messages.pop()
         if not messages:
-            raise DataError("A chat prompt has no user message.")
+            raise DataError(f"A chat prompt in {source} has no user message.")
+        if not all(isinstance(m.get("content"), str) for m in messages):
+            raise DataError(f"A chat prompt in {source} has a message without text content: "
+                            f"{reprlib.repr(messages)}.")
         if cfg.system_prompt and messages[0].get("role") != "system":
             messages.insert(0, {"role": "system", "content": cfg.system_prompt})
         return messages
+    if not (value is None or isinstance(value, (str, int, float))):
+        raise DataError(f"A prompt in {source} is a {type(value).__name__}, not text or chat messages: "
+                        f"{reprlib.repr(value)}.")
     text = "" if value is None else str(value)
     if cfg.instruction:
         text = f"{cfg.instruction.strip()}\n\n{text}"
@@ -153,7 +201,7 @@ def _shorten(prompt, tokenizer, excess: int, keep_end: bool = False):
 def build_prompts(cfg: DataConfig, tokenizer=None, max_prompt_length: int = 0,
                   split: str | None = None) -> tuple[Dataset, DataReport]:
     """The dataset TRL trains on (a single `prompt` column) and a report of what was done to it."""
-    raw = read_rows(cfg.path, split or cfg.split)
+    raw = read_rows(cfg.path, split or cfg.split, cfg.max_file_mb)
     column = detect_column(list(raw.column_names), cfg.prompt_column)
     values = list(raw[column])
     if cfg.max_samples > 0:
@@ -183,6 +231,6 @@ def build_prompts(cfg: DataConfig, tokenizer=None, max_prompt_length: int = 0,
 
 def preview(cfg: DataConfig, n: int = 5) -> tuple[list[str], str, list[dict], int]:
     """Columns, detected prompt column, the first rows and the row count: for the dataset preview."""
-    raw = read_rows(cfg.path, cfg.split)
+    raw = read_rows(cfg.path, cfg.split, cfg.max_file_mb)
     column = detect_column(list(raw.column_names), cfg.prompt_column)
     return list(raw.column_names), column, [raw[i] for i in range(min(n, len(raw)))], len(raw)

@@ -13,7 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Config, ConfigError, validate
+from .checks import validate
+from .config import Config, ConfigError
 from .training import Reporter, train
 
 ACTIVE = ("starting", "loading", "training", "stopping")
@@ -69,7 +70,11 @@ class TrainingJob(Reporter):
 
     def on_status(self, status: str, message: str = "") -> None:
         self.on_log(f"[{status}] {message}")
-        self._update(status=status, message=message)
+        with self._lock:
+            if self._stop.is_set() and status in ACTIVE and self._state.status == "stopping":
+                return  # Stop was pressed: only the end (stopped, finished, failed) replaces "stopping"
+            self._state.status, self._state.message = status, message
+            self._state.version += 1
 
     def on_log(self, line: str) -> None:
         with self._lock:
@@ -101,15 +106,24 @@ class TrainingJob(Reporter):
     def _run(self) -> None:
         try:
             result = train(self.cfg, self, self._stop, resume=self.resume)
-            self._update(run_dir=str(result.run_dir), error=result.error)
+            self._update(run_dir=str(result.run_dir) if result.run_dir.name else "", error=result.error)
+            if self.snapshot().active:  # every way out of train() ends in a final status
+                self.on_status(result.status, result.message)
         except Exception as e:  # a config error before the run folder exists
             self._update(error=traceback.format_exc())
             self.on_status("failed", f"{type(e).__name__}: {e}" if not isinstance(e, ConfigError) else str(e))
 
-    def stop(self) -> None:
-        if self.snapshot().active:
+    def stop(self) -> bool:
+        """Ask the run to stop at the next step boundary; False when it has already ended."""
+        with self._lock:
+            if self._state.status not in ACTIVE:
+                return False
             self._stop.set()
-            self.on_status("stopping", "Stopping at the end of the current step…")
+            if self._state.status != "stopping":
+                self._state.status, self._state.message = "stopping", "Stopping at the end of the current step…"
+                self._state.version += 1
+        self.on_log("[stopping] Stop requested.")
+        return True
 
     def wait(self, timeout: float | None = None) -> JobSnapshot:
         if self.thread:
@@ -150,6 +164,8 @@ class JobRegistry:
         with self._lock:
             if self.current is not None and self.current.snapshot().active:
                 s = self.current.snapshot()
+                if s.status == "stopping":
+                    raise JobBusy("The current run is stopping and saving; start again in a moment.")
                 raise JobBusy(f"A run is already in progress (step {s.step}/{s.total or '?'}). "
                               "Stop it first, or wait for it to finish.")
             self.current = TrainingJob(cfg, resume)
@@ -158,10 +174,14 @@ class JobRegistry:
 
     def stop(self) -> bool:
         job = self.current
-        if job is None or not job.snapshot().active:
-            return False
-        job.stop()
-        return True
+        return job.stop() if job is not None else False
+
+    def shutdown(self, timeout: float = 30.0) -> JobSnapshot | None:
+        """The app is closing (Ctrl-C, SIGTERM): stop the run and give it `timeout` seconds to save."""
+        job = self.current
+        if job is None or not job.stop():
+            return None
+        return job.wait(timeout)
 
     def snapshot(self) -> JobSnapshot:
         return self.current.snapshot() if self.current else JobSnapshot()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from . import hub
 from .config import Config, ConfigError
 
 DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -160,33 +161,57 @@ def _check_causal_lm(path: str, name: str, trust_remote_code: bool) -> None:
                          "GRPO cannot train it. Pick a chat/instruct LLM such as the default SmolLM2.")
 
 
-def load_model(cfg: Config, host: HostSettings | None = None):
+OFFLINE_HINT = "Use model 'default' for the offline SmolLM2-135M-Instruct, or a local model folder."
+
+
+def locate_model(cfg: Config) -> tuple[str, object]:
+    """(path, tokenizer): the model's folder or Hub id checked and its tokenizer loaded, without the weights.
+
+    Cheap, so a training run checks the model (and the prompts, with this tokenizer) before it creates a run
+    folder or loads anything big."""
+    name = cfg.model.name
+    expanded = Path(name).expanduser()
+    if name not in ("", "default") and not expanded.exists():
+        if name.startswith((".", "/", "~")) or name.count("/") > 1:  # a path, not a Hub id (user/name)
+            raise ModelError(f"Model folder not found: {name}")
+        hub.check(name, "model", "config.json", OFFLINE_HINT, ModelError)
+    try:
+        path = resolve_model(name)
+        _check_causal_lm(path, name, cfg.model.trust_remote_code)
+        return path, load_tokenizer(path, cfg.model.trust_remote_code)
+    except ModelError:
+        raise
+    except Exception as e:
+        raise ModelError(_load_problem(name, e)) from None
+
+
+def _load_problem(name: str, e: Exception) -> str:
+    if isinstance(e, ValueError) and ("Unrecognized configuration class" in str(e) or "AutoModel" in str(e)):
+        return f"'{name}' is not a causal language model (text generation), so GRPO cannot train it."
+    if Path(name).expanduser().exists():
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        return f"Could not load the model folder '{name}': {first}"
+    return hub.explain(name, "model", e, OFFLINE_HINT)
+
+
+def load_model(cfg: Config, host: HostSettings | None = None, located: tuple[str, object] | None = None):
     """(model, tokenizer, host) with errors a user can act on, for training and for generation."""
     from transformers import AutoModelForCausalLM
 
     host = host or host_settings(cfg)
-    name = cfg.model.name
+    path, tokenizer = located or locate_model(cfg)
     try:
-        path = resolve_model(name)
-        _check_causal_lm(path, name, cfg.model.trust_remote_code)
-        tokenizer = load_tokenizer(path, cfg.model.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=getattr(torch, host.dtype), attn_implementation=host.attn_implementation,
             trust_remote_code=cfg.model.trust_remote_code,
         )
-    except ModelError:
-        raise
-    except ValueError as e:
-        if "Unrecognized configuration class" in str(e) or "AutoModelForCausalLM" in str(e):
-            raise ModelError(f"'{name}' is not a causal language model (text generation), so GRPO cannot "
-                             "train it. Pick a chat/instruct LLM.") from None
-        raise ModelError(f"Could not load model '{name}': {e}") from None
-    except (OSError, ImportError) as e:
-        if Path(name).expanduser().exists():
-            raise ModelError(f"Could not load the model folder '{name}': {e}") from None
-        raise ModelError(
-            f"Could not load '{name}' from the Hugging Face Hub (no internet, a typo, or a gated model). "
-            "Use model 'default' for the offline SmolLM2-135M-Instruct, or a local model folder."
-        ) from None
+    except Exception as e:
+        if out_of_memory(e):
+            raise
+        raise ModelError(_load_problem(cfg.model.name, e)) from None
     model.to(host.device)
     return model, tokenizer, host
+
+
+def out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, MemoryError) or "out of memory" in str(e).lower() or "can't allocate memory" in str(e)

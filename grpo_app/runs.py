@@ -123,6 +123,14 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.rpartition("-")[2]), default=None)
 
 
+def drop_incomplete_checkpoints(run_dir: Path) -> None:
+    """Delete checkpoint folders a failure cut short (no trainer state yet): they cannot be resumed from."""
+    folder = Path(run_dir) / "checkpoints"
+    for p in folder.glob("checkpoint-*") if folder.is_dir() else []:
+        if not (p / "trainer_state.json").is_file():
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def keep_steps_up_to(path: Path, step: int) -> int:
     """Drop the rows of a JSONL log after `step` (logged after the checkpoint a resume starts from)."""
     if not path.is_file():

@@ -18,11 +18,32 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from .config import Config, ConfigError, trackers, validate
+from .checks import trackers, validate
+from .config import Config, ConfigError
 from .data import build_prompts
-from .models import HostSettings, host_settings, load_model
+from .faults import (
+    TrainingFault,
+    check_scores,
+    disk_errno,
+    failure_message,
+    finite,
+    first_line,
+    free_memory,
+    save_adapter,
+)
+from .memory import check_fits
+from .models import HostSettings, host_settings, load_model, locate_model, out_of_memory
 from .rewards import build_rewards, completion_text
-from .runs import append_jsonl, keep_steps_up_to, last_checkpoint, new_run_dir, read_jsonl, read_status, write_status
+from .runs import (
+    append_jsonl,
+    drop_incomplete_checkpoints,
+    keep_steps_up_to,
+    last_checkpoint,
+    new_run_dir,
+    read_jsonl,
+    read_status,
+    write_status,
+)
 
 
 def is_main_process() -> bool:
@@ -73,11 +94,19 @@ class CompletionRecorder:
 
     def _wrap(self, index: int, func):
         def reward(prompts: list, completions: list, **kw: Any) -> list[float]:
-            scores = func(prompts=prompts, completions=completions, **kw)
+            state = kw.get("trainer_state")
+            step = (state.global_step if state else 0) + 1
+            try:
+                scores = list(func(prompts=prompts, completions=completions, **kw))
+            except Exception as e:
+                if out_of_memory(e):
+                    raise
+                raise TrainingFault(f"The reward '{func.__name__}' failed at step {step}: {type(e).__name__}: "
+                                    f"{first_line(e)}") from e
+            check_scores(func.__name__, scores, len(completions), step)
             self._scores[func.__name__] = scores
             if index == len(self.funcs) - 1:
-                state = kw.get("trainer_state")
-                self._emit((state.global_step if state else 0) + 1, prompts, completions)
+                self._emit(step, prompts, completions)
             return scores
 
         reward.__name__ = func.__name__
@@ -126,11 +155,26 @@ class LiveCallback(TrainerCallback):
         append_jsonl(self.run_dir / "metrics.jsonl", row)
         self.reporter.on_metrics(row)
 
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
+        """NaN/inf gradients stop the run before they reach the weights (the last save stays good)."""
+        grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None] if model else []
+        if not finite(grads):
+            raise TrainingFault(f"The gradients became NaN or inf at step {state.global_step + 1} (a learning rate "
+                                "too high, or huge rewards with scale_rewards=none). The run stopped before updating "
+                                "the weights; the adapter and checkpoints saved before are kept.", keep_adapter=False)
+
+    def on_optimizer_step(self, args, state, control, model=None, **kw):
+        weights = [p for p in model.parameters() if p.requires_grad] if model else []
+        if not finite([w.detach() for w in weights]):
+            raise TrainingFault(f"The weights became NaN or inf at step {state.global_step + 1} (the learning rate "
+                                "is too high). The run stopped; the adapter and checkpoints saved before are kept.",
+                                keep_adapter=False)
+
     def on_step_end(self, args, state, control, model=None, **kw):
         self.reporter.on_progress(state.global_step, state.max_steps)
         if (self.save_steps and state.global_step % self.save_steps == 0 and model is not None
                 and state.is_world_process_zero):
-            model.save_pretrained(self.run_dir / "adapter")
+            save_adapter(model, kw.get("processing_class"), self.run_dir / "adapter")
         if self.stop.is_set():
             control.should_training_stop = True
             control.should_save = args.save_strategy != "no"  # a checkpoint at the stop: Resume loses nothing
@@ -173,44 +217,45 @@ def _resolve_into(cfg: Config, host: HostSettings) -> None:
 
 def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event | None = None,
           resume: bool = False) -> RunResult:
-    """Run one training from config to saved adapter; never raises for a failed run (see RunResult).
+    """Run one training from config to saved adapter.
 
-    `resume`: continue the run in `cfg.run.dir` from its last checkpoint (optimizer, schedule, RNG and step
-    counter as they were); rows its logs hold past that checkpoint are dropped, since those steps run again."""
+    Everything that can be checked (settings, model id, tokenizer, prompts, rewards) is checked before a run folder
+    exists, and raises ConfigError with one sentence. Once the folder exists it never raises for a failed run (see
+    RunResult), except KeyboardInterrupt, after saving. `resume`: continue the run in `cfg.run.dir` from its last
+    checkpoint (optimizer, schedule, RNG and step counter as they were); rows its logs hold past that checkpoint
+    are dropped, since those steps run again."""
     reporter, stop = reporter or Reporter(), stop or threading.Event()
     validate(cfg)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not cfg.run.dir:
         raise ConfigError("Several processes are training together: set run.dir so they share one run folder, "
                           "e.g. --set run.dir=runs/recipe-8gpu.")
     checkpoint = resume_point(Path(cfg.run.dir)) if resume else None
-    build_prompts(cfg.data)  # a missing or unreadable dataset is one sentence before any model or run folder
-    build_rewards(cfg.reward)  # so is a custom reward that does not load
+    build_rewards(cfg.reward)  # a custom reward that does not load is one sentence, before anything else
     host = host_settings(cfg)
+    reporter.on_status("loading", f"Checking model {cfg.model.name} and the prompts…")
+    located = locate_model(cfg)
+    check_fits(cfg, located[0], host.device, host.dtype)
+    dataset, report = build_prompts(cfg.data, located[1], cfg.grpo.max_prompt_length)
     _resolve_into(cfg, host)
-    run_dir = Path(cfg.run.dir) if resume else new_run_dir(cfg)
+    if stop.is_set():  # Stop pressed while the model and prompts were checked: nothing to save
+        return RunResult(Path(cfg.run.dir), "stopped", "Stopped before the run started; nothing was saved.")
+    run_dir = _open_run_dir(cfg, resume)
     cfg.run.dir = str(run_dir)
-    elapsed_before = 0.0
-    if checkpoint is not None and is_main_process():
-        step = int(checkpoint.name.rpartition("-")[2])
-        dropped = keep_steps_up_to(run_dir / "metrics.jsonl", step)
-        keep_steps_up_to(run_dir / "completions.jsonl", step)
-        elapsed_before = next((m.get("elapsed", 0.0) for m in reversed(read_jsonl(run_dir / "metrics.jsonl"))), 0.0)
-        reporter.on_log(f"Resuming from {checkpoint.name}" + (f"; {dropped} logged steps after it run again."
-                                                              if dropped else "."))
-    if is_main_process():
-        cfg.save(run_dir / "config.yaml")
-    _status(run_dir, "running")
+    elapsed_before = _rewind(run_dir, checkpoint, reporter) if checkpoint is not None and is_main_process() else 0.0
     trainer = None
     try:
+        if is_main_process():
+            cfg.save(run_dir / "config.yaml")
+        _status(run_dir, "running", reporter=reporter)
         reporter.on_status("loading", f"Loading model {cfg.model.name}…")
         for note in host.notes:
             reporter.on_log(note)
         reporter.on_log(f"Host: {host.device}, weights {host.dtype}, attention {host.attn_implementation}, "
                         f"optimizer {host.optim}, bf16 autocast {host.bf16_autocast}.")
-        model, tokenizer, _ = load_model(cfg, host)
-        dataset, report = build_prompts(cfg.data, tokenizer, cfg.grpo.max_prompt_length)
+        model, tokenizer, _ = load_model(cfg, host, located)
         reporter.on_log(f"Data: {report.summary()}.")
         trainer = _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop, elapsed_before)
+        del model
         if is_main_process():
             cfg.save(run_dir / "config.yaml")  # with what the trainer settled on
         if stop.is_set():
@@ -219,23 +264,54 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
         status = "stopped" if stop.is_set() else "finished"
     except _Stopped:
         status = "stopped"
+    except KeyboardInterrupt:  # a second Ctrl-C: save what there is, then let it end the process
+        _save_adapter(trainer, run_dir, reporter)
+        step = trainer.state.global_step if trainer else 0
+        _status(run_dir, "stopped", f"Interrupted after {step} steps; resume it from its last checkpoint.",
+                steps=step, reporter=reporter)
+        raise
     except Exception as e:
-        message = f"{type(e).__name__}: {e}"
-        if "out of memory" in str(e).lower():
-            message += " — lower per_device_train_batch_size, num_generations or max_completion_length."
-        _save_adapter(trainer, run_dir)
-        _status(run_dir, "failed", message, traceback=traceback.format_exc())
-        reporter.on_log(traceback.format_exc())
+        message = failure_message(e, cfg)
+        if not isinstance(e, TrainingFault) or e.keep_adapter:
+            _save_adapter(trainer, run_dir, reporter)
+        step = trainer.state.global_step if trainer else 0
+        trace = traceback.format_exc()
+        if disk_errno(e):
+            drop_incomplete_checkpoints(run_dir)  # what a full disk cut short, so status.json fits
+        _status(run_dir, "failed", message, traceback=trace, steps=step, reporter=reporter)
         reporter.on_status("failed", message)
-        return RunResult(run_dir, "failed", message, traceback.format_exc())
-    _save_adapter(trainer, run_dir)
+        trainer = None
+        free_memory()
+        return RunResult(run_dir, "failed", message, trace)
+    _save_adapter(trainer, run_dir, reporter)
     if (run_dir / "checkpoints").is_dir() and not any((run_dir / "checkpoints").iterdir()):
         (run_dir / "checkpoints").rmdir()  # TRL's output_dir, empty when checkpoints are off
     step = trainer.state.global_step if trainer else 0
     message = f"{status.capitalize()} after {step} steps; adapter saved to {run_dir / 'adapter'}."
-    _status(run_dir, status, message, steps=step)
+    _status(run_dir, status, message, steps=step, reporter=reporter)
     reporter.on_status(status, message)
     return RunResult(run_dir, status, message, metrics=list(trainer.state.log_history) if trainer else [])
+
+
+def _open_run_dir(cfg: Config, resume: bool) -> Path:
+    """The run folder: the resumed one, or a new one (a disk that refuses it is one sentence)."""
+    if resume:
+        return Path(cfg.run.dir)
+    try:
+        return new_run_dir(cfg)
+    except OSError as e:
+        raise ConfigError(f"Cannot create the run folder under '{cfg.run.dir or cfg.run.root}': "
+                          f"{e.strerror or e}.") from None
+
+
+def _rewind(run_dir: Path, checkpoint: Path, reporter: Reporter) -> float:
+    """Drop log rows past the checkpoint a resume starts from; the run's clock goes on from there."""
+    step = int(checkpoint.name.rpartition("-")[2])
+    dropped = keep_steps_up_to(run_dir / "metrics.jsonl", step)
+    keep_steps_up_to(run_dir / "completions.jsonl", step)
+    reporter.on_log(f"Resuming from {checkpoint.name}" + (f"; {dropped} logged steps after it run again."
+                                                          if dropped else "."))
+    return next((m.get("elapsed", 0.0) for m in reversed(read_jsonl(run_dir / "metrics.jsonl"))), 0.0)
 
 
 def resume_point(run_dir: Path) -> Path:
@@ -252,9 +328,17 @@ def resume_point(run_dir: Path) -> Path:
     return checkpoint
 
 
-def _status(run_dir: Path, status: str, message: str = "", **extra) -> None:
-    if is_main_process():
+def _status(run_dir: Path, status: str, message: str = "", reporter: Reporter | None = None, **extra) -> None:
+    """status.json, written atomically; a disk that refuses it is reported, not raised (the run's end matters)."""
+    if not is_main_process():
+        return
+    try:
         write_status(run_dir, status, message, **extra)
+    except OSError as e:
+        if status == "running":
+            raise
+        if reporter:
+            reporter.on_log(f"Could not write {run_dir / 'status.json'}: {e.strerror or e}.")
 
 
 class _Stopped(Exception):
@@ -302,8 +386,10 @@ def _lever(value: str, host: HostSettings) -> bool:
     return value == "on" or (value == "auto" and host.device == "cpu")
 
 
-def _save_adapter(trainer, run_dir: Path) -> None:
+def _save_adapter(trainer, run_dir: Path, reporter: Reporter) -> None:
     if trainer is None or trainer.state.global_step == 0 or not is_main_process():
         return
-    trainer.model.save_pretrained(run_dir / "adapter")
-    trainer.processing_class.save_pretrained(run_dir / "adapter")
+    try:
+        save_adapter(trainer.model, trainer.processing_class, run_dir / "adapter")
+    except OSError as e:
+        reporter.on_log(f"Could not save the adapter: {e.strerror or e}; the one saved before is kept.")

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -29,13 +30,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: `make test` installs it (apt-get install chromium)")
-        pytest.skip("chromium not installed (apt-get install chromium)")
-    runs = tmp_path_factory.mktemp("runs")
+def _launch(runs: Path) -> tuple[subprocess.Popen, str]:
+    """`python app.py` as a user runs it, its output in <runs>/app.log."""
     port = _free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
            "GRPO_STUDIO_RUNS": str(runs), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO)}
@@ -49,7 +45,18 @@ def app_url(tmp_path_factory):
         except OSError:
             assert proc.poll() is None, (runs / "app.log").read_text()
             time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}", runs
+    return proc, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: `make test` installs it (apt-get install chromium)")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    runs = tmp_path_factory.mktemp("runs")
+    proc, url = _launch(runs)
+    yield url, runs
     proc.terminate()
     proc.wait(30)
 
@@ -147,6 +154,9 @@ def test_train_live_then_stop(app_url, browser, tiny_model_dir):
     fresh.locator("#export-result").get_by_text("Offline").wait_for(timeout=120_000)
     assert fresh.locator("#push-token input").input_value() == ""
     assert CANARY not in fresh.content()
+    for path in runs.rglob("*"):  # nor the server log, the run folders or the export
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
     assert (run_dirs[0] / "merged" / "README.md").is_file()
 
 
@@ -172,3 +182,63 @@ def test_compare_streams_both_sides_and_batch(app_url, browser):
     assert "distance from the ideal length" in page.locator("#batch-summary").inner_text()
     _wait(lambda: page.locator("#batch-quality .js-plotly-plot").count() == 1, timeout=30)
     assert "tuned summary?" in page.locator("#batch-table").inner_text()
+
+
+def _tiny_settings(page, tiny_model_dir, steps=400):
+    _set(page, "cfg-model-name", tiny_model_dir)
+    _set(page, "cfg-grpo-max_steps", steps)
+    _set(page, "cfg-grpo-per_device_train_batch_size", 4)
+    _set(page, "cfg-grpo-num_generations", 4)
+    _set(page, "cfg-grpo-max_completion_length", 8)
+
+
+def test_two_pages_press_start_and_stop_at_once(app_url, browser, tiny_model_dir):
+    """One job, both pages agree, and the server log holds no exception."""
+    url, runs = app_url
+    before = {p for p in runs.iterdir() if p.is_dir()}
+    pages = [browser.new_page(viewport={"width": 1400, "height": 1200}) for _ in range(2)]
+    for page in pages:
+        page.goto(url)
+        page.get_by_text("206 rows").wait_for(timeout=60_000)
+        _tiny_settings(page, tiny_model_dir)
+    for page in pages:  # both clicks are in flight together
+        page.locator("#start-btn").dispatch_event("click")
+    _wait(lambda: {p for p in runs.iterdir() if p.is_dir()} - before)
+    training = "() => document.querySelector('#train-progress .gs-progress')?.dataset.status"
+    _wait(lambda: all(p.evaluate(training) == "training" for p in pages))  # both pages follow the one job
+    time.sleep(2)
+    assert len({p for p in runs.iterdir() if p.is_dir()} - before) == 1
+    for page in pages:
+        page.locator("#stop-btn").dispatch_event("click")
+    pages[0].locator("#stop-btn").dispatch_event("click")
+    for page in pages:
+        page.locator("#train-status").get_by_text("Stopped").wait_for(timeout=120_000)
+    log = (runs / "app.log").read_text()
+    assert "Traceback" not in log and "Exception" not in log, log[-3000:]
+
+
+def test_sigterm_to_the_app_saves_the_running_training(browser, tiny_model_dir, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    proc, url = _launch(runs)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.goto(url)
+        page.get_by_text("206 rows").wait_for(timeout=60_000)
+        _tiny_settings(page, tiny_model_dir, steps=100_000)
+        page.get_by_text("Advanced", exact=True).click()
+        _set(page, "cfg-grpo-save_steps", 100_000)  # nothing saved by schedule: what is saved, SIGTERM saved
+        page.click("#start-btn")
+        _wait(lambda: page.evaluate(REWARD_POINTS) >= 2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run_dir = next(p for p in runs.iterdir() if (p / "config.yaml").is_file())
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "stopped", status
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == status["steps"] >= 2
+    assert (run_dir / "checkpoints" / f"checkpoint-{status['steps']}").is_dir()
+    assert "Training stopped" in (runs / "app.log").read_text()

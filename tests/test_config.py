@@ -1,6 +1,7 @@
 import pytest
 
-from grpo_app.config import Config, ConfigError, load_config, parse_set, preset, set_value, validate
+from grpo_app.checks import validate
+from grpo_app.config import Config, ConfigError, load_config, parse_set, preset, set_value
 
 
 def test_yaml_round_trip():

@@ -48,3 +48,19 @@ def test_vllm_colocate_generation(tiny_cfg, tmp_path):
                    grpo__vllm_gpu_memory_utilization=0.3)
     result = train(cfg)
     assert result.status == "finished", result.error
+
+
+def test_cuda_out_of_memory_is_reported_and_the_memory_given_back(tiny_cfg, tmp_path):
+    """A real CUDA OOM inside the training thread (a reward asks for 4 TB), then the next run works."""
+    from grpo_app.jobs import JobRegistry
+
+    reward = tmp_path / "greedy.py"
+    reward.write_text("import torch\n\ndef greedy(prompts, completions, **kw):\n"
+                      "    torch.empty(2**42, dtype=torch.uint8, device='cuda')\n    return [0.0] * len(completions)\n")
+    cfg = _gpu_cfg(tiny_cfg, tmp_path, reward__functions=f"{reward}:greedy")
+    registry = JobRegistry()
+    snap = registry.start(cfg).wait(300)
+    assert snap.status == "failed" and snap.message.startswith("Out of memory"), snap.message
+    assert torch.cuda.memory_allocated() < 2**30  # the failed run's model and optimizer were released
+    cfg.reward.functions, cfg.run.dir = ["length"], str(tmp_path / "next")
+    assert registry.start(cfg).wait(300).status == "finished"

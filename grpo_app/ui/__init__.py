@@ -6,6 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from ..access import Policy
 from ..jobs import JobRegistry
 
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
@@ -17,23 +18,31 @@ Fine-tune a small chat model with **LoRA + GRPO** and watch, live, whether it is
 Press **Start training** with the defaults: on a laptop CPU the first reward point arrives in under a minute."""
 
 
-def create_ui(runs_root: str = "runs") -> gr.Blocks:
+PUBLIC_NOTE = ("*Public app: datasets are the bundled ones, Hub ids or your uploads (up to {mb:g} MB); models are "
+               "'default' or Hub ids. Runs are shared with every visitor of this app.*")
+
+
+def create_ui(runs_root: str = "runs", policy: Policy | None = None) -> gr.Blocks:
+    """The page; `policy` (default: from the environment) says what a visitor may do."""
     from .compare_tab import create_compare_tab
     from .train_tab import create_train_tab
 
+    policy = policy or Policy.from_env(runs_root)
     registry = JobRegistry()
     with gr.Blocks(title="GRPO Studio") as demo:
         gr.Markdown(HEADER, elem_id="header")
+        if policy.public:
+            gr.Markdown(PUBLIC_NOTE.format(mb=policy.max_upload_mb), elem_id="public-note")
         with gr.Tabs():
             with gr.Tab("Train", id="train"):
-                train = create_train_tab(registry, runs_root)
+                train = create_train_tab(registry, runs_root, policy)
             with gr.Tab("Compare", id="compare"):
-                compare = create_compare_tab(registry, runs_root)
+                compare = create_compare_tab(registry, runs_root, policy)
         data_args = train["data_args"]
         demo.load(train["load_preset"], train["preset"], train["inputs"]).then(
             train["show_data"], *data_args).then(train["refresh"], train["seen"], train["live_outputs"])
         demo.load(*train["on_load"])
         if compare.get("on_load"):
             demo.load(*compare["on_load"])
-    demo.registry = registry  # for tests and embedding apps
+    demo.registry, demo.policy = registry, policy  # for app.py, tests and embedding apps
     return demo

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..config import Config, ConfigError, DataConfig, GenerationSettings, preset, set_value, validate
+from ..access import Policy
+from ..checks import validate
+from ..config import Config, ConfigError, DataConfig, GenerationSettings, preset, set_value
 from ..data import ASSETS, to_prompt
 from ..evaluation import compare_batch, figures_markdown, heldout_prompts, prompts_from, summarize
 from ..jobs import JobRegistry
@@ -46,7 +48,9 @@ def side_stats(g, cfg: Config, prompt) -> str:
             f"{rewards}")
 
 
-def create_compare_tab(registry: JobRegistry, runs_root: str) -> dict:
+def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | None = None) -> dict:
+    policy = policy or Policy(runs_root=runs_root)
+
     with gr.Row():
         adapter = gr.Dropdown(label="Tuned model (a run's adapter)", choices=[], allow_custom_value=True,
                               scale=4, elem_id="adapter-choice",
@@ -114,16 +118,22 @@ def create_compare_tab(registry: JobRegistry, runs_root: str) -> dict:
         return gr.update(choices=choices, value=value), note
 
     def pick(adapter, custom):
-        return (custom or "").strip() or adapter or None
+        chosen = (custom or "").strip() or adapter or None
+        policy.check_adapter(chosen)
+        return chosen
 
     def offer_format(adapter):
+        try:
+            policy.check_adapter(adapter)
+        except ConfigError:
+            return gr.skip(), gr.skip()
         cfg = run_config(adapter)
         return cfg.data.instruction, cfg.data.chat_format or bool(cfg.data.instruction)
 
     def generate(adapter, custom, instruction, chat, text, *gen):
-        chosen = pick(adapter, custom)
         out = ["", "", "", ""]
         try:
+            chosen = pick(adapter, custom)
             cfg = run_config(chosen)
             s = settings(*gen)
             p = to_prompt(text, DataConfig(instruction=instruction or "", chat_format=bool(chat)))
@@ -145,7 +155,10 @@ def create_compare_tab(registry: JobRegistry, runs_root: str) -> dict:
             yield out
 
     def run_batch(adapter, custom, instruction, chat, which, n, file, *gen, progress=gr.Progress()):
-        chosen = pick(adapter, custom)
+        try:
+            chosen = pick(adapter, custom)
+        except ConfigError as e:
+            raise gr.Error(str(e)) from None
         if not chosen:
             raise gr.Error("Choose a tuned model (train a run first) to compare against the base.")
         if which == "file" and not file:

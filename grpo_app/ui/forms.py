@@ -9,12 +9,14 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from ..config import Config, set_value, validate
+from ..checks import validate
+from ..config import Config, set_value
 
 # The fields the Train tab shows, in order. Keys are dotted config paths.
 FORM_KEYS = [
     "model.name",
     "data.path", "data.split", "data.prompt_column", "data.instruction", "data.chat_format", "data.max_samples",
+    "data.overlong",
     "reward.functions", "reward.weights", "reward.monitor", "reward.ideal_length", "reward.regex",
     "lora.r", "lora.lora_alpha", "lora.lora_dropout", "lora.target_modules",
     "grpo.learning_rate", "grpo.per_device_train_batch_size", "grpo.gradient_accumulation_steps",

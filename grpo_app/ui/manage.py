@@ -11,11 +11,12 @@ from pathlib import Path
 
 import gradio as gr
 
+from ..access import Policy
 from ..config import Config, ConfigError
 from ..runs import delete_run, rename_run
 
 
-def create_run_manager(past: gr.Dropdown, runs_root: str, list_past) -> None:
+def create_run_manager(past: gr.Dropdown, runs_root: str, list_past, policy: Policy) -> None:
     """Rename / Delete for the run chosen in `past`; `list_past` refreshes its choices afterwards."""
     with gr.Row():
         new_name = gr.Textbox(label="New name", scale=3, min_width=160, elem_id="rename-box")
@@ -29,6 +30,7 @@ def create_run_manager(past: gr.Dropdown, runs_root: str, list_past) -> None:
 
     def rename(path, name):
         try:
+            policy.check_manage()
             if not path:
                 raise ConfigError("Choose a run to rename.")
             target = rename_run(runs_root, Path(path).name, (name or "").strip())
@@ -37,13 +39,18 @@ def create_run_manager(past: gr.Dropdown, runs_root: str, list_past) -> None:
         return f"Renamed to **{target.name}**.", gr.update(choices=list_past()["choices"], value=str(target))
 
     def ask(path):
+        try:
+            policy.check_manage()
+        except ConfigError as e:
+            return gr.update(visible=False), "", f"❌ {e}"
         if not path:
             return gr.update(visible=False), "", "❌ Choose a run to delete."
         return gr.update(visible=True), f"Delete **{Path(path).name}** and everything in it?", ""
 
     def delete(path):
         try:
-            delete_run(runs_root, Path(path).name)
+            policy.check_manage()
+            delete_run(runs_root, Path(path or "").name)
         except ConfigError as e:
             return gr.update(visible=False), f"❌ {e}", gr.skip()
         return gr.update(visible=False), f"Deleted {Path(path).name}.", gr.update(**list_past(), value=None)
@@ -67,7 +74,7 @@ def read_config_file(path: str) -> Config:
     return Config.load(path)
 
 
-def create_export_panel(past: gr.Dropdown) -> None:
+def create_export_panel(past: gr.Dropdown, policy: Policy) -> None:
     """Export the run chosen in `past` (adapter or merged, with a model card) and push it to the Hub.
 
     The token goes from the password box to `push_folder` and nowhere else: it is never returned to the page,
@@ -89,9 +96,8 @@ def create_export_panel(past: gr.Dropdown) -> None:
     def do_export(path, merge, out):
         from ..export import export_run
 
-        if not path:
-            raise ConfigError("Choose a run first (Past runs).")
-        return export_run(path, merge=bool(merge), out=(out or "").strip() or None)
+        policy.check_export_folder(out)
+        return export_run(policy.run_folder(path), merge=bool(merge), out=(out or "").strip() or None)
 
     def export(path, merge, out):
         try:

@@ -10,6 +10,7 @@ import gradio as gr
 import pandas as pd
 import torch
 
+from ..access import Policy
 from ..config import ConfigError, DataConfig, preset
 from ..data import preview
 from ..jobs import JobRegistry
@@ -38,6 +39,8 @@ def _fields() -> dict[str, gr.components.Component]:
             f["data.prompt_column"] = gr.Dropdown(["auto"], label="Prompt column", allow_custom_value=True,
                                                   min_width=120)
             f["data.max_samples"] = gr.Number(label="Max prompts (0 = all)", precision=0, min_width=100)
+            f["data.overlong"] = gr.Dropdown(["truncate", "truncate_left", "drop"], label="Too-long prompts",
+                                             min_width=120, info="over the max prompt tokens")
         f["data.instruction"] = gr.Textbox(label="Instruction", info="Put before each text, e.g. 'Summarize this "
                                            "post in one sentence.' Empty keeps prompts exactly as they are.")
         f["data.chat_format"] = gr.Checkbox(label="Chat format (apply the model's chat template)")
@@ -115,7 +118,9 @@ def _values(keys, values) -> dict:
     return dict(zip(keys, values, strict=True))
 
 
-def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str, gr.components.Component]:
+def create_train_tab(registry: JobRegistry, runs_root: str = "runs",
+                     policy: Policy | None = None) -> dict[str, gr.components.Component]:
+    policy = policy or Policy(runs_root=runs_root)
     default_preset = "recipe" if torch.cuda.is_available() else "quick"
 
     def list_past():
@@ -140,8 +145,8 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
                     open_btn = gr.Button("Open (settings + charts)", size="sm", elem_id="open-run-btn")
                     resume_btn = gr.Button("Resume", size="sm", elem_id="resume-run-btn")
                     continue_btn = gr.Button("Continue from its adapter", size="sm")
-                create_run_manager(past, runs_root, lambda: _past_choices(runs_root))
-            create_export_panel(past)
+                create_run_manager(past, runs_root, lambda: _past_choices(runs_root), policy)
+            create_export_panel(past, policy)
             with gr.Accordion("Config and CLI command", open=False):
                 with gr.Row():
                     show = gr.Button("Show config", size="sm")
@@ -177,6 +182,7 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
 
     def show_data(path, split, column):
         try:
+            policy.check_dataset(path or "bundled")
             columns, detected, rows, count = preview(DataConfig(path=path or "bundled", split=split or "train",
                                                                 prompt_column=column or "auto"))
         except ConfigError as e:
@@ -188,7 +194,8 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
     def start_run(*values):
         try:
             cfg = form_to_config(_values(keys, values))
-            cfg.run.root = runs_root
+            cfg.run.root, cfg.run.dir = runs_root, ""
+            policy.check_config(cfg)
             registry.start(cfg)
         except ConfigError as e:
             gr.Warning(str(e))
@@ -198,9 +205,9 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
     def resume_run(path):
         """The selected run goes on from its last checkpoint, with its own config and the same logs."""
         try:
-            if not path:
-                raise ConfigError("Choose a past run to resume.")
-            registry.start(Run(path).config(), resume=True)
+            cfg = Run(policy.run_folder(path)).config()
+            policy.check_config(cfg)
+            registry.start(cfg, resume=True)
         except ConfigError as e:
             gr.Warning(str(e))
             return f"**❌ Not resumed** — {e}", gr.Timer(active=registry.snapshot().active)
@@ -250,9 +257,11 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
 
 
     def open_run(path):
-        if not path:
+        try:
+            run = Run(policy.run_folder(path))
+        except ConfigError as e:
+            gr.Warning(str(e))
             return [gr.skip()] * (len(keys) + len(plots) + 5)
-        run = Run(path)
         s = live.run_snapshot(run)
         try:
             cfg = run.config()
@@ -264,7 +273,12 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs") -> dict[str
                 live.completions_frame(s.completions, instruction)]
 
     def continue_from(path):
-        if not path or not Run(path).has_adapter():
+        try:
+            policy.run_folder(path)
+        except ConfigError as e:
+            gr.Warning(str(e))
+            return gr.skip()
+        if not Run(path).has_adapter():
             gr.Warning("That run has no saved adapter.")
             return gr.skip()
         return str(Run(path).adapter_dir)

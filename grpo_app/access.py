@@ -1,0 +1,128 @@
+"""What a visitor of the app may do: everything on a laptop; on a public deployment only what the operator allows.
+
+Public mode is on when `SPACE_ID` is set (a Hugging Face Space) or `GRPO_STUDIO_PUBLIC=1`. Then every input that
+names data, a model or an adapter accepts only the bundled data, uploads and Hub ids, never a path on the server;
+custom reward code (`file.py:function`) runs only if the operator sets `GRPO_STUDIO_ALLOW_CUSTOM_REWARDS=1`; and
+deleting or renaming runs needs `GRPO_STUDIO_ALLOW_MANAGE=1`. The CLI is the operator and is not limited.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config, ConfigError
+from .data import BUNDLED, FILE_TYPES
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value in ("1", "true", "yes", "on")
+
+
+def upload_folder() -> Path:
+    """Where Gradio keeps uploads (GRADIO_TEMP_DIR, else <tmp>/gradio), the one server folder visitors fill."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+
+
+def _inside(path: str | Path, folder: Path) -> bool:
+    try:
+        Path(path).expanduser().resolve().relative_to(folder.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True
+
+
+def _looks_like_path(name: str) -> bool:
+    p = Path(name).expanduser()
+    return (name.startswith((".", "/", "~", "\\")) or name.count("/") > 1 or "\\" in name or ":" in name
+            or p.suffix.lower() in FILE_TYPES or p.exists())
+
+
+@dataclass(frozen=True)
+class Policy:
+    public: bool = False
+    custom_rewards: bool = True
+    manage_runs: bool = True
+    runs_root: Path = Path("runs")
+    max_upload_mb: float = 50.0
+
+    @classmethod
+    def from_env(cls, runs_root: str | Path = "runs") -> Policy:
+        public = bool(os.environ.get("SPACE_ID")) or env_flag("GRPO_STUDIO_PUBLIC")
+        return cls(public=public,
+                   custom_rewards=env_flag("GRPO_STUDIO_ALLOW_CUSTOM_REWARDS", default=not public),
+                   manage_runs=env_flag("GRPO_STUDIO_ALLOW_MANAGE", default=not public),
+                   runs_root=Path(runs_root),
+                   max_upload_mb=float(os.environ.get("GRPO_STUDIO_MAX_UPLOAD_MB") or 50))
+
+    @property
+    def host(self) -> str:
+        """Where the server listens: this machine only, unless asked or on a Space (which must be reachable)."""
+        return os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
+
+    def allowed_paths(self) -> list[str]:
+        """The only folders Gradio may serve files from, besides its own cache: run folders and assets."""
+        from .data import ASSETS
+
+        return [str(self.runs_root.resolve()), str(ASSETS)]
+
+    def check_dataset(self, path: str) -> None:
+        """Bundled, an upload, or a Hub id: a visitor never reads a file of the server."""
+        if not self.public or path in ("", *BUNDLED):
+            return
+        if _inside(path, upload_folder()):
+            size_mb = Path(path).stat().st_size / 2**20 if Path(path).is_file() else 0
+            if size_mb > self.max_upload_mb:
+                raise ConfigError(f"The uploaded file is {size_mb:,.1f} MB, over this app's {self.max_upload_mb:g} "
+                                  "MB limit.")
+            return
+        if _looks_like_path(path):
+            raise ConfigError("On this public app the dataset is 'bundled', 'bundled-documents', 'bundled-mixed', "
+                              "a Hub dataset id (user/name) or a file you upload; server paths are not read.")
+
+    def check_model(self, name: str) -> None:
+        if self.public and name not in ("", "default") and _looks_like_path(name):
+            raise ConfigError("On this public app the model is 'default' or a Hub id (user/name); server folders "
+                              "are not loaded.")
+
+    def check_adapter(self, path: str | None) -> None:
+        """A run's adapter under the runs folder, or a Hub id."""
+        if not self.public or not path or _inside(path, self.runs_root):
+            return
+        if _looks_like_path(path):
+            raise ConfigError("On this public app an adapter is a run's adapter (pick it in the list) or a Hub id "
+                              "(user/name); other server folders are not loaded.")
+
+    def run_folder(self, path: str | None) -> Path:
+        """A run chosen in the page: always a folder directly under the runs folder, whatever the request says."""
+        if not path:
+            raise ConfigError("Choose a run first (Past runs).")
+        p = Path(path)
+        if p.resolve().parent != self.runs_root.resolve():
+            raise ConfigError(f"'{path}' is not a run of this app (runs live in {self.runs_root}).")
+        return p
+
+    def check_config(self, cfg: Config) -> None:
+        """Everything a visitor's settings could reach beyond what the operator allows."""
+        self.check_model(cfg.model.name)
+        self.check_dataset(cfg.data.path)
+        if cfg.run.resume_from:
+            self.check_adapter(cfg.run.resume_from)
+        custom = [f for f in cfg.reward.functions + cfg.reward.monitor if ":" in f]
+        if custom and not self.custom_rewards:
+            raise ConfigError(f"Custom reward code ({custom[0]}) is off on this app: use the built-in rewards "
+                              "(the operator can allow it with GRPO_STUDIO_ALLOW_CUSTOM_REWARDS=1).")
+        if self.public and cfg.model.trust_remote_code:
+            raise ConfigError("Models that ship their own code are off on this public app.")
+
+    def check_manage(self) -> None:
+        if not self.manage_runs:
+            raise ConfigError("Renaming and deleting runs is off on this public app (the operator can allow it with "
+                              "GRPO_STUDIO_ALLOW_MANAGE=1).")
+
+    def check_export_folder(self, out: str | None) -> None:
+        if self.public and (out or "").strip():
+            raise ConfigError("On this public app an export goes into the run's own folder: leave Folder empty.")

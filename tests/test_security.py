@@ -1,0 +1,201 @@
+"""Public mode: a visitor reads no server file, loads no server folder, runs no custom code, and the server itself
+serves only run folders and assets. Locally the app listens on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from grpo_app.access import Policy, upload_folder
+from grpo_app.config import Config, ConfigError
+from grpo_app.training import train
+from grpo_app.ui import create_ui
+from grpo_app.ui.forms import FORM_KEYS, config_to_form
+
+REPO = Path(__file__).resolve().parent.parent
+SERVER_PATHS = ["/etc/passwd", "assets/posts/train.jsonl", "runs/some-run/completions.jsonl", "../secrets.jsonl",
+                "~/.ssh/id_rsa", str(REPO / "app.py"), "C:\\data\\x.csv"]
+
+
+@pytest.fixture
+def public(tmp_path) -> Policy:
+    (tmp_path / "runs").mkdir()
+    return Policy(public=True, custom_rewards=False, manage_runs=False, runs_root=tmp_path / "runs", max_upload_mb=1)
+
+
+@pytest.mark.parametrize("path", SERVER_PATHS)
+def test_public_mode_refuses_server_paths(public, path):
+    with pytest.raises(ConfigError, match="server paths are not read"):
+        public.check_dataset(path)
+    with pytest.raises(ConfigError, match="server folders are not loaded"):
+        public.check_model(path)
+    with pytest.raises(ConfigError, match="other server folders are not loaded"):
+        public.check_adapter(path)
+
+
+def test_public_mode_accepts_bundled_data_hub_ids_uploads_and_own_runs(public, tmp_path):
+    for ok in ("bundled", "bundled-documents", "bundled-mixed", "mlabonne/smoltldr"):
+        public.check_dataset(ok)
+    for ok in ("default", "HuggingFaceTB/SmolLM-135M-Instruct"):
+        public.check_model(ok)
+    public.check_adapter(str(public.runs_root / "a-run" / "adapter"))
+    public.check_adapter("someone/their-adapter")
+    folder = upload_folder() / "test-upload"
+    folder.mkdir(parents=True, exist_ok=True)
+    small, big = folder / "posts.jsonl", folder / "big.jsonl"
+    small.write_text('{"prompt": "a post"}\n')
+    big.write_bytes(b"x" * (2 * 2**20))
+    public.check_dataset(str(small))
+    with pytest.raises(ConfigError, match="over this app's 1 MB limit"):
+        public.check_dataset(str(big))
+    big.unlink()
+
+
+def test_public_mode_refuses_custom_reward_code_and_run_management(public):
+    cfg = Config()
+    cfg.reward.functions = ["length", "/srv/evil.py:reward"]
+    with pytest.raises(ConfigError, match="Custom reward code .* is off"):
+        public.check_config(cfg)
+    with pytest.raises(ConfigError, match="off on this public app"):
+        public.check_manage()
+    with pytest.raises(ConfigError, match="leave Folder empty"):
+        public.check_export_folder("/tmp/elsewhere")
+    with pytest.raises(ConfigError, match="not a run of this app"):
+        public.run_folder(str(public.runs_root / ".." / "runs-elsewhere"))
+
+
+def test_policy_from_the_environment(monkeypatch, tmp_path):
+    for name in ("SPACE_ID", "GRPO_STUDIO_PUBLIC", "GRPO_STUDIO_ALLOW_CUSTOM_REWARDS", "GRADIO_SERVER_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    local = Policy.from_env(tmp_path)
+    assert not local.public and local.custom_rewards and local.manage_runs and local.host == "127.0.0.1"
+    monkeypatch.setenv("SPACE_ID", "me/grpo-studio")
+    space = Policy.from_env(tmp_path)
+    assert space.public and not space.custom_rewards and not space.manage_runs and space.host == "0.0.0.0"
+    monkeypatch.delenv("SPACE_ID")
+    monkeypatch.setenv("GRPO_STUDIO_PUBLIC", "1")
+    monkeypatch.setenv("GRPO_STUDIO_ALLOW_CUSTOM_REWARDS", "1")
+    opened = Policy.from_env(tmp_path)
+    assert opened.public and opened.custom_rewards and opened.host == "127.0.0.1"
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    assert Policy.from_env(tmp_path).host == "0.0.0.0"
+
+
+def _handlers(demo) -> dict:
+    out = {}
+    for f in demo.fns.values():
+        name = getattr(f.fn, "__name__", "")
+        out.setdefault(name, f)
+    return out
+
+
+def test_public_app_handlers_refuse_what_the_policy_refuses(public, tiny_cfg):
+    tiny_cfg.run.dir = str(public.runs_root / "a-run")
+    assert train(tiny_cfg).status == "finished"
+    demo = create_ui(str(public.runs_root), public)
+    fns = _handlers(demo)
+    start = fns["start_run"]
+    keys = [c.elem_id[4:].replace("-", ".", 1) for c in start.inputs]
+    form = dict(zip(FORM_KEYS, config_to_form(Config()), strict=True))
+    for field, value, words in [("data.path", "/etc/passwd", "server paths are not read"),
+                                ("model.name", str(tiny_cfg.model.name), "server folders are not loaded"),
+                                ("run.resume_from", "/etc", "other server folders are not loaded")]:
+        status, _ = start.fn(*[value if k == field else form[k] for k in keys])
+        assert "Not started" in status and words in status, status
+    assert demo.registry.current is None
+    info, _, _ = fns["show_data"].fn("/etc/passwd", "train", "auto")
+    assert info.startswith("❌") and "server paths are not read" in info
+    note = fns["ask"].fn(tiny_cfg.run.dir)[2]
+    assert "off on this public app" in note
+    assert "off on this public app" in fns["delete"].fn(tiny_cfg.run.dir)[1]
+    assert (Path(tiny_cfg.run.dir) / "config.yaml").is_file()
+    assert "leave Folder empty" in fns["export"].fn(tiny_cfg.run.dir, False, "/tmp/out")
+    assert "not a run of this app" in fns["export"].fn(str(REPO), False, "")
+    outputs = list(fns["generate"].fn("", "/etc", "", False, "text", 8, 0.5, 0.1, 1.0, 0, False))
+    assert "other server folders are not loaded" in outputs[-1][3]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def public_app(tmp_path_factory):
+    """app.py as a Space runs it (public mode), with one finished run in its runs folder."""
+    root = tmp_path_factory.mktemp("public")
+    runs = root / "runs"
+    (runs / "a-run").mkdir(parents=True)
+    (runs / "a-run" / "config.yaml").write_text(Config().to_yaml())
+    port = _free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRPO_STUDIO_RUNS": str(runs), "GRPO_STUDIO_PUBLIC": "1",
+           "GRPO_STUDIO_MAX_UPLOAD_MB": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO)}
+    env.pop("GRADIO_SERVER_NAME", None)
+    env.pop("SPACE_ID", None)
+    log = open(root / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            break
+        except OSError:
+            assert proc.poll() is None, (root / "app.log").read_text()
+            time.sleep(0.5)
+    yield url, port, runs
+    proc.terminate()
+    proc.wait(60)
+
+
+def _get(url: str) -> int:
+    try:
+        return urllib.request.urlopen(url, timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", str(REPO / "app.py"), "{runs}/a-run/../..",
+                                  "{runs}/" + "../" * 12 + str(REPO / "app.py").lstrip("/"),
+                                  str(REPO / ".git" / "config"), "app.py"])
+def test_the_server_serves_no_file_outside_runs_and_assets(public_app, path):
+    url, _, runs = public_app
+    assert _get(f"{url}/gradio_api/file={path.format(runs=runs)}") in (400, 403, 404)
+
+
+def test_the_server_serves_run_folders_and_assets(public_app):
+    url, _, runs = public_app
+    assert _get(f"{url}/gradio_api/file={runs}/a-run/config.yaml") == 200
+    assert _get(f"{url}/gradio_api/file={REPO}/assets/style.css") == 200
+
+
+def test_uploads_over_the_limit_are_refused(public_app):
+    url, _, _ = public_app
+    boundary = "gs-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.jsonl\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + b"x" * (2 * 2**20) + \
+        f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{url}/gradio_api/upload", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(request, timeout=30)
+    assert e.value.code in (400, 413)
+
+
+def test_the_app_listens_on_loopback_only(public_app):
+    _, port, _ = public_app
+    tcp = Path("/proc/net/tcp")
+    if not tcp.is_file():
+        pytest.skip("no /proc/net/tcp on this system")
+    listening = [line.split()[1] for line in tcp.read_text().splitlines()[1:]
+                 if line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == port]
+    assert listening == [f"0100007F:{port:04X}"]  # 127.0.0.1, not 0.0.0.0

@@ -158,7 +158,7 @@ def test_train_tab_answers_with_one_sentence(settings, sentence, files, train_ta
     form.update({k: v for k, v in values.items() if k in form})
     extra = {k: v for k, v in values.items() if k not in form}  # not on the form: set through the YAML path
     if extra:
-        pytest.skip(f"{', '.join(extra)} is not a Train tab field (covered by the CLI and the YAML upload)")
+        pytest.skip(f"{', '.join(extra)} is not a Train tab setting (generation: see the Compare tab test below)")
     before = set(root.iterdir())
     status, _timer = handlers["start_run"](*[form[k] for k in handlers["keys"]])
     registry = demo.registry
@@ -182,3 +182,17 @@ def test_rename_refuses_separators_and_dots(train_tab, tiny_cfg):
         note, _ = handlers["rename"](str(root / "named-run"), bad)
         assert note.startswith("❌") and "not a valid run name" in note
     assert (root / "named-run" / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize(("widget", "value", "sentence"), [
+    ("temperature", -1.0, "generation.temperature must be positive while sampling"),
+    ("top_p", float("nan"), "generation.top_p is nan"),
+    ("min_p", 1.5, "generation.min_p must be in [0, 1)"),
+    ("max_new", 0, "generation.max_new_tokens must be at least 1"),
+])
+def test_compare_tab_answers_bad_generation_settings(train_tab, widget, value, sentence):
+    """The Compare tab's Generate handler: the sentence in the tuned side's status, no model loaded."""
+    demo, handlers, _ = train_tab
+    gen = {"max_new": 8, "temperature": 0.5, "min_p": 0.1, "top_p": 1.0, "seed": 0, "greedy": False, widget: value}
+    outputs = list(handlers["generate"]("", "", "", False, "A post about a cat.", *gen.values()))
+    assert sentence in outputs[-1][3], outputs[-1]

@@ -93,7 +93,7 @@ class _StopOnSignal:
 
 
 def cmd_train(args, cfg: Config) -> int:
-    from .training import Reporter, train
+    from .training import Reporter, is_main_process, train
 
     class Printer(Reporter):
         def on_status(self, status: str, message: str = "") -> None:
@@ -113,6 +113,8 @@ def cmd_train(args, cfg: Config) -> int:
     with _StopOnSignal(stop) as signals:
         result = train(cfg, Printer(), stop, resume=bool(args.resume))
     rewards = [m["reward"] for m in result.metrics if m.get("reward") is not None]
+    if not is_main_process():  # under accelerate / torchrun, rank 0 speaks for the run
+        return 1 if result.status == "failed" else 0
     if rewards:
         k = min(5, len(rewards))
         print(f"mean reward: first {k} steps {sum(rewards[:k]) / k:.2f}, last {k} steps {sum(rewards[-k:]) / k:.2f}")

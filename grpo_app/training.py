@@ -297,6 +297,8 @@ def _open_run_dir(cfg: Config, resume: bool) -> Path:
     """The run folder: the resumed one, or a new one (a disk that refuses it is one sentence)."""
     if resume:
         return Path(cfg.run.dir)
+    if not is_main_process():  # rank 0 checks and creates it; the others share it (run.dir is required)
+        return Path(cfg.run.dir)
     try:
         return new_run_dir(cfg)
     except OSError as e:

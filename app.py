@@ -1,6 +1,7 @@
 """GRPO Studio. Run `make run` (or `python app.py`) and open http://127.0.0.1:7860.
 
-Also the Hugging Face Space's app_file. It listens on 127.0.0.1 unless GRADIO_SERVER_NAME says otherwise or it runs
+Also the Hugging Face Space's app_file. Runs go to GRPO_STUDIO_RUNS, else /data/runs where a Space has
+persistent storage, else ./runs. It listens on 127.0.0.1 unless GRADIO_SERVER_NAME says otherwise or it runs
 on a Space (0.0.0.0); the port follows GRADIO_SERVER_PORT. Ctrl-C or SIGTERM stops a running training at the end of
 its step and saves it before the process ends (GRPO_STUDIO_SHUTDOWN_WAIT seconds at most, default 60).
 """
@@ -10,9 +11,10 @@ import signal
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from grpo_app.access import default_runs_root  # noqa: E402
 from grpo_app.ui import CSS, THEME, create_ui  # noqa: E402
 
-demo = create_ui(runs_root=os.environ.get("GRPO_STUDIO_RUNS", "runs"))
+demo = create_ui(runs_root=default_runs_root())
 
 
 def _interrupt(signum, frame):

@@ -17,6 +17,19 @@ from .config import Config, ConfigError
 from .data import BUNDLED, FILE_TYPES
 
 
+def default_runs_root() -> str:
+    """GRPO_STUDIO_RUNS, else the Space's persistent storage (/data) when it is there, else ./runs."""
+    if os.environ.get("GRPO_STUDIO_RUNS"):
+        return os.environ["GRPO_STUDIO_RUNS"]
+    data = Path("/data")
+    return str(data / "runs") if data.is_dir() and os.access(data, os.W_OK) else "runs"
+
+
+def runs_are_lost_on_restart(runs_root: str | Path) -> bool:
+    """On a Space, anything outside /data vanishes when the Space restarts."""
+    return bool(os.environ.get("SPACE_ID")) and not _inside(runs_root, Path("/data"))
+
+
 def env_flag(name: str, default: bool = False) -> bool:
     value = os.environ.get(name, "").strip().lower()
     return default if not value else value in ("1", "true", "yes", "on")
@@ -48,6 +61,8 @@ class Policy:
     manage_runs: bool = True
     runs_root: Path = Path("runs")
     max_upload_mb: float = 50.0
+    max_steps: int = 0  # caps for public use (0 = none): steps per run, minutes per run
+    max_minutes: float = 0
 
     @classmethod
     def from_env(cls, runs_root: str | Path = "runs") -> Policy:
@@ -56,7 +71,31 @@ class Policy:
                    custom_rewards=env_flag("GRPO_STUDIO_ALLOW_CUSTOM_REWARDS", default=not public),
                    manage_runs=env_flag("GRPO_STUDIO_ALLOW_MANAGE", default=not public),
                    runs_root=Path(runs_root),
-                   max_upload_mb=float(os.environ.get("GRPO_STUDIO_MAX_UPLOAD_MB") or 50))
+                   max_upload_mb=float(os.environ.get("GRPO_STUDIO_MAX_UPLOAD_MB") or 50),
+                   max_steps=int(os.environ.get("GRPO_STUDIO_MAX_STEPS") or 0),
+                   max_minutes=float(os.environ.get("GRPO_STUDIO_MAX_MINUTES") or 0))
+
+    @property
+    def owned_runs(self) -> bool:
+        """On a public app only the visitor who started a run may stop it."""
+        return self.public
+
+    def caps(self) -> str:
+        """The operator's caps, for the page."""
+        out = [f"uploads up to {self.max_upload_mb:g} MB"]
+        if self.max_steps:
+            out.append(f"at most {self.max_steps} steps per run")
+        if self.max_minutes:
+            out.append(f"at most {self.max_minutes:g} minutes per run")
+        return ", ".join(out)
+
+    def apply_caps(self, cfg: Config) -> str:
+        """Bring a run within the step cap (a note says so); the minute cap is the job's to keep."""
+        g = cfg.grpo
+        if self.max_steps and (g.max_steps <= 0 or g.max_steps > self.max_steps):
+            g.max_steps = self.max_steps
+            return f"This app runs at most {self.max_steps} steps per run; max steps set to {self.max_steps}."
+        return ""
 
     @property
     def host(self) -> str:

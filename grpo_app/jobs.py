@@ -24,6 +24,10 @@ class JobBusy(ConfigError):
     """A second start while a run is active."""
 
 
+class NotYourRun(ConfigError):
+    """Stop pressed by a visitor who did not start the run (public mode)."""
+
+
 @dataclass
 class JobSnapshot:
     """A consistent copy of a job's state for one refresh of the page."""
@@ -50,8 +54,9 @@ class JobSnapshot:
 class TrainingJob(Reporter):
     """One run of `train()` in a daemon thread, reporting into thread-safe state."""
 
-    def __init__(self, cfg: Config, resume: bool = False):
+    def __init__(self, cfg: Config, resume: bool = False, owner: str = "", max_seconds: float = 0):
         self.cfg, self.resume = cfg, resume
+        self.owner, self.max_seconds = owner, max_seconds  # who may stop it; the operator's time cap (0 = none)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._state = JobSnapshot(status="starting", message="Starting…")
@@ -85,6 +90,9 @@ class TrainingJob(Reporter):
         now = time.time()
         if not self._train_started:  # the first report: step 0, or the step a resumed run starts from
             self._train_started, self._step_at_train_start = now, step
+        if self.max_seconds and now - self._started > self.max_seconds and not self._stop.is_set():
+            self.on_log(f"The time cap of {self.max_seconds / 60:g} minutes is reached: stopping and saving.")
+            self.stop()
         done = step - self._step_at_train_start
         eta = (now - self._train_started) / done * (total - step) if done > 0 and total else None
         self._update(step=step, total=total, eta=eta)
@@ -158,8 +166,10 @@ class JobRegistry:
                 self._inference = InferenceModels(cfg)
             return self._inference
 
-    def start(self, cfg: Config, resume: bool = False) -> TrainingJob:
-        """Start a run (or resume the one in cfg.run.dir) unless one is active; one job at a time."""
+    def start(self, cfg: Config, resume: bool = False, owner: str = "", max_seconds: float = 0) -> TrainingJob:
+        """Start a run (or resume the one in cfg.run.dir) unless one is active; one job at a time.
+
+        `owner`: who started it (a visitor id); with `owner` set, only the same owner may stop it."""
         validate(cfg)
         with self._lock:
             if self.current is not None and self.current.snapshot().active:
@@ -168,12 +178,17 @@ class JobRegistry:
                     raise JobBusy("The current run is stopping and saving; start again in a moment.")
                 raise JobBusy(f"A run is already in progress (step {s.step}/{s.total or '?'}). "
                               "Stop it first, or wait for it to finish.")
-            self.current = TrainingJob(cfg, resume)
+            self.current = TrainingJob(cfg, resume, owner, max_seconds)
             self.current.start()
             return self.current
 
-    def stop(self) -> bool:
+    def stop(self, requester: str | None = None) -> bool:
+        """Stop the current run; `requester` (a visitor id) must be its owner when the run has one."""
         job = self.current
+        if job is not None and job.owner and requester is not None and requester != job.owner:
+            if job.snapshot().active:
+                raise NotYourRun("Another visitor started this run, so only they can stop it: watch it live here, "
+                                 "or duplicate the Space to train your own.")
         return job.stop() if job is not None else False
 
     def shutdown(self, timeout: float = 30.0) -> JobSnapshot | None:

@@ -30,11 +30,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(runs: Path) -> tuple[subprocess.Popen, str]:
+def _launch(runs: Path, **extra_env: str) -> tuple[subprocess.Popen, str]:
     """`python app.py` as a user runs it, its output in <runs>/app.log."""
     port = _free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRPO_STUDIO_RUNS": str(runs), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO)}
+           "GRPO_STUDIO_RUNS": str(runs), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO), **extra_env}
     log = open(runs / "app.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 180
@@ -242,3 +242,38 @@ def test_sigterm_to_the_app_saves_the_running_training(browser, tiny_model_dir, 
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == status["steps"] >= 2
     assert (run_dir / "checkpoints" / f"checkpoint-{status['steps']}").is_dir()
     assert "Training stopped" in (runs / "app.log").read_text()
+
+
+def test_on_a_public_app_a_second_visitor_watches_but_cannot_stop(browser, tmp_path):
+    """Two browsers (separate storage, so two visitors) on a public app: the second sees the run live, read-only."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    proc, url = _launch(runs, GRPO_STUDIO_PUBLIC="1", SPACE_ID="someone/grpo-studio", GRPO_STUDIO_MAX_STEPS="50")
+    try:
+        owner = browser.new_context(viewport={"width": 1400, "height": 1200}).new_page()
+        owner.goto(url)
+        owner.get_by_text("206 rows").wait_for(timeout=60_000)
+        assert "at most 50 steps per run" in owner.locator("#public-note").inner_text()
+        for elem_id, value in (("cfg-grpo-per_device_train_batch_size", 4), ("cfg-grpo-num_generations", 4),
+                               ("cfg-grpo-max_completion_length", 8), ("cfg-grpo-max_steps", 1000)):
+            _set(owner, elem_id, value)
+        owner.click("#start-btn")
+        owner.locator("#train-status").get_by_text("at most 50 steps").wait_for(timeout=30_000)
+        _wait(lambda: owner.evaluate(REWARD_POINTS) >= 1, timeout=300)
+        other = browser.new_context(viewport={"width": 1400, "height": 1200}).new_page()
+        other.goto(url)
+        _wait(lambda: other.evaluate(REWARD_POINTS) >= 1)  # the same run, live
+        other.click("#start-btn")
+        other.locator("#train-status").get_by_text("duplicate the Space").first.wait_for(timeout=30_000)
+        other.click("#stop-btn")
+        other.locator("#train-status").get_by_text("only they can stop it").wait_for(timeout=30_000)
+        time.sleep(2)
+        assert "Training" in owner.locator("#train-status").inner_text()
+        owner.click("#stop-btn")
+        owner.locator("#train-status").get_by_text("Stopped").wait_for(timeout=180_000)
+        other.locator("#train-status").get_by_text("Stopped").wait_for(timeout=60_000)
+        log = (runs / "app.log").read_text()
+        assert "Traceback" not in log, log[-3000:]
+    finally:
+        proc.terminate()
+        proc.wait(60)

@@ -44,3 +44,16 @@ def test_two_processes_write_one_coherent_run_folder(tiny_cfg, tmp_path):
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     assert not [p for p in run_dir.rglob("*") if p.name.startswith(".")]  # no temp files left by either rank
     assert json.loads((run_dir / "adapter" / "adapter_config.json").read_text())["r"] == 16
+
+
+def test_shipped_accelerate_configs_load_and_the_page_offers_them():
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    from grpo_app.ui.forms import ENGINES, cluster_commands
+
+    kinds = {name: ClusterConfig.from_yaml_file(str(REPO / "configs" / f"{name}.yaml")) for name in ENGINES}
+    assert {k: v.distributed_type.value for k, v in kinds.items()} == {
+        "ddp": "MULTI_GPU", "deepspeed_zero2": "DEEPSPEED", "deepspeed_zero3": "DEEPSPEED", "fsdp": "FSDP"}
+    assert kinds["deepspeed_zero3"].deepspeed_config["zero_stage"] == 3
+    text = cluster_commands()
+    assert all(f"--config_file configs/{name}.yaml -m grpo_app train --config run.yaml" in text for name in ENGINES)

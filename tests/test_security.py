@@ -103,12 +103,12 @@ def test_public_app_handlers_refuse_what_the_policy_refuses(public, tiny_cfg):
     demo = create_ui(str(public.runs_root), public)
     fns = _handlers(demo)
     start = fns["start_run"]
-    keys = [c.elem_id[4:].replace("-", ".", 1) for c in start.inputs]
+    keys = [c.elem_id[4:].replace("-", ".", 1) for c in start.inputs if (c.elem_id or "").startswith("cfg-")]
     form = dict(zip(FORM_KEYS, config_to_form(Config()), strict=True))
     for field, value, words in [("data.path", "/etc/passwd", "server paths are not read"),
                                 ("model.name", str(tiny_cfg.model.name), "server folders are not loaded"),
                                 ("run.resume_from", "/etc", "other server folders are not loaded")]:
-        status, _ = start.fn(*[value if k == field else form[k] for k in keys])
+        status, _ = start.fn("visitor-1", *[value if k == field else form[k] for k in keys])
         assert "Not started" in status and words in status, status
     assert demo.registry.current is None
     info, _, _ = fns["show_data"].fn("/etc/passwd", "train", "auto")
@@ -199,3 +199,32 @@ def test_the_app_listens_on_loopback_only(public_app):
     listening = [line.split()[1] for line in tcp.read_text().splitlines()[1:]
                  if line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == port]
     assert listening == [f"0100007F:{port:04X}"]  # 127.0.0.1, not 0.0.0.0
+
+
+def test_on_a_public_app_only_the_visitor_who_started_a_run_can_stop_it(public, tiny_cfg):
+    demo = create_ui(str(public.runs_root), public)
+    stop = _handlers(demo)["stop_run"].fn
+    tiny_cfg.grpo.max_steps = 100_000
+    tiny_cfg.run.dir = str(public.runs_root / "owned")
+    job = demo.registry.start(tiny_cfg, owner="visitor-a")
+    deadline = time.time() + 120
+    while demo.registry.snapshot().step < 1 and time.time() < deadline:
+        time.sleep(0.1)
+    refused = stop("visitor-b")
+    assert "only they can stop it" in refused and demo.registry.snapshot().status == "training"
+    stop("visitor-a")
+    assert job.wait(120).status == "stopped"
+
+
+def test_operator_caps_bound_steps_and_minutes(public, tiny_cfg):
+    capped = Policy(public=True, runs_root=public.runs_root, max_steps=3, max_minutes=0.02)
+    cfg = Config()
+    cfg.grpo.max_steps = -1
+    assert "at most 3 steps" in capped.apply_caps(cfg) and cfg.grpo.max_steps == 3
+    assert "at most 3 steps per run" in capped.caps() and "0.02 minutes" in capped.caps()
+    from grpo_app.jobs import JobRegistry
+
+    tiny_cfg.grpo.max_steps = 100_000
+    snap = JobRegistry().start(tiny_cfg, max_seconds=capped.max_minutes * 60).wait(180)
+    assert snap.status == "stopped" and snap.step < 100_000
+    assert any("time cap" in line for line in snap.log)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import gradio as gr
 
-from ..access import Policy
+from ..access import Policy, runs_are_lost_on_restart
 from ..jobs import JobRegistry
 
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
@@ -18,8 +19,11 @@ Fine-tune a small chat model with **LoRA + GRPO** and watch, live, whether it is
 Press **Start training** with the defaults: on a laptop CPU the first reward point arrives in under a minute."""
 
 
-PUBLIC_NOTE = ("*Public app: datasets are the bundled ones, Hub ids or your uploads (up to {mb:g} MB); models are "
-               "'default' or Hub ids. Runs are shared with every visitor of this app.*")
+PUBLIC_NOTE = ("*Public app: one training run at a time for everyone; the visitor who starts it can stop it, everyone "
+               "else watches it live (the Compare tab works meanwhile). Datasets are the bundled ones, Hub ids or "
+               "your uploads; models are 'default' or Hub ids. Limits: {caps}.*")
+LOST_NOTE = ("⚠️ *This Space has no persistent storage: runs vanish when it restarts. Enable persistent storage "
+             "(mounted at /data), or export and push your adapter before you leave.*")
 
 
 def create_ui(runs_root: str = "runs", policy: Policy | None = None) -> gr.Blocks:
@@ -32,16 +36,20 @@ def create_ui(runs_root: str = "runs", policy: Policy | None = None) -> gr.Block
     with gr.Blocks(title="GRPO Studio") as demo:
         gr.Markdown(HEADER, elem_id="header")
         if policy.public:
-            gr.Markdown(PUBLIC_NOTE.format(mb=policy.max_upload_mb), elem_id="public-note")
+            gr.Markdown(PUBLIC_NOTE.format(caps=policy.caps()), elem_id="public-note")
+        if runs_are_lost_on_restart(runs_root):
+            gr.Markdown(LOST_NOTE, elem_id="storage-note")
+        visitor = gr.BrowserState("", storage_key="grpo-studio-visitor")  # survives reloads: the run's owner
         with gr.Tabs():
             with gr.Tab("Train", id="train"):
-                train = create_train_tab(registry, runs_root, policy)
+                train = create_train_tab(registry, runs_root, policy, visitor)
             with gr.Tab("Compare", id="compare"):
                 compare = create_compare_tab(registry, runs_root, policy)
         data_args = train["data_args"]
         demo.load(train["load_preset"], train["preset"], train["inputs"]).then(
             train["show_data"], *data_args).then(train["refresh"], train["seen"], train["live_outputs"])
         demo.load(*train["on_load"])
+        demo.load(lambda v: v or uuid.uuid4().hex, visitor, visitor)
         if compare.get("on_load"):
             demo.load(*compare["on_load"])
     demo.registry, demo.policy = registry, policy  # for app.py, tests and embedding apps

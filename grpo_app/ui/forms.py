@@ -91,3 +91,16 @@ def cli_command(cfg: Config) -> str:
     if pairs:
         cmd += " --set " + " ".join(shlex.quote(p) for p in pairs)
     return cmd
+
+
+ENGINES = {"ddp": "one model copy per GPU", "deepspeed_zero2": "optimizer states sharded",
+           "deepspeed_zero3": "weights sharded too", "fsdp": "PyTorch's sharding"}
+
+
+def cluster_commands(config_file: str = "run.yaml") -> str:
+    """The same run on several GPUs: save the settings as `config_file`, then one accelerate command per engine."""
+    lines = [f"# Several GPUs: save these settings as {config_file} (Download settings), then one of:"]
+    for name, what in ENGINES.items():
+        lines.append(f"accelerate launch --config_file configs/{name}.yaml -m grpo_app train --config {config_file} "
+                     f"--set run.dir=runs/cluster  # {what}")
+    return "\n".join(lines)

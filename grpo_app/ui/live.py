@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 
 from ..jobs import JobSnapshot
@@ -43,6 +45,15 @@ def progress_html(s: JobSnapshot) -> str:
     return (f'<div class="gs-progress" data-step="{s.step}" data-status="{s.status}">'
             f'<div class="gs-bar"><div class="gs-fill" style="width:{pct:.1f}%"></div></div>'
             f'<div class="gs-stats">{" · ".join(x for x in stats if x)}</div></div>')
+
+
+def busy_hint() -> str:
+    """On a Space: where to train one's own run while this one is busy (the Space's Duplicate link)."""
+    space = os.environ.get("SPACE_ID")
+    if not space:
+        return ""
+    return (f"Watch this run live, or [duplicate the Space](https://huggingface.co/spaces/{space}?duplicate=true) "
+            "to train your own.")
 
 
 def shorten(text: str, n: int = 90) -> str:

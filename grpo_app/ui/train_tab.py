@@ -13,12 +13,12 @@ import torch
 from ..access import Policy
 from ..config import ConfigError, DataConfig, preset
 from ..data import preview
-from ..jobs import JobRegistry
+from ..jobs import JobBusy, JobRegistry, NotYourRun
 from ..rewards import BUILTIN_REWARDS
 from ..runs import Run, list_runs
 from . import live, manage
 from .charts import all_figures
-from .forms import FORM_KEYS, cli_command, config_to_form, form_to_config
+from .forms import FORM_KEYS, cli_command, cluster_commands, config_to_form, form_to_config
 from .manage import create_export_panel, create_run_manager
 
 FILE_TYPES = [".jsonl", ".json", ".csv", ".parquet", ".txt"]
@@ -118,8 +118,10 @@ def _values(keys, values) -> dict:
     return dict(zip(keys, values, strict=True))
 
 
-def create_train_tab(registry: JobRegistry, runs_root: str = "runs",
-                     policy: Policy | None = None) -> dict[str, gr.components.Component]:
+def create_train_tab(registry: JobRegistry, runs_root: str = "runs", policy: Policy | None = None,
+                     visitor: gr.State | None = None) -> dict[str, gr.components.Component]:
+    """`visitor`: this browser's id (a BrowserState), the owner of the runs it starts on a public app."""
+    visitor = visitor if visitor is not None else gr.State("")
     policy = policy or Policy(runs_root=runs_root)
     default_preset = "recipe" if torch.cuda.is_available() else "quick"
 
@@ -191,31 +193,43 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs",
         frame = pd.DataFrame([{c: live.shorten(r[c], 200) for c in columns} for r in rows])
         return info, frame, gr.update(choices=["auto", *columns], value=column or "auto")
 
-    def start_run(*values):
+    def launch(cfg, visitor, resume=False) -> str:
+        """Start under the operator's policy: caps applied, the visitor recorded as the owner on a public app."""
+        policy.check_config(cfg)
+        note = policy.apply_caps(cfg)
+        owner = (visitor or "anonymous") if policy.owned_runs else ""
+        try:
+            registry.start(cfg, resume=resume, owner=owner, max_seconds=policy.max_minutes * 60)
+        except JobBusy as e:
+            raise JobBusy(f"{e} {live.busy_hint()}".strip()) from None
+        return note
+
+    def start_run(visitor, *values):
         try:
             cfg = form_to_config(_values(keys, values))
             cfg.run.root, cfg.run.dir = runs_root, ""
-            policy.check_config(cfg)
-            registry.start(cfg)
+            note = launch(cfg, visitor)
         except ConfigError as e:
             gr.Warning(str(e))
             return f"**❌ Not started** — {e}", gr.Timer(active=registry.snapshot().active)
-        return "**⏳ Starting…**", gr.Timer(active=True)
+        return f"**⏳ Starting…** {note}", gr.Timer(active=True)
 
-    def resume_run(path):
+    def resume_run(visitor, path):
         """The selected run goes on from its last checkpoint, with its own config and the same logs."""
         try:
-            cfg = Run(policy.run_folder(path)).config()
-            policy.check_config(cfg)
-            registry.start(cfg, resume=True)
+            note = launch(Run(policy.run_folder(path)).config(), visitor, resume=True)
         except ConfigError as e:
             gr.Warning(str(e))
             return f"**❌ Not resumed** — {e}", gr.Timer(active=registry.snapshot().active)
-        return "**⏳ Resuming…**", gr.Timer(active=True)
+        return f"**⏳ Resuming…** {note}", gr.Timer(active=True)
 
-    def stop_run():
-        if not registry.stop():
-            return gr.update()
+    def stop_run(visitor):
+        try:
+            if not registry.stop(visitor or "anonymous"):
+                return gr.update()
+        except NotYourRun as e:
+            gr.Warning(str(e))
+            return f"**🔒 {e}** {live.busy_hint()}"
         return live.status_markdown(registry.snapshot())
 
     def download_config(*values):
@@ -236,7 +250,7 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs",
             cfg = form_to_config(_values(keys, values))
         except ConfigError as e:
             return f"# {e}", ""
-        return cfg.to_yaml(), cli_command(cfg)
+        return cfg.to_yaml(), f"{cli_command(cfg)}\n\n{cluster_commands()}"
 
     def refresh(last):
         job_id, version, drawn = last
@@ -286,15 +300,15 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs",
     past_refresh.click(list_past, None, past)
     open_btn.click(open_run, past, [*inputs, status, progress, *plots, warning, completions_caption, completions])
     continue_btn.click(continue_from, past, fields["run.resume_from"])
-    resume_btn.click(resume_run, past, [status, timer]).then(refresh, seen, live_outputs)
+    resume_btn.click(resume_run, [visitor, past], [status, timer]).then(refresh, seen, live_outputs)
     data_args = ([fields["data.path"], fields["data.split"], fields["data.prompt_column"]],
                  [data_info, data_preview, fields["data.prompt_column"]])
     preset_radio.change(load_preset, preset_radio, inputs).then(show_data, *data_args)
     upload.upload(lambda p: p, upload, fields["data.path"]).then(show_data, *data_args)
     fields["data.path"].submit(show_data, *data_args)
     fields["data.split"].submit(show_data, *data_args)
-    start.click(start_run, inputs, [status, timer]).then(refresh, seen, live_outputs)
-    stop.click(stop_run, None, status)
+    start.click(start_run, [visitor, *inputs], [status, timer]).then(refresh, seen, live_outputs)
+    stop.click(stop_run, visitor, status)
     show.click(show_config, inputs, [yaml_view, cli_view])
     download.click(download_config, inputs, config_out)
     config_upload.upload(upload_config, config_upload, [*inputs, status])

@@ -154,6 +154,8 @@ class Policy:
         if custom and not self.custom_rewards:
             raise ConfigError(f"Custom reward code ({custom[0]}) is off on this app: use the built-in rewards "
                               "(the operator can allow it with GRPO_STUDIO_ALLOW_CUSTOM_REWARDS=1).")
+        if self.public and cfg.grpo.vllm_server_base_url:
+            raise ConfigError("On this public app the vLLM server address is the operator's to set; leave it empty.")
         if self.public and cfg.model.trust_remote_code:
             raise ConfigError("Models that ship their own code are off on this public app.")
 

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .config import SECTIONS, Config, ConfigError
+from .config import SECTIONS, Config, ConfigError, GRPOSettings
 
 
 def validate(cfg: Config) -> Config:
@@ -75,6 +75,12 @@ def validate(cfg: Config) -> Config:
     for key in ("run.dir", "run.root", "run.resume_from"):
         if ".." in Path(str(_get(cfg, key))).parts:
             problems.append(f"{key} must not contain '..': give the folder itself (an absolute path works).")
+    if g.vllm_mode not in ("colocate", "server"):
+        problems.append("grpo.vllm_mode must be 'colocate' or 'server'.")
+    if not 0 < g.vllm_gpu_memory_utilization <= 1:
+        problems.append("grpo.vllm_gpu_memory_utilization must be in (0, 1].")
+    if g.vllm_server_base_url and not g.vllm_server_base_url.startswith(("http://", "https://")):
+        problems.append("grpo.vllm_server_base_url must start with http:// or https://.")
     secrets = [k for k in g.extra if any(word in k.lower() for word in ("token", "api_key", "password", "secret"))]
     if secrets:
         problems.append(f"grpo.{secrets[0]}: tokens never go in a config (it is saved in the run folder); set "
@@ -120,3 +126,27 @@ def _tracker_problems(report_to: str) -> list[str]:
         elif importlib.util.find_spec(TRACKERS[name]) is None:
             out.append(f"run.report_to={name} needs the {TRACKERS[name]} package: pip install {TRACKERS[name]}.")
     return out
+
+
+def check_vllm(g: GRPOSettings, device: str) -> None:
+    """vLLM asked for: installed, on CUDA, and in server mode a `trl vllm-serve` answering, before any load."""
+    if not g.use_vllm:
+        return
+    import importlib.util
+
+    if device != "cuda":
+        raise ConfigError("vLLM generation needs a CUDA GPU; this run is on the CPU (set grpo.use_vllm=false).")
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError("grpo.use_vllm is on but vLLM is not installed: pip install vllm (the version TRL's "
+                          "docs name), or set grpo.use_vllm=false.")
+    if g.vllm_mode == "server":
+        import socket
+        from urllib.parse import urlsplit
+
+        url = urlsplit(g.vllm_server_base_url or "http://0.0.0.0:8000")
+        host = "127.0.0.1" if url.hostname in (None, "0.0.0.0") else url.hostname
+        try:
+            socket.create_connection((host, url.port or (443 if url.scheme == "https" else 80)), 3).close()
+        except OSError:
+            raise ConfigError(f"No vLLM server answers at {url.geturl()}: start one first with `trl vllm-serve "
+                              "--model <the same model>` on its own GPU(s), or use grpo.vllm_mode=colocate.") from None

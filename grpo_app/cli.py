@@ -96,11 +96,15 @@ def cmd_train(args, cfg: Config) -> int:
     from .training import Reporter, is_main_process, train
 
     class Printer(Reporter):
+        """Rank 0 narrates the run; another rank speaks only when it fails."""
+
         def on_status(self, status: str, message: str = "") -> None:
-            print(f"[{status}] {message}", file=sys.stderr, flush=True)
+            if is_main_process() or status == "failed":
+                print(f"[{status}] {message}", file=sys.stderr, flush=True)
 
         def on_log(self, line: str) -> None:
-            print(line, file=sys.stderr, flush=True)
+            if is_main_process():
+                print(line, file=sys.stderr, flush=True)
 
     if args.resume:
         from .runs import Run

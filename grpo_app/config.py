@@ -26,7 +26,8 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass
 class ModelConfig:
-    name: str = _f("default", "'default' (offline SmolLM2-135M-Instruct), a Hub id or a local folder.")
+    name: str = _f("default", "'default' (offline SmolLM2-135M-Instruct; on a Space the recipe's "
+                   "SmolLM-135M-Instruct), a Hub id or a local folder.")
     device: str = _f("auto", "auto | cpu | cuda.")
     dtype: str = _f("auto", "Weights dtype: auto (bf16 where the host supports it) | bfloat16 | float32 | float16.")
     attn_implementation: str = _f("auto", "auto (flash_attention_2 on CUDA when installed, else sdpa) | sdpa | eager.")
@@ -83,6 +84,13 @@ class GRPOSettings:
                          "the end).")
     save_total_limit: int = _f(2, "Keep the newest K checkpoints (0 = all): bounds disk use.")
     seed: int = _f(42, "Random seed.")
+    use_vllm: bool = _f(False, "Generate completions with vLLM (CUDA; pip install vllm): pays off for long "
+                        "completions and large groups.")
+    vllm_mode: str = _f("colocate", "colocate (vLLM inside the training process, sharing its GPUs) | server (a "
+                        "separate `trl vllm-serve` process on its own GPUs).")
+    vllm_server_base_url: str = _f("", "server mode: the `trl vllm-serve` address (empty = http://0.0.0.0:8000).")
+    vllm_gpu_memory_utilization: float = _f(0.3, "colocate mode: the share of GPU memory vLLM takes for weights "
+                                            "and KV cache.")
     extra: dict = _f({}, "Any other TRL GRPOConfig field, passed through as is.")
 
 
@@ -289,11 +297,14 @@ def parse_set(pairs: list[str]) -> list[tuple[str, Any]]:
 
 def preset(name: str) -> Config:
     """`recipe`: the Hugging Face reasoning course's values, unchanged. `quick`: learns visibly on a 2-core CPU."""
-    from .presets import PRESETS
+    from .presets import PRESETS, default_dataset
 
     if name not in PRESETS:
         raise ConfigError(f"Unknown preset '{name}'. Available: {', '.join(PRESETS)}.")
-    return Config.from_dict(PRESETS[name])
+    cfg = Config.from_dict(PRESETS[name])
+    if name == "quick":
+        cfg.data.path = default_dataset()
+    return cfg
 
 
 def load_config(preset_name: str | None = None, path: str | None = None,

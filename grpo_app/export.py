@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from .config import Config, ConfigError
-from .models import DEFAULT_HUB_ID
+from .models import DEFAULT_HUB_ID, pin_default
 from .runs import Run
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -24,8 +24,9 @@ class ExportError(ConfigError):
 
 
 def _hub_id(name: str) -> str | None:
-    """The Hub id of a base model, where it has one ('default' is SmolLM2-135M-Instruct)."""
-    if name in ("", "default"):
+    """The Hub id of a base model, where it has one ('default' offline is SmolLM2-135M-Instruct)."""
+    name = pin_default(name)
+    if name == "default":
         return DEFAULT_HUB_ID
     return name if name.count("/") == 1 and not Path(name).exists() else None
 

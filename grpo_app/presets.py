@@ -5,6 +5,10 @@ Plain dicts in the config's own shape, applied by `config.preset(name)`; the REA
 
 from __future__ import annotations
 
+import os
+
+SPACE_DATASET = "mlabonne/smoltldr"  # the recipe's posts, the quick preset's texts on a Space
+
 PRESETS: dict[str, dict] = {
     # The course pinned trl==0.14.0; every value it relied on is stated here, including the TRL defaults of
     # then that TRL 1.x changed (README, "The recipe preset").
@@ -42,3 +46,11 @@ PRESETS: dict[str, dict] = {
                    "ideal_length": 50},
     },
 }
+
+
+def default_dataset() -> str:
+    """The quick preset's texts: the bundled ones here, the recipe's Hub dataset on a Space (`SPACE_ID`).
+
+    `GRPO_STUDIO_DEFAULT_DATASET` overrides both (a Space operator's own dataset, or a test without the Hub)."""
+    chosen = os.environ.get("GRPO_STUDIO_DEFAULT_DATASET", "").strip()
+    return chosen or (SPACE_DATASET if os.environ.get("SPACE_ID") else "bundled-mixed")

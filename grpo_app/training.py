@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from .checks import trackers, validate
+from .checks import check_vllm, trackers, validate
 from .config import Config, ConfigError
 from .data import build_prompts
 from .faults import (
@@ -32,7 +32,7 @@ from .faults import (
     save_adapter,
 )
 from .memory import check_fits
-from .models import HostSettings, host_settings, load_model, locate_model, out_of_memory
+from .models import HostSettings, host_settings, load_model, locate_model, out_of_memory, pin_default
 from .rewards import build_rewards, completion_text
 from .runs import (
     append_jsonl,
@@ -199,7 +199,8 @@ def grpo_args(cfg: Config, host: HostSettings, output_dir: Path):
         save_strategy="steps" if g.save_steps > 0 else "no", save_steps=g.save_steps or 500,
         save_total_limit=g.save_total_limit or None,
         report_to=trackers(cfg.run.report_to) or "none", project="grpo-studio", run_name=output_dir.parent.name,
-        use_cpu=host.device == "cpu", reward_weights=None,
+        use_cpu=host.device == "cpu", reward_weights=None, use_vllm=g.use_vllm, vllm_mode=g.vllm_mode,
+        vllm_server_base_url=g.vllm_server_base_url or None, vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
     )
     if "wandb" in trackers(cfg.run.report_to) and not os.environ.get("WANDB_API_KEY"):
         os.environ.setdefault("WANDB_MODE", "offline")  # the recipe logged to wandb; no key, no network needed
@@ -213,6 +214,7 @@ def _resolve_into(cfg: Config, host: HostSettings) -> None:
     cfg.model.device, cfg.model.dtype = host.device, host.dtype
     cfg.model.attn_implementation, cfg.grpo.optim = host.attn_implementation, host.optim
     cfg.grpo.bf16 = host.bf16_autocast
+    cfg.model.name = pin_default(cfg.model.name)
 
 
 def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event | None = None,
@@ -232,6 +234,7 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
     checkpoint = resume_point(Path(cfg.run.dir)) if resume else None
     build_rewards(cfg.reward)  # a custom reward that does not load is one sentence, before anything else
     host = host_settings(cfg)
+    check_vllm(cfg.grpo, host.device)
     reporter.on_status("loading", f"Checking model {cfg.model.name} and the prompts…")
     located = locate_model(cfg)
     check_fits(cfg, located[0], host.device, host.dtype)
@@ -288,7 +291,7 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
         (run_dir / "checkpoints").rmdir()  # TRL's output_dir, empty when checkpoints are off
     step = trainer.state.global_step if trainer else 0
     message = f"{status.capitalize()} after {step} steps; adapter saved to {run_dir / 'adapter'}."
-    _status(run_dir, status, message, steps=step, reporter=reporter)
+    _status(run_dir, status, message, steps=step, reporter=reporter, processes=int(os.environ.get("WORLD_SIZE", "1")))
     reporter.on_status(status, message)
     return RunResult(run_dir, status, message, metrics=list(trainer.state.log_history) if trainer else [])
 

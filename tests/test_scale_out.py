@@ -1,7 +1,7 @@
-"""Several processes train one run: `torchrun` (what `accelerate launch` runs) with 2 CPU processes on gloo.
+"""Several processes train one run: `accelerate launch` and `torchrun`, 2 CPU processes on gloo.
 
-(`accelerate launch --cpu` starts one process unless MPI is set up; torchrun gives the same DDP setup that
-`accelerate launch --multi_gpu` gives on GPUs.)"""
+(`accelerate launch --cpu` starts one process unless MPI is set up; `--multi_gpu --num_processes 2` on a machine
+without CUDA starts two processes that agree on gloo, the DDP setup GPUs get with NCCL.)"""
 
 import json
 import os
@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from grpo_app.config import Config
 from grpo_app.runs import Run, read_status
@@ -22,22 +24,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_write_one_coherent_run_folder(tiny_cfg, tmp_path):
+LAUNCHERS = {
+    "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--main_process_port"],
+    "torchrun": ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port"],
+}
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_two_processes_write_one_coherent_run_folder(tiny_cfg, tmp_path, launcher):
     run_dir = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(_free_port()), "-m", "grpo_app", "train", "--set", f"model.name={tiny_cfg.model.name}",
-           f"data.path={tiny_cfg.data.path}", "grpo.per_device_train_batch_size=4",
+    cmd = [sys.executable, *LAUNCHERS[launcher], str(_free_port()), "-m", "grpo_app", "train", "--set",
+           f"model.name={tiny_cfg.model.name}", f"data.path={tiny_cfg.data.path}", "grpo.per_device_train_batch_size=4",
            "grpo.gradient_accumulation_steps=1", "grpo.num_generations=4", "grpo.max_completion_length=8",
            "grpo.max_steps=2", "grpo.save_steps=1", f"run.dir={run_dir}"]
     r = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.count("run folder:") == 1  # rank 0 speaks for the run
+    assert r.stdout.count("run folder:") == 1 and r.stderr.count("[finished]") == 1  # rank 0 speaks for the run
+    assert "mean reward: first 2 steps" in r.stdout
     run = Run(run_dir)
     assert [m["step"] for m in run.metrics()] == [1, 2]  # one row per step, not one per process
     steps = [c["step"] for c in run.completions()]
     assert steps == [1] * 4 + [2] * 4  # rank 0's completions, each written once
-    assert read_status(run_dir)["status"] == "finished"
+    assert read_status(run_dir)["status"] == "finished" and read_status(run_dir)["processes"] == 2
     cfg = Config.load(run.config_file)
     assert cfg.run.dir == str(run_dir) and cfg.grpo.max_steps == 2
     assert run.has_adapter()

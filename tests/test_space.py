@@ -29,3 +29,23 @@ def test_readme_still_opens_with_the_two_commands():
     body = README.read_text().split("---", 2)[2]
     assert body.lstrip().startswith("# GRPO Studio")
     assert body.index("make run") < body.index("make test") < body.index("## Features")
+
+
+def test_on_a_space_the_defaults_are_the_recipes_hub_model_and_dataset(monkeypatch):
+    """SPACE_ID switches 'default' to the Hub; the operator's variables override; a run records the pinned id."""
+    from grpo_app.config import preset
+    from grpo_app.export import _hub_id
+    from grpo_app.models import pin_default
+
+    for name in ("SPACE_ID", "GRPO_STUDIO_DEFAULT_MODEL", "GRPO_STUDIO_DEFAULT_DATASET"):
+        monkeypatch.delenv(name, raising=False)
+    assert pin_default("default") == "default" and preset("quick").data.path == "bundled-mixed"
+    assert _hub_id("default") == "HuggingFaceTB/SmolLM2-135M-Instruct"  # the offline copy's twin
+    monkeypatch.setenv("SPACE_ID", "someone/grpo-studio")
+    assert pin_default("default") == "HuggingFaceTB/SmolLM-135M-Instruct"
+    assert preset("quick").data.path == "mlabonne/smoltldr"
+    assert _hub_id("default") == "HuggingFaceTB/SmolLM-135M-Instruct"
+    assert pin_default("me/other") == "me/other"  # only 'default' moves
+    monkeypatch.setenv("GRPO_STUDIO_DEFAULT_MODEL", "offline")
+    monkeypatch.setenv("GRPO_STUDIO_DEFAULT_DATASET", "bundled")
+    assert pin_default("default") == "default" and preset("quick").data.path == "bundled"

@@ -25,6 +25,7 @@ FORM_KEYS = [
     "grpo.temperature", "grpo.top_p", "grpo.beta", "grpo.loss_type", "grpo.scale_rewards", "grpo.optim",
     "grpo.bf16", "grpo.gradient_checkpointing", "grpo.lr_scheduler_type", "grpo.warmup_steps", "grpo.save_steps",
     "grpo.seed", "grpo.save_total_limit", "run.report_to", "run.resume_from",
+    "grpo.use_vllm", "grpo.vllm_mode", "grpo.vllm_server_base_url", "grpo.vllm_gpu_memory_utilization",
 ]
 
 

@@ -14,6 +14,7 @@ from ..access import Policy
 from ..config import ConfigError, DataConfig, preset
 from ..data import preview
 from ..jobs import JobBusy, JobRegistry, NotYourRun
+from ..models import pin_default
 from ..rewards import BUILTIN_REWARDS
 from ..runs import Run, list_runs
 from . import live, manage
@@ -27,7 +28,9 @@ FILE_TYPES = [".jsonl", ".json", ".csv", ".parquet", ".txt"]
 def _fields() -> dict[str, gr.components.Component]:
     """The settings widgets, keyed by their dotted config key; rarely-touched ones folded away."""
     f: dict[str, gr.components.Component] = {}
-    f["model.name"] = gr.Textbox(label="Model", info="'default' = offline SmolLM2-135M-Instruct; or a Hub id "
+    default = pin_default("default")
+    default = "offline SmolLM2-135M-Instruct" if default == "default" else default
+    f["model.name"] = gr.Textbox(label="Model", info=f"'default' = {default}; or a Hub id "
                                  "(HuggingFaceTB/SmolLM-135M-Instruct) or a local folder.")
     with gr.Group():
         f["data.path"] = gr.Textbox(label="Dataset", info="'bundled' posts, a Hub dataset id, or a file "
@@ -104,6 +107,14 @@ def _fields() -> dict[str, gr.components.Component]:
                                              label="Also log to", allow_custom_value=True, min_width=140,
                                              info="trackio / tensorboard: local files; wandb: offline without a key")
         f["run.resume_from"] = gr.Textbox(label="Continue from adapter", info="A previous run's adapter/ folder.")
+    with gr.Accordion("vLLM generation (CUDA)", open=False):
+        with gr.Row():
+            f["grpo.use_vllm"] = gr.Checkbox(label="Generate with vLLM", info="pip install vllm; CUDA only")
+            f["grpo.vllm_mode"] = gr.Radio(["colocate", "server"], label="Mode", min_width=160,
+                                           info="colocate: in this process; server: `trl vllm-serve` on other GPUs")
+            f["grpo.vllm_gpu_memory_utilization"] = gr.Number(label="GPU memory share (colocate)", min_width=100)
+        f["grpo.vllm_server_base_url"] = gr.Textbox(label="vLLM server (server mode)",
+                                                    placeholder="http://0.0.0.0:8000 when empty")
     assert set(f) == set(FORM_KEYS), set(f) ^ set(FORM_KEYS)
     for key, component in f.items():  # stable hooks for tests and custom CSS: #cfg-grpo-learning_rate
         component.elem_id = "cfg-" + key.replace(".", "-")

@@ -43,6 +43,7 @@ audit: setup
 
 bench: setup
 	$(PY) bench/bench.py
+	$(PY) bench/bench_generation.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

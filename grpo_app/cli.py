@@ -49,7 +49,7 @@ def make_parser() -> argparse.ArgumentParser:
     gen.add_argument("--adapter", help="LoRA adapter folder (a run's adapter/) or Hub id.")
     gen.add_argument("--prompts", required=True, help="Prompts file: .jsonl/.json/.csv/.parquet/.txt.")
     gen.add_argument("--out", required=True, help="Output JSONL: prompt, completion, rewards.")
-    gen.add_argument("--batch-size", type=int, default=8)
+    gen.add_argument("--batch-size", type=int, default=64, help="most prompts decoded together")
     ex = sub.add_parser("export", help="Export a run (adapter or merged model) with a model card; push it.")
     ex.add_argument("run_dir", help="The run folder.")
     ex.add_argument("--merge", action="store_true", help="Fold the adapter into the base (merge_and_unload).")
@@ -63,7 +63,7 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("--prompts", help="Your own prompts file instead of the bundled held-out posts and documents.")
     ev.add_argument("--limit", type=int, default=0, help="At most this many prompts per set (0 = all).")
     ev.add_argument("--out", help="Report path (default: <run>/eval.json, or eval.json beside the adapter).")
-    ev.add_argument("--batch-size", type=int, default=8)
+    ev.add_argument("--batch-size", type=int, default=64, help="most prompts decoded together")
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", help="Print an error's traceback, not just its sentence.")
     return parser

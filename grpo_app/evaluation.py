@@ -63,7 +63,7 @@ def answer_columns(side: str, prompts: list, gens: list, rewards: RewardSettings
 
 
 def compare_batch(models: InferenceModels, prompts: list, settings: GenerationSettings, adapter: str,
-                  rewards: RewardSettings, batch_size: int = 8, progress=None) -> pd.DataFrame:
+                  rewards: RewardSettings, batch_size: int = 64, progress=None) -> pd.DataFrame:
     """One row per prompt: base and tuned answers, their lengths, rewards and quality checks."""
     total = 2 * len(prompts)
 
@@ -120,7 +120,7 @@ def figures_markdown(summary: dict, title: str = "") -> str:
 
 
 def evaluate(models: InferenceModels, cfg: Config, adapter: str, sets: dict[str, list],
-             batch_size: int = 8, progress=None) -> dict:
+             batch_size: int = 64, progress=None) -> dict:
     """Base and tuned on each named prompt set; the report `eval` writes (figures and every answer)."""
     report: dict = {"adapter": str(adapter), "model": cfg.model.name, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
                     "ideal_length": cfg.reward.ideal_length, "generation": asdict(cfg.generation),

@@ -1,12 +1,16 @@
 """One generation path for the Compare tab, the batch comparison and the CLI.
 
-`InferenceModels` keeps one copy of the base model and puts adapters on it by name, so base and tuned
-answers come from the same weights with the adapter switched on or off; it is separate from the model
-being trained, so comparing never touches a running job (it reads the last *saved* adapter).
+`InferenceModels` holds the base model, separate from the model being trained, so comparing never touches a
+running job (it reads the last *saved* adapter). It generates with the fast decoder (`fastgen`): a decoding copy
+of the base and one merged copy (base + LoRA) per adapter in use. Where the decoder cannot serve the model or the
+settings, it says why in the log and falls back to transformers' `generate`, with adapters switched on and off on
+the base itself.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -18,6 +22,8 @@ from pathlib import Path
 import torch
 
 from .config import Config, GenerationSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,7 +44,7 @@ def render_prompt(prompt, tokenizer) -> str:
     return prompt
 
 
-def _generate_kwargs(settings: GenerationSettings, tokenizer) -> dict:
+def generate_kwargs(settings: GenerationSettings, tokenizer) -> dict:
     kwargs = dict(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
                   repetition_penalty=settings.repetition_penalty, pad_token_id=tokenizer.pad_token_id)
     if settings.do_sample:
@@ -65,7 +71,7 @@ def generate(model, tokenizer, prompts: list, settings: GenerationSettings, batc
         torch.manual_seed(settings.seed + start)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            ids = model.generate(**inputs, **_generate_kwargs(settings, tokenizer))
+            ids = model.generate(**inputs, **generate_kwargs(settings, tokenizer))
         seconds = (time.perf_counter() - t0) / len(batch)
         new = ids[:, inputs["input_ids"].shape[1] :]
         for row in new:
@@ -88,7 +94,7 @@ def stream(model, tokenizer, prompt, settings: GenerationSettings, lock=None) ->
         try:
             with lock or nullcontext(), torch.inference_mode():
                 torch.manual_seed(settings.seed)
-                model.generate(**inputs, streamer=streamer, **_generate_kwargs(settings, tokenizer))
+                model.generate(**inputs, streamer=streamer, **generate_kwargs(settings, tokenizer))
         except BaseException as e:  # surfaced to the caller below
             errors.append(e)
             streamer.end()
@@ -109,23 +115,71 @@ def stream(model, tokenizer, prompt, settings: GenerationSettings, lock=None) ->
 
 
 class InferenceModels:
-    """One base model in memory; adapters attached by path and switched on or off, at most `keep` kept."""
+    """The base model, its decoding copies (the base, and merged base + adapter, at most `keep` adapters), and for
+    the fallback the adapters attached to the base by name and switched on or off.
 
-    def __init__(self, cfg: Config, keep: int = 4):
+    Memory: each decoding copy holds the model's weights once more (SmolLM2-135M in bf16: about 330 MB, packed)."""
+
+    def __init__(self, cfg: Config, keep: int = 2):
         from .models import load_model
 
         self.cfg = cfg
         self.base, self.tokenizer, _ = load_model(cfg)
         self.base.eval()
         self.model = self.base
-        self.loaded: OrderedDict[str, str] = OrderedDict()  # adapter path -> adapter name
+        self.loaded: OrderedDict[str, str] = OrderedDict()  # adapter path -> adapter name (fallback path)
+        self.decoders: OrderedDict[str | None, torch.nn.Module] = OrderedDict()  # None = the base
         self.keep = keep
-        self.lock = threading.Lock()  # one generate at a time on these weights
+        self.lock = threading.Lock()  # one generation at a time on these weights
+        self.said: set[str] = set()
+
+    def fallback_reason(self, settings: GenerationSettings) -> str:
+        """Why the fast decoder cannot serve these settings on this model ('' when it can); logged once."""
+        from . import decoding, fastgen
+
+        reason = decoding.supports(self.base, fastgen.generation_config(settings, self.tokenizer))
+        if reason and reason not in self.said:
+            self.said.add(reason)
+            log.warning("Generation falls back to transformers' generate (slower): the fast decoder does not "
+                        "handle %s.", reason)
+        return reason
+
+    @staticmethod
+    def _key(adapter: str | None) -> str | None:
+        return str(Path(adapter).resolve()) if adapter and Path(adapter).exists() else adapter
+
+    def decoder_model(self, adapter: str | None):
+        """The decoding copy for the base (None) or for base + `adapter`, merged; built on first use."""
+        from peft import PeftModel
+
+        from .fastgen import prepare
+
+        key = self._key(adapter)
+        if key in self.decoders:
+            self.decoders.move_to_end(key)
+            return self.decoders[key]
+        # the base's own modules carry LoRA layers once the fallback attached adapters: copy without them
+        model = copy.deepcopy(self.base) if self.model is self.base else copy.deepcopy(self.model).unload()
+        if adapter is not None:
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        model.eval()
+        prepare(model)
+        self.decoders[key] = model
+        while sum(k is not None for k in self.decoders) > self.keep:
+            self.decoders.pop(next(k for k in self.decoders if k is not None))
+        return model
+
+    def warm(self, adapter: str | None) -> None:
+        """Build the decoding copies now (e.g. when an adapter is picked), so Generate starts at once."""
+        with self.lock:
+            self.decoder_model(None)
+            if adapter:
+                self.decoder_model(adapter)
 
     def _attach(self, adapter: str) -> str:
         from peft import PeftModel
 
-        key = str(Path(adapter).resolve()) if Path(adapter).exists() else adapter
+        key = self._key(adapter)
         if key in self.loaded:
             self.loaded.move_to_end(key)
             return self.loaded[key]
@@ -150,17 +204,48 @@ class InferenceModels:
         return self.model
 
     def generate(self, prompts: list, settings: GenerationSettings, adapter: str | None = None,
-                 batch_size: int = 8, progress=None) -> list[Generation]:
+                 batch_size: int = 64, progress=None) -> list[Generation]:
+        from . import fastgen
+
         with self.lock:
+            if not self.fallback_reason(settings):
+                return fastgen.batch(self.decoder_model(adapter), self.tokenizer, prompts, settings, batch_size,
+                                     progress)
             model = self.select(adapter)
             with _adapters_off(model):
                 return generate(model, self.tokenizer, prompts, settings, batch_size, progress)
 
     def stream(self, prompt, settings: GenerationSettings, adapter: str | None = None) -> Iterator[Generation]:
+        """One side's answer, growing."""
+        for base, tuned in self.stream_pair(prompt, settings, adapter, base=adapter is None):
+            yield base if adapter is None else tuned
+
+    def stream_pair(self, prompt, settings: GenerationSettings, adapter: str | None,
+                    base: bool = True) -> Iterator[tuple[Generation | None, Generation | None]]:
+        """(base answer, tuned answer) growing together, token by token (`adapter` None: the base alone)."""
+        from . import fastgen
+
+        empty = Generation("", 0, 0.0)
         with self.lock:
-            model = self.select(adapter)
-            with _adapters_off(model):
-                yield from stream(model, self.tokenizer, prompt, settings)
+            if not self.fallback_reason(settings):
+                models = ([self.decoder_model(None)] if base else []) + ([self.decoder_model(adapter)] if adapter
+                                                                         else [])
+                for answers in fastgen.stream_together(models, self.tokenizer, prompt, settings):
+                    if base and adapter:
+                        yield answers[0], answers[1]
+                    else:
+                        yield (answers[0], None) if base else (None, answers[0])
+                return
+            last = empty
+            if base:
+                model = self.select(None)
+                with _adapters_off(model):
+                    for last in stream(model, self.tokenizer, prompt, settings):
+                        yield last, (empty if adapter else None)
+            if adapter:
+                model = self.select(adapter)
+                for g in stream(model, self.tokenizer, prompt, settings):
+                    yield (last if base else None), g
 
 
 class _BaseView:

@@ -183,9 +183,10 @@ class JobRegistry:
             return self.current
 
     def stop(self, requester: str | None = None) -> bool:
-        """Stop the current run; `requester` (a visitor id) must be its owner when the run has one."""
+        """Stop the current run; `requester` (visitor ids, space-separated) must share one with its owner's."""
         job = self.current
-        if job is not None and job.owner and requester is not None and requester != job.owner:
+        if (job is not None and job.owner and requester is not None
+                and not set(requester.split()) & set(job.owner.split())):
             if job.snapshot().active:
                 raise NotYourRun("Another visitor started this run, so only they can stop it: watch it live here, "
                                  "or duplicate the Space to train your own.")

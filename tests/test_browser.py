@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from grpo_app.config import Config
+
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -22,6 +24,13 @@ REWARD_POINTS = ("() => { const d = document.querySelector('#plot-reward .js-plo
 QUALITY_POINTS = ("() => { const d = document.querySelector('#plot-quality .js-plotly-plot');"
                   " if (!d || !d.data) return {}; const out = {};"
                   " for (const t of d.data) out[t.name] = t.x.length; return out; }")
+
+WATCH_SIDES = ("() => { window.sides = []; const f = () => {"
+               " const b = document.querySelector('#base-output textarea').value.length;"
+               " const t = document.querySelector('#tuned-output textarea').value.length;"
+               " const last = window.sides[window.sides.length - 1];"
+               " if (!last || last[0] !== b || last[1] !== t) window.sides.push([b, t]);"
+               " requestAnimationFrame(f); }; f(); }")
 
 
 def _free_port() -> int:
@@ -168,11 +177,16 @@ def test_compare_streams_both_sides_and_batch(app_url, browser):
     page.get_by_role("tab", name="Compare").click()
     _wait(lambda: page.locator("#adapter-choice input").input_value() != "")
     page.get_by_text("Generation settings").click()
-    _set(page, "gen-max-new", 24)
+    _set(page, "gen-max-new", 160)
+    page.evaluate(WATCH_SIDES)
     page.click("#generate-btn")
     _wait(lambda: page.locator("#tuned-stats").get_by_text("tok/s").count() > 0, timeout=120)
-    assert page.locator("#base-output textarea").input_value().strip()
-    assert page.locator("#tuned-output textarea").input_value().strip()
+    _wait(lambda: page.evaluate("() => window.sides.length") == (time.sleep(1.5) or page.evaluate(
+        "() => window.sides.length")), timeout=120)  # settled: nothing changed for 1.5 s
+    seen = page.evaluate("() => window.sides")  # (base chars, tuned chars) at every frame that changed them
+    final_base = len(page.locator("#base-output textarea").input_value())
+    assert final_base and page.locator("#tuned-output textarea").input_value().strip()
+    assert any(0 < base < final_base and tuned > 0 for base, tuned in seen), seen  # both grow at once
     assert "length" in page.locator("#base-stats").inner_text()
     assert not page.locator("#batch-table").is_visible()  # nothing half-built before the first batch
     assert not page.locator("#batch-quality").is_visible()
@@ -280,15 +294,15 @@ def test_as_a_space_a_second_visitor_watches_but_cannot_stop(browser, space_pyth
                                ("cfg-grpo-max_completion_length", 8), ("cfg-grpo-max_steps", 1000)):
             _set(owner, elem_id, value)
         owner.click("#start-btn")
-        owner.locator("#train-status").get_by_text("at most 50 steps").wait_for(timeout=30_000)
+        owner.get_by_text("runs at most 50 steps").first.wait_for(timeout=30_000)  # a toast, and the status
         _wait(lambda: owner.evaluate(REWARD_POINTS) >= 1, timeout=300)
         other = browser.new_context(viewport={"width": 1400, "height": 1200}).new_page()
         other.goto(url)
         _wait(lambda: other.evaluate(REWARD_POINTS) >= 1)  # the same run, live
         other.click("#start-btn")
-        other.locator("#train-status").get_by_text("duplicate the Space").first.wait_for(timeout=30_000)
+        other.get_by_text("duplicate the Space").first.wait_for(timeout=30_000)  # toast and status line
         other.click("#stop-btn")
-        other.locator("#train-status").get_by_text("only they can stop it").wait_for(timeout=30_000)
+        other.get_by_text("only they can stop it").first.wait_for(timeout=30_000)
         time.sleep(2)
         assert "Training" in owner.locator("#train-status").inner_text()
         owner.click("#stop-btn")
@@ -296,6 +310,9 @@ def test_as_a_space_a_second_visitor_watches_but_cannot_stop(browser, space_pyth
         other.locator("#train-status").get_by_text("Stopped").wait_for(timeout=60_000)
         log = (runs / "app.log").read_text()
         assert "Traceback" not in log, log[-3000:]
+        (run,) = [p for p in runs.iterdir() if p.is_dir()]
+        cfg = Config.load(run / "config.yaml")
+        assert cfg.grpo.max_steps == 50 and cfg.model.name == "default"  # capped; the offline model, as pointed
     finally:
         proc.terminate()
         proc.wait(60)

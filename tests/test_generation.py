@@ -35,7 +35,8 @@ def test_same_seed_same_text_and_stream_matches(trained):
 def test_base_and_adapter_differ_and_base_is_restored(trained):
     cfg, adapter = trained
     models = InferenceModels(cfg)
-    settings = GenerationSettings(max_new_tokens=12, do_sample=False)
+    # sampled with one seed: a tiny random model's greedy answer is often newlines only, for either side
+    settings = GenerationSettings(max_new_tokens=12, temperature=1.0, min_p=0.0, seed=1)
     prompts = [PROMPT, [{"role": "user", "content": "Summarize: my cat hides under the bed."}]]
     base = [g.text for g in models.generate(prompts, settings)]
     tuned = [g.text for g in models.generate(prompts, settings, adapter=adapter)]
@@ -58,8 +59,57 @@ def test_switching_adapters_keeps_one_base_and_bounded_memory(trained, tiny_cfg)
         copies.append(str(dst))
     for path in copies * 2:
         models.generate([PROMPT], settings, adapter=path)
-    assert len(models.loaded) == 2 and len(models.model.peft_config) == 2
-    assert id(models.model.get_base_model()) == base_id
+    assert sum(k is not None for k in models.decoders) == 2  # merged copies for the 2 newest adapters, + the base
+    assert models.model is models.base and id(models.base) == base_id  # the base itself never wrapped
+
+
+def test_the_fast_engine_answers_as_generate_does(trained):
+    """Greedy in float32: the decoder over merged copies gives transformers' `generate` answers (base and PEFT
+    adapter), for a batch of prompts of different lengths."""
+    from grpo_app import fastgen
+    from grpo_app.generation import generate
+
+    cfg, adapter = trained
+    cfg.model.dtype = "float32"
+    models = InferenceModels(cfg)
+    settings = GenerationSettings(max_new_tokens=10, do_sample=False)
+    prompts = [PROMPT, [{"role": "user", "content": "Summarize: my cat hides under the bed all day long."}], "Hi"]
+    assert models.fallback_reason(settings) == ""
+    for side in (None, adapter):
+        fast = [g.text for g in models.generate(prompts, settings, adapter=side)]
+        model = models.select(side)
+        from grpo_app.generation import _adapters_off
+
+        with _adapters_off(model):
+            slow = [g.text for g in generate(model, models.tokenizer, prompts, settings)]
+        assert fast == slow and any(fast)
+    sampled = GenerationSettings(max_new_tokens=10, seed=5)
+    one_by_one = [g.text for g in models.generate(prompts, sampled, batch_size=1)]
+    assert [g.text for g in models.generate(prompts, sampled, batch_size=16)] == one_by_one  # per-row seeds
+    assert fastgen.batch(models.decoder_model(None), models.tokenizer, prompts, sampled)[0].text == one_by_one[0]
+
+
+def test_both_sides_stream_together_with_their_own_seeds(trained, tmp_path):
+    """One press: the tuned answer grows while the base one does; each side is the text it gives alone, and the
+    base text does not depend on the adapter beside it."""
+    import shutil
+
+    cfg, adapter = trained
+    other = tmp_path / "other-adapter"
+    shutil.copytree(adapter, other)
+    models = InferenceModels(cfg)
+    settings = GenerationSettings(max_new_tokens=12, seed=7)
+    pairs = list(models.stream_pair(PROMPT, settings, adapter))
+    growing = [(b.tokens, t.tokens) for b, t in pairs]
+    assert growing[-1][0] > 1 and growing[-1][1] > 1
+    assert any(0 < b < growing[-1][0] and t > 0 for b, t in growing)  # tuned shown while base still grows
+    base, tuned = pairs[-1]
+    assert base.text == models.generate([PROMPT], settings)[0].text
+    assert tuned.text == models.generate([PROMPT], settings, adapter=adapter)[0].text
+    again = list(models.stream_pair(PROMPT, settings, str(other)))[-1]
+    assert again[0].text == base.text  # same seed, same base text, whichever adapter is beside it
+    assert list(models.stream_pair(PROMPT, settings, adapter))[-1][1].text == tuned.text
+    assert list(models.stream(PROMPT, settings))[-1].text == base.text
 
 
 def test_evaluate_scores_both_sides_on_posts_and_documents(trained, tmp_path):

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import gradio as gr
 import pytest
 
 from grpo_app.access import Policy, upload_folder
@@ -213,6 +214,30 @@ def test_on_a_public_app_only_the_visitor_who_started_a_run_can_stop_it(public, 
     refused = stop("visitor-b")
     assert "only they can stop it" in refused and demo.registry.snapshot().status == "training"
     stop("visitor-a")
+    assert job.wait(120).status == "stopped"
+
+
+def test_a_hugging_face_login_owns_a_run_across_browsers(public, tiny_cfg):
+    """With the Space's OAuth on, a run started signed in stops from any browser signed in to the same account."""
+    from grpo_app.ui import identify
+
+    def signed_in(name):
+        return gr.OAuthProfile({"name": name.title(), "preferred_username": name, "profile": "", "picture": ""})
+
+    browser, identity = identify("", None)
+    assert len(browser) == 32 and identity == browser  # a fresh browser gets an id of its own
+    assert identify(browser, signed_in("alice")) == (browser, f"{browser} hf:alice")
+    assert "hf:alice" not in identify("hf:alice", None)[1]  # a browser cannot store its way into a login
+    demo = create_ui(str(public.runs_root), public)
+    stop = _handlers(demo)["stop_run"].fn
+    tiny_cfg.grpo.max_steps = 100_000
+    tiny_cfg.run.dir = str(public.runs_root / "login")
+    job = demo.registry.start(tiny_cfg, owner=identify("", signed_in("alice"))[1])
+    while demo.registry.snapshot().step < 1 and job.snapshot().active:
+        time.sleep(0.1)
+    assert "only they can stop it" in stop(identify("", signed_in("bob"))[1])
+    assert "only they can stop it" in stop("alice")  # a browser id that merely looks like the name
+    stop(identify("", signed_in("alice"))[1])
     assert job.wait(120).status == "stopped"
 
 

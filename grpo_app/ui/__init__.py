@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import uuid
 from pathlib import Path
 
@@ -26,6 +28,15 @@ LOST_NOTE = ("⚠️ *This Space has no persistent storage: runs vanish when it 
              "(mounted at /data), or export and push your adapter before you leave.*")
 
 
+def identify(browser_id: str, profile: gr.OAuthProfile | None) -> tuple[str, str]:
+    """(browser id, identity): a run started here may be stopped from any page sharing one of the identity's ids,
+    so from this browser, or from any browser signed in to the same Hugging Face account. The login comes from
+    Gradio's OAuth session on the server, never from what the browser stores."""
+    if not re.fullmatch(r"[0-9a-f]{32}", browser_id or ""):  # ours, or a new one: a stored "hf:alice" is not a login
+        browser_id = uuid.uuid4().hex
+    return browser_id, f"{browser_id} hf:{profile.username}" if profile else browser_id
+
+
 def create_ui(runs_root: str = "runs", policy: Policy | None = None) -> gr.Blocks:
     """The page; `policy` (default: from the environment) says what a visitor may do."""
     from .compare_tab import create_compare_tab
@@ -39,7 +50,10 @@ def create_ui(runs_root: str = "runs", policy: Policy | None = None) -> gr.Block
             gr.Markdown(PUBLIC_NOTE.format(caps=policy.caps()), elem_id="public-note")
         if runs_are_lost_on_restart(runs_root):
             gr.Markdown(LOST_NOTE, elem_id="storage-note")
-        visitor = gr.BrowserState("", storage_key="grpo-studio-visitor")  # survives reloads: the run's owner
+        browser_id = gr.BrowserState("", storage_key="grpo-studio-visitor")  # this browser's id, across reloads
+        visitor = gr.State("")  # who this page is, kept on the server: the browser id, plus the HF login if any
+        if policy.public and os.environ.get("OAUTH_CLIENT_ID"):  # the Space enables OAuth (hf_oauth: true)
+            gr.LoginButton(value="Sign in with Hugging Face to own your run across browsers", size="sm")
         with gr.Tabs():
             with gr.Tab("Train", id="train"):
                 train = create_train_tab(registry, runs_root, policy, visitor)
@@ -49,7 +63,7 @@ def create_ui(runs_root: str = "runs", policy: Policy | None = None) -> gr.Block
         demo.load(train["load_preset"], train["preset"], train["inputs"]).then(
             train["show_data"], *data_args).then(train["refresh"], train["seen"], train["live_outputs"])
         demo.load(*train["on_load"])
-        demo.load(lambda v: v or uuid.uuid4().hex, visitor, visitor)
+        demo.load(identify, browser_id, [browser_id, visitor])
         if compare.get("on_load"):
             demo.load(*compare["on_load"])
     demo.registry, demo.policy = registry, policy  # for app.py, tests and embedding apps

@@ -9,6 +9,7 @@ the training weights, it only shares the CPU.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -130,7 +131,17 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
         cfg = run_config(adapter)
         return cfg.data.instruction, cfg.data.chat_format or bool(cfg.data.instruction)
 
+    def warm(adapter):
+        """Picking a run builds its decoding copies at once, so the first Generate starts streaming at once."""
+        try:
+            policy.check_adapter(adapter)
+            if adapter and Path(adapter).exists():
+                registry.inference(run_config(adapter)).warm(adapter)
+        except Exception as e:  # Generate says what is wrong, in words, when it is pressed
+            logging.getLogger(__name__).info("Compare warm-up skipped: %s", e)
+
     def generate(adapter, custom, instruction, chat, text, *gen):
+        """Both answers grow together, each with its length, speed and rewards updating as it grows."""
         out = ["", "", "", ""]
         try:
             chosen = pick(adapter, custom)
@@ -138,16 +149,12 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
             s = settings(*gen)
             p = to_prompt(text, DataConfig(instruction=instruction or "", chat_format=bool(chat)))
             models = registry.inference(cfg)
-            for i, target in ((0, None), (2, chosen)):
-                if i == 2 and not chosen:
-                    out[2] = "No tuned model yet: train a run in the Train tab (or type an adapter folder)."
-                    yield out
-                    break
-                for g in models.stream(p, s, target):
-                    out[i] = g.text
-                    out[i + 1] = f"{len(g.text)} chars · {g.tokens} tokens · {g.seconds:.1f}s…"
-                    yield out
-                out[i + 1] = side_stats(g, cfg, p)
+            if not chosen:
+                out[2] = "No tuned model yet: train a run in the Train tab (or type an adapter folder)."
+            for base, tuned in models.stream_pair(p, s, chosen):
+                for i, g in ((0, base), (2, tuned)):
+                    if g is not None:
+                        out[i], out[i + 1] = g.text, side_stats(g, cfg, p)
                 yield out
         except Exception as e:
             gr.Warning(str(e))
@@ -200,7 +207,7 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
     gen_inputs = [max_new, temperature, min_p, top_p, seed, greedy]
     batch_file.upload(lambda: "file", None, which)
     refresh.click(refresh_runs, adapter, [adapter, notice])
-    adapter.change(offer_format, adapter, [instruction, chat])
+    adapter.change(offer_format, adapter, [instruction, chat]).then(warm, adapter, None)
     generate_btn.click(generate, [adapter, custom, instruction, chat, prompt, *gen_inputs],
                        [base_out, base_stats, tuned_out, tuned_stats])
     batch_btn.click(run_batch, [adapter, custom, instruction, chat, which, n_prompts, batch_file, *gen_inputs],

@@ -223,6 +223,8 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs", policy: Pol
         except ConfigError as e:
             gr.Warning(str(e))
             return f"**❌ Not started** — {e}", gr.Timer(active=registry.snapshot().active)
+        if note:
+            gr.Info(note)  # the status line moves on at the next refresh; the cap deserves to be seen
         return f"**⏳ Starting…** {note}", gr.Timer(active=True)
 
     def resume_run(visitor, path):

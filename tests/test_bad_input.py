@@ -163,7 +163,7 @@ def test_train_tab_answers_with_one_sentence(settings, sentence, files, train_ta
     if extra:
         pytest.skip(f"{', '.join(extra)} is not a Train tab setting (generation: see the Compare tab test below)")
     before = set(root.iterdir())
-    status, _timer = handlers["start_run"]("visitor-1", *[form[k] for k in handlers["keys"]])
+    status = handlers["start_run"]("visitor-1", *[form[k] for k in handlers["keys"]])
     registry = demo.registry
     if "Not started" not in status:  # checked in the training thread (model, data): its status line says it
         snap = registry.current.wait(120)

@@ -109,7 +109,7 @@ def test_public_app_handlers_refuse_what_the_policy_refuses(public, tiny_cfg):
     for field, value, words in [("data.path", "/etc/passwd", "server paths are not read"),
                                 ("model.name", str(tiny_cfg.model.name), "server folders are not loaded"),
                                 ("run.resume_from", "/etc", "other server folders are not loaded")]:
-        status, _ = start.fn("visitor-1", *[value if k == field else form[k] for k in keys])
+        status = start.fn("visitor-1", *[value if k == field else form[k] for k in keys])
         assert "Not started" in status and words in status, status
     assert demo.registry.current is None
     info, _, _ = fns["show_data"].fn("/etc/passwd", "train", "auto")

@@ -186,7 +186,9 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs", policy: Pol
                                        column_widths=["22%", "48%", "8%"])
             with gr.Accordion("Log", open=False):
                 log = gr.Textbox(lines=10, max_lines=20, show_label=False, elem_id="train-log")
-    timer = gr.Timer(1.5, active=False)
+    # always ticking: an idle tick costs a snapshot and sends nothing, and a page never misses a run because a
+    # refresh computed before Start (the page-load one, say) came back after it and switched the timer off
+    timer = gr.Timer(1.5)
     seen = gr.State((None, -1, -1))  # (job id, state version, metrics drawn) last sent to this page
     plots = [reward_plot, loss_plot, length_plot, quality_plot, health_plot]
 
@@ -222,10 +224,10 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs", policy: Pol
             note = launch(cfg, visitor)
         except ConfigError as e:
             gr.Warning(str(e))
-            return f"**❌ Not started** — {e}", gr.Timer(active=registry.snapshot().active)
+            return f"**❌ Not started** — {e}"
         if note:
             gr.Info(note)  # the status line moves on at the next refresh; the cap deserves to be seen
-        return f"**⏳ Starting…** {note}", gr.Timer(active=True)
+        return f"**⏳ Starting…** {note}"
 
     def resume_run(visitor, path):
         """The selected run goes on from its last checkpoint, with its own config and the same logs."""
@@ -233,8 +235,8 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs", policy: Pol
             note = launch(Run(policy.run_folder(path)).config(), visitor, resume=True)
         except ConfigError as e:
             gr.Warning(str(e))
-            return f"**❌ Not resumed** — {e}", gr.Timer(active=registry.snapshot().active)
-        return f"**⏳ Resuming…** {note}", gr.Timer(active=True)
+            return f"**❌ Not resumed** — {e}"
+        return f"**⏳ Resuming…** {note}"
 
     def stop_run(visitor):
         try:
@@ -271,14 +273,14 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs", policy: Pol
         current = id(registry.current)
         changed = (current, s.version) != (job_id, version)
         if not changed and not s.active:
-            return [gr.skip()] * (len(live_outputs) - 2) + [last, gr.Timer(active=False)]
+            return [gr.skip()] * (len(live_outputs) - 2) + [last, gr.skip()]
         draw = current != job_id or len(s.metrics) != drawn
         drawn_now = [*all_figures(s.metrics), live.warning_markdown(s.metrics)] if draw else None
         figures = drawn_now or [gr.skip()] * (len(plots) + 1)
         instruction = registry.current.cfg.data.instruction if registry.current else ""
         table = live.completions_frame(s.completions, instruction) if changed else gr.skip()
         return [live.status_markdown(s), live.progress_html(s), *figures, live.completions_caption(s), table,
-                live.log_text(s), (current, s.version, len(s.metrics)), gr.Timer(active=s.active)]
+                live.log_text(s), (current, s.version, len(s.metrics)), gr.skip()]
 
     live_outputs = [status, progress, *plots, warning, completions_caption, completions, log, seen, timer]
 
@@ -313,14 +315,14 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs", policy: Pol
     past_refresh.click(list_past, None, past)
     open_btn.click(open_run, past, [*inputs, status, progress, *plots, warning, completions_caption, completions])
     continue_btn.click(continue_from, past, fields["run.resume_from"])
-    resume_btn.click(resume_run, [visitor, past], [status, timer]).then(refresh, seen, live_outputs)
+    resume_btn.click(resume_run, [visitor, past], status).then(refresh, seen, live_outputs)
     data_args = ([fields["data.path"], fields["data.split"], fields["data.prompt_column"]],
                  [data_info, data_preview, fields["data.prompt_column"]])
     preset_radio.change(load_preset, preset_radio, inputs).then(show_data, *data_args)
     upload.upload(lambda p: p, upload, fields["data.path"]).then(show_data, *data_args)
     fields["data.path"].submit(show_data, *data_args)
     fields["data.split"].submit(show_data, *data_args)
-    start.click(start_run, [visitor, *inputs], [status, timer]).then(refresh, seen, live_outputs)
+    start.click(start_run, [visitor, *inputs], status).then(refresh, seen, live_outputs)
     stop.click(stop_run, visitor, status)
     show.click(show_config, inputs, [yaml_view, cli_view])
     download.click(download_config, inputs, config_out)

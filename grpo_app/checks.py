@@ -140,13 +140,9 @@ def check_vllm(g: GRPOSettings, device: str) -> None:
         raise ConfigError("grpo.use_vllm is on but vLLM is not installed: pip install vllm (the version TRL's "
                           "docs name), or set grpo.use_vllm=false.")
     if g.vllm_mode == "server":
-        import socket
-        from urllib.parse import urlsplit
+        from .hub import reachable
 
-        url = urlsplit(g.vllm_server_base_url or "http://0.0.0.0:8000")
-        host = "127.0.0.1" if url.hostname in (None, "0.0.0.0") else url.hostname
-        try:
-            socket.create_connection((host, url.port or (443 if url.scheme == "https" else 80)), 3).close()
-        except OSError:
-            raise ConfigError(f"No vLLM server answers at {url.geturl()}: start one first with `trl vllm-serve "
-                              "--model <the same model>` on its own GPU(s), or use grpo.vllm_mode=colocate.") from None
+        address = g.vllm_server_base_url or "http://0.0.0.0:8000"
+        if not reachable(address):
+            raise ConfigError(f"No vLLM server answers at {address}: start one first with `trl vllm-serve "
+                              "--model <the same model>` on its own GPU(s), or use grpo.vllm_mode=colocate.")

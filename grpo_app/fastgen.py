@@ -23,15 +23,15 @@ def generation_config(settings: GenerationSettings, tokenizer) -> GenerationConf
     return GenerationConfig(**generate_kwargs(settings, tokenizer))
 
 
-def prepare(model, keep_weights: bool = False) -> None:
+def prepare(model) -> None:
     """Decoding layout, once per model: grouped one-query attention and, on a bf16 CPU, oneDNN-packed weights.
 
-    An inference copy never changes, so its Linear weights are dropped once packed (`keep_weights=False`): the
-    packed copy is the only one held."""
+    An inference copy never changes, so its Linear weights are dropped once packed: the packed copy is the only
+    one held."""
     if getattr(model, "_decoding_ready", False):
         return
     decoding.use_grouped_attention(model)
-    if decoding.pack_linears(model) and not keep_weights:
+    if decoding.pack_linears(model):
         for module in model.modules():
             if isinstance(module, decoding.PackedLinear):
                 module.weight = None

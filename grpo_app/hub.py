@@ -25,13 +25,15 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
-def reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hub endpoint (HF_ENDPOINT) answers a TCP connection."""
+def reachable(address: str | None = None, timeout: float = 3.0) -> bool:
+    """Whether `address` (default: the Hub endpoint, HF_ENDPOINT) answers a TCP connection; a server listening on
+    0.0.0.0 is tried on this machine."""
     from huggingface_hub import constants
 
-    url = urlparse(constants.ENDPOINT)
+    url = urlparse(address or constants.ENDPOINT)
+    host = "127.0.0.1" if url.hostname in (None, "0.0.0.0") else url.hostname
     try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        socket.create_connection((host, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
     except OSError:
         return False
     return True

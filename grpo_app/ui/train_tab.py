@@ -273,16 +273,16 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs", policy: Pol
         current = id(registry.current)
         changed = (current, s.version) != (job_id, version)
         if not changed and not s.active:
-            return [gr.skip()] * (len(live_outputs) - 2) + [last, gr.skip()]
+            return [gr.skip()] * (len(live_outputs) - 1) + [last]
         draw = current != job_id or len(s.metrics) != drawn
         drawn_now = [*all_figures(s.metrics), live.warning_markdown(s.metrics)] if draw else None
         figures = drawn_now or [gr.skip()] * (len(plots) + 1)
         instruction = registry.current.cfg.data.instruction if registry.current else ""
         table = live.completions_frame(s.completions, instruction) if changed else gr.skip()
         return [live.status_markdown(s), live.progress_html(s), *figures, live.completions_caption(s), table,
-                live.log_text(s), (current, s.version, len(s.metrics)), gr.skip()]
+                live.log_text(s), (current, s.version, len(s.metrics))]
 
-    live_outputs = [status, progress, *plots, warning, completions_caption, completions, log, seen, timer]
+    live_outputs = [status, progress, *plots, warning, completions_caption, completions, log, seen]
 
 
     def open_run(path):
@@ -330,4 +330,4 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs", policy: Pol
     timer.tick(refresh, seen, live_outputs, show_progress="hidden")
     return {"preset": preset_radio, "inputs": inputs, "keys": keys, "load_preset": load_preset,
             "show_data": show_data, "data_args": data_args, "refresh": refresh, "seen": seen,
-            "live_outputs": live_outputs, "timer": timer, "fields": fields, "on_load": (list_past, None, past)}
+            "live_outputs": live_outputs, "fields": fields, "on_load": (list_past, None, past)}

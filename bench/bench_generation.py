@@ -35,7 +35,7 @@ import torch  # noqa: E402
 
 from grpo_app.config import Config, DataConfig, GenerationSettings  # noqa: E402
 from grpo_app.data import to_prompt  # noqa: E402
-from grpo_app.evaluation import heldout_prompts  # noqa: E402
+from grpo_app.evaluation import heldout_set  # noqa: E402
 from grpo_app.generation import InferenceModels, generate_kwargs, render_prompt  # noqa: E402
 
 FORMAT = DataConfig(instruction="Summarize this text in one sentence.", chat_format=True)
@@ -147,7 +147,7 @@ def main() -> None:
     adapter = args.adapter or random_adapter(cfg, tmp / "adapter")
     s = GenerationSettings()  # the recipe's: 256 new tokens, temperature 0.5, min_p 0.1
     cat = to_prompt((REPO / "assets" / "cat_document.txt").read_text().strip(), FORMAT)
-    posts = heldout_prompts(FORMAT, "posts", args.posts)
+    posts = heldout_set(FORMAT, "posts", args.posts).prompts
     models = InferenceModels(cfg)
     tok = models.tokenizer
     print(f"cat document: {len(tok(render_prompt(cat, tok))['input_ids'])} prompt tokens; {len(posts)} posts",

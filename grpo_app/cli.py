@@ -60,7 +60,8 @@ def make_parser() -> argparse.ArgumentParser:
     _add_config_args(ev)
     ev.add_argument("--adapter", required=True, help="LoRA adapter folder (a run's adapter/) or Hub id.")
     ev.add_argument("--model", help="Base model (default: the adapter's run model, else 'default').")
-    ev.add_argument("--prompts", help="Your own prompts file instead of the bundled held-out posts and documents.")
+    ev.add_argument("--prompts", help="Your own prompts file (with a `reference` column for ROUGE) instead of the "
+                    "bundled held-out posts, documents and plain texts.")
     ev.add_argument("--limit", type=int, default=0, help="At most this many prompts per set (0 = all).")
     ev.add_argument("--out", help="Report path (default: <run>/eval.json, or eval.json beside the adapter).")
     ev.add_argument("--batch-size", type=int, default=64, help="most prompts decoded together")
@@ -134,8 +135,7 @@ def cmd_train(args, cfg: Config) -> int:
 def cmd_generate(args, cfg: Config) -> int:
     from .data import build_prompts
     from .generation import InferenceModels
-    from .rewards import score
-    from .training import prompt_text
+    from .rewards import prompt_text, score
 
     _for_inference(args, cfg)
     cfg.data.path, cfg.data.prompt_column, cfg.data.max_samples = args.prompts, "auto", 0
@@ -174,14 +174,14 @@ def cmd_export(args) -> int:
 
 
 def cmd_eval(args, cfg: Config) -> int:
-    from .evaluation import evaluate, figures_markdown, heldout_prompts, prompts_from, write_report
+    from .evaluation import HELDOUT, evaluate, figures_markdown, heldout_set, prompt_set, write_report
     from .generation import InferenceModels
 
     _for_inference(args, cfg)
     if args.prompts:
-        sets = {Path(args.prompts).stem: prompts_from(cfg.data, args.prompts, args.limit)}
+        sets = {Path(args.prompts).stem: prompt_set(cfg.data, args.prompts, args.limit)}
     else:
-        sets = {name: heldout_prompts(cfg.data, name, args.limit) for name in ("posts", "documents")}
+        sets = {name: heldout_set(cfg.data, name, args.limit) for name in HELDOUT}
     models = InferenceModels(cfg)
 
     def progress(name: str, done: int, total: int) -> None:

@@ -20,6 +20,7 @@ BUNDLED = {  # name -> folders of assets/ with train.jsonl and test.jsonl
     "bundled-mixed": ("posts", "docs"),  # both: texts of mixed lengths
 }
 PROMPT_COLUMNS = ("prompt", "text", "content", "messages", "question", "instruction", "input")
+TEXT_SLOT = "{text}"  # where the text goes in an instruction template
 FILE_TYPES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 
 
@@ -171,13 +172,29 @@ def to_prompt(value, cfg: DataConfig):
     if not (value is None or isinstance(value, (str, int, float))):
         raise DataError(f"A prompt in {source} is a {type(value).__name__}, not text or chat messages: "
                         f"{reprlib.repr(value)}.")
-    text = "" if value is None else str(value)
-    if cfg.instruction:
-        text = f"{cfg.instruction.strip()}\n\n{text}"
+    text = with_instruction("" if value is None else str(value), cfg.instruction)
     if not cfg.chat_format:
         return text
     messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
     return messages + [{"role": "user", "content": text}]
+
+
+def with_instruction(text: str, instruction: str) -> str:
+    """The text with the instruction before it, or around it where the instruction is a template with `{text}`
+    ("{text}\n\nSummarize the text above in one sentence." asks after the text, as a TL;DR prompt does)."""
+    if not instruction.strip():
+        return text
+    if TEXT_SLOT in instruction:
+        return instruction.replace(TEXT_SLOT, text, 1)
+    return f"{instruction.strip()}\n\n{text}"
+
+
+def without_instruction(prompt: str, instruction: str) -> str:
+    """The text alone, from a prompt `with_instruction` built (for tables and the no-model baselines)."""
+    if not instruction.strip():
+        return prompt
+    before, _, after = instruction.partition(TEXT_SLOT) if TEXT_SLOT in instruction else (instruction, "", "")
+    return prompt.strip().removeprefix(before.strip()).removesuffix(after.strip()).strip()
 
 
 def prompt_tokens(prompt, tokenizer) -> int:
@@ -198,21 +215,30 @@ def _shorten(prompt, tokenizer, excess: int, keep_end: bool = False):
     return prompt[:-1] + [{**prompt[-1], "content": cut}]
 
 
+RESERVED = frozenset({"prompt", "completion", "completions", "completion_ids", "prompt_ids"})  # TRL's own names
+
+
 def build_prompts(cfg: DataConfig, tokenizer=None, max_prompt_length: int = 0,
                   split: str | None = None) -> tuple[Dataset, DataReport]:
-    """The dataset TRL trains on (a single `prompt` column) and a report of what was done to it."""
+    """The dataset TRL trains on and a report of what was done to it: a `prompt` column, plus every other column
+    of the source (an `answer`, a `reference`, a `title`...), which TRL hands to the reward functions by name."""
     raw = read_rows(cfg.path, split or cfg.split, cfg.max_file_mb)
     column = detect_column(list(raw.column_names), cfg.prompt_column)
-    values = list(raw[column])
+    try:
+        values = list(raw[column])
+    except (ValueError, TypeError) as e:  # pyarrow cannot turn some nested values back into Python
+        raise DataError(f"Column {column!r} of {Path(cfg.path).name or cfg.path} cannot be read as prompts "
+                        f"({str(e).splitlines()[0][:120]}).") from None
     if cfg.max_samples > 0:
         values = values[: cfg.max_samples]
-    prompts = [to_prompt(v, cfg) for v in values if v not in (None, "", [])]
+    kept = [i for i, v in enumerate(values) if v not in (None, "", [])]
+    prompts = [to_prompt(values[i], cfg) for i in kept]
     if not prompts:
         raise DataError(f"Column '{column}' holds no non-empty prompts.")
     report = DataReport(source=cfg.path or "bundled", column=column, rows=len(prompts))
     if tokenizer is not None and max_prompt_length > 0:
-        kept = []
-        for p in prompts:
+        fitting = []
+        for i, p in zip(kept, prompts, strict=True):
             n = prompt_tokens(p, tokenizer)
             if n > max_prompt_length and cfg.overlong != "drop":
                 p = _shorten(p, tokenizer, n - max_prompt_length, keep_end=cfg.overlong == "truncate_left")
@@ -221,12 +247,20 @@ def build_prompts(cfg: DataConfig, tokenizer=None, max_prompt_length: int = 0,
             if n > max_prompt_length:
                 report.dropped += 1
                 continue
-            kept.append(p)
-        prompts = kept
+            fitting.append((i, p))
+        kept, prompts = [i for i, _ in fitting], [p for _, p in fitting]
         report.rows = len(prompts)
         if not prompts:
             raise DataError(f"Every prompt is longer than max_prompt_length={max_prompt_length} tokens.")
-    return Dataset.from_dict({"prompt": prompts}), report
+    columns = {"prompt": prompts}
+    for name in raw.column_names:
+        if name != column and name not in RESERVED:
+            try:
+                cells = raw[name]
+            except (ValueError, TypeError):  # a column pyarrow cannot hand back is left out, not fatal
+                continue
+            columns[name] = [cells[i] for i in kept]
+    return Dataset.from_dict(columns), report
 
 
 def preview(cfg: DataConfig, n: int = 5) -> tuple[list[str], str, list[dict], int]:

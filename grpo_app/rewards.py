@@ -31,6 +31,14 @@ def completion_text(completion: Any) -> str:
     return str(completion)
 
 
+def prompt_text(prompt: Any) -> str:
+    """A prompt as one string (the last user message of a chat prompt): the text a summary is judged against."""
+    if isinstance(prompt, list):
+        users = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"] or prompt
+        return completion_text(users[-1])
+    return str(prompt)
+
+
 def length_reward(ideal: int) -> RewardFn:
     """The recipe's reward: -|ideal - characters|, best at exactly `ideal` characters."""
 
@@ -54,8 +62,7 @@ def _named(name: str, func: Callable[[str, str], float]) -> RewardFn:
     """A reward from a `(source, answer) -> float` check of `quality`, in TRL's convention."""
 
     def reward(prompts: list, completions: list, **kw: Any) -> list[float]:
-        return [float(func(completion_text(p), completion_text(c)))
-                for p, c in zip(prompts, completions, strict=True)]
+        return [float(func(prompt_text(p), completion_text(c))) for p, c in zip(prompts, completions, strict=True)]
 
     reward.__name__ = name
     return reward
@@ -65,6 +72,8 @@ QUALITY_REWARDS: dict[str, Callable[[str, str], float]] = {
     "grounding": quality.grounding,
     "no_repeat": lambda source, answer: -quality.repetition(answer),
     "summary": lambda source, answer: float(quality.is_summary(source, answer)),
+    "coverage": quality.coverage,
+    "no_copy": lambda source, answer: -float(bool(quality.copied(source, answer))),
 }
 ALIASES = {"on_topic": "grounding"}  # the name earlier versions used
 
@@ -73,8 +82,12 @@ BUILTIN_REWARDS: dict[str, str] = {
     "one_sentence": "1 if the completion matches the regex (default: one line ending in . ! or ?), else 0",
     "grounding": "share of the completion's content words found in the prompt (0..1)",
     "no_repeat": "minus the share of repeated 3-word sequences (0 is best)",
-    "summary": "1 if the completion passes the 'is a summary' rule (grounded, not repetitive, not filler, "
-               "shorter than the text), else 0",
+    "summary": "1 if the completion passes the 'is a summary' rule (grounded, not repetitive, not filler, copies "
+               "no title, heading, label, instruction or sentence, shorter than the text, carries more than the "
+               "first sentence), else 0",
+    "coverage": "how much of the text's content beyond its title and first sentence the completion carries (0..1)",
+    "no_copy": "-1 if the completion copies the title, a heading, a label line, the instruction or one sentence "
+               "of the text, else 0",
 }
 
 

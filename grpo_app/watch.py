@@ -12,6 +12,8 @@ QUALITY_KEYS = {  # metric -> (label, transform into "higher is better, 0..1", s
     "grounding": ("grounding", lambda v: v, 0.15),
     "on_topic": ("grounding", lambda v: v, 0.15),
     "no_repeat": ("non-repeated 3-grams", lambda v: 1 + v, 0.15),
+    "coverage": ("coverage", lambda v: v, 0.15),
+    "no_copy": ("not copied", lambda v: 1 + v, 0.2),  # a fall here is copies rising: said as such
 }
 WINDOW = 5
 LOW_SUMMARY_RATE = 0.2  # a rising reward with fewer summaries than this is not learning the task
@@ -41,23 +43,24 @@ def hacking_warning(rows: list[dict], window: int = WINDOW) -> str:
     spread = _mean([r["reward_std"] for r in rows[:window] if r.get("reward_std") is not None] or [0.0])
     if late - early <= max(0.25 * spread, 0.05 * abs(early), 1e-9):
         return ""
-    falls, low = [], ""
+    falls, rises, low = [], [], ""
     for name, points in quality_series(rows).items():
         label, _, sharp = QUALITY_KEYS[name]
         values = [v for _, v in points]
         if len(values) < 2 * window:
             continue
         before, now = _mean(values[:window]), _mean(values[-window:])
-        if before - now >= sharp:
+        if before - now >= sharp and name == "no_copy":
+            rises.append(f"copies (the title, a heading, a sentence) from {1 - before:.0%} to {1 - now:.0%}")
+        elif before - now >= sharp:
             falls.append(f"{label} from {before:.0%} to {now:.0%}")
         elif name == "summary" and now < LOW_SUMMARY_RATE:
             low = f"only {now:.0%} of the latest completions are summaries"
-    if falls:
-        what = f"{' and '.join(falls)} fell"
-    elif low:
-        what = low
-    else:
+    parts = [f"{' and '.join(falls)} fell" if falls else "", f"{' and '.join(rises)} rose" if rises else ""]
+    what = " and ".join(p for p in parts if p) or low
+    if not what:
         return ""
     return (f"Reward hacking? The reward rose from {early:.2f} to {late:.2f} while {what}. The model is learning "
             "to please the reward, not to do the task: read the completions below (failing ones are marked), then "
-            "add grounding, summary or no_repeat to the rewards, raise beta (KL) or lower the learning rate.")
+            "add grounding, summary, coverage or no_copy to the rewards, raise beta (KL) or lower the learning "
+            "rate.")

@@ -101,6 +101,7 @@ def test_bundled_posts_documents_and_mixed():
     held_out = read_rows("bundled-documents", "test")["prompt"]
     assert 10 <= len(held_out) and all(1000 <= len(t) <= 4000 for t in held_out)
     assert held_out[0] == (ASSETS / "cat_document.txt").read_text().strip()  # the Compare tab's document
+    assert held_out[0].startswith("# A long document about the Cat\n\n")  # with the course demo's heading
     held_out_posts = read_rows("bundled", "test")["prompt"]
     assert not set(held_out) & set(documents["prompt"]) and not set(held_out_posts) & set(posts["prompt"])
 

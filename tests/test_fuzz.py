@@ -386,9 +386,11 @@ def test_prompt_columns_of_any_type_give_prompts_or_data_error(fuzz_dir, suffix,
 
 def check_data(path: Path, data_cfg: DataConfig) -> None:
     """read_rows and build_prompts give rows and prompts (text or chat messages), or a one-sentence DataError."""
+    columns = []
     try:
         raw = read_rows(str(path))
         assert len(raw) > 0
+        columns = raw.column_names
     except DataError as e:
         one_sentence(e)
     data_cfg.path = str(path)
@@ -397,7 +399,8 @@ def check_data(path: Path, data_cfg: DataConfig) -> None:
     except DataError as e:
         one_sentence(e)
         return
-    assert len(ds) == report.rows > 0 and ds.column_names == ["prompt"]
+    # the prompt column, then the file's other columns (they reach the reward functions by name, as in TRL)
+    assert len(ds) == report.rows > 0 and ds.column_names[0] == "prompt" and set(ds.column_names[1:]) <= set(columns)
     for prompt in ds["prompt"]:
         assert isinstance(prompt, str) or all(isinstance(m["role"], str) for m in prompt)
 

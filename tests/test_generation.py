@@ -112,22 +112,27 @@ def test_both_sides_stream_together_with_their_own_seeds(trained, tmp_path):
     assert list(models.stream(PROMPT, settings))[-1].text == base.text
 
 
-def test_evaluate_scores_both_sides_on_posts_and_documents(trained, tmp_path):
-    from grpo_app.evaluation import evaluate, figures_markdown, heldout_prompts, write_report
+def test_evaluate_scores_both_sides_and_the_baselines_on_every_layout(trained, tmp_path):
+    from grpo_app.evaluation import HELDOUT, evaluate, figures_markdown, heldout_set, write_report
 
     cfg, adapter = trained
     cfg.generation.max_new_tokens = 6
-    sets = {name: heldout_prompts(cfg.data, name, 2) for name in ("posts", "documents")}
-    assert all(len(p) == 2 for p in sets.values())
-    assert len(sets["documents"][0][-1]["content"]) > 1000  # long texts, formatted like the training prompts
-    assert sets["documents"][0][-1]["content"].startswith(cfg.data.instruction)
+    sets = {name: heldout_set(cfg.data, name, 2) for name in HELDOUT}
+    assert all(len(p) == 2 and len(p.references) == 2 for p in sets.values())
+    doc = sets["documents"].prompts[0][-1]["content"]
+    assert len(doc) > 1000 and doc.startswith(cfg.data.instruction)  # long texts, formatted like training prompts
+    assert sets["documents"].texts[0].startswith("# ") and sets["posts"].texts[0].startswith("SUBREDDIT: r/")
     report = evaluate(InferenceModels(cfg), cfg, adapter, sets)
-    for result in report["sets"].values():
+    for name, result in report["sets"].items():
         for side in ("base", "tuned"):
             figures = result[side]
             assert 0 <= figures["summary_rate"] <= 1 and figures["length_error"] >= 0
+            assert 0 <= figures["rougeL"] <= 1 and 0 <= figures["copy_rate"] <= 1
             answers = [row[f"{side}_answer"] for row in result["answers"]]
             assert figures["mean_chars"] == sum(map(len, answers)) / 2
-        assert "answers that are summaries" in figures_markdown(result)
+        # the no-model baselines: a title where the layout has one, and the first sentence; both copies
+        assert ("title" in result) == (name != "plain") and result["lead"]["copy_rate"] == 1.0
+        table = figures_markdown(result)
+        assert "answers that are summaries" in table and "ROUGE-L" in table and "copy the first sentence" in table
     path = write_report(report, tmp_path / "r" / "eval.json")
     assert json.loads(path.read_text())["sets"]["posts"]["prompts"] == 2

@@ -24,10 +24,12 @@ def test_hacked_answers_are_never_summaries(answer):
 
 def test_honest_summaries_pass():
     for answer in ("The landlord is keeping 650 dollars of a 1,200 deposit for repainting and a new carpet.",
-                   "The author asks whether to take the landlord to small claims court over a withheld deposit.",
-                   "I moved out of my apartment after four years and just got my deposit statement."):  # lazy copy
+                   "The author asks whether to take the landlord to small claims court over a withheld deposit."):
         q = assess(POST, answer)
         assert q.summary, (answer, q)
+    # the lazy copy of the first line passed the rule of the last round; it is lead-1, not a summary
+    lazy = assess(POST, "I moved out of my apartment after four years and just got my deposit statement.")
+    assert not lazy.summary and lazy.reason == "copies the first sentence" and lazy.coverage == 0
 
 
 def test_each_failure_has_its_reason():

@@ -112,7 +112,7 @@ class Policy:
         """Bundled, an upload, or a Hub id: a visitor never reads a file of the server."""
         if not self.public or path in ("", *BUNDLED):
             return
-        if _inside(path, upload_folder()):
+        if _inside(path, upload_folder()) or _inside(path, self.runs_root / "uploads"):  # Gradio's copy, or ours
             size_mb = Path(path).stat().st_size / 2**20 if Path(path).is_file() else 0
             if size_mb > self.max_upload_mb:
                 raise ConfigError(f"The uploaded file is {size_mb:,.1f} MB, over this app's {self.max_upload_mb:g} "

@@ -63,8 +63,18 @@ def validate(cfg: Config) -> Config:
     if any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in cfg.reward.weights):
         problems.append(f"reward.weights must be numbers, got {cfg.reward.weights}.")
     elif cfg.reward.weights and len(cfg.reward.weights) != len(cfg.reward.functions):
-        problems.append(f"reward.weights has {len(cfg.reward.weights)} values for "
-                        f"{len(cfg.reward.functions)} reward functions.")
+        n = len(cfg.reward.functions)
+        problems.append(f"reward.weights has {len(cfg.reward.weights)} values for {n} reward "
+                        f"function{'' if n == 1 else 's'}.")
+    if cfg.reward.ideal_length < 1:
+        problems.append("reward.ideal_length must be at least 1 character.")
+    if "one_sentence" in cfg.reward.functions + cfg.reward.monitor:
+        import re
+
+        try:
+            re.compile(cfg.reward.regex)
+        except re.error as e:
+            problems.append(f"reward.regex (the one_sentence pattern) is not a valid regular expression: {e}.")
     if cfg.generation.max_new_tokens < 1:
         problems.append("generation.max_new_tokens must be at least 1.")
     for name in ("logits_head", "merged_generation", "skip_checkpointing", "shared_prefix", "fast_decode",

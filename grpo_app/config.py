@@ -42,7 +42,8 @@ class DataConfig:
     split: str = _f("train", "Split to train on (Hub datasets and the bundled set).")
     prompt_column: str = _f("auto", "Column holding the prompt; 'auto' tries prompt, text, content, messages.")
     instruction: str = _f("", "Optional instruction put before each text, e.g. 'Summarize this post in one "
-                          "sentence.'; empty keeps prompts as they are.")
+                          "sentence.', or a template with {text} where the text goes ('{text}\\n\\nSummarize the text "
+                          "above in one sentence.' asks after it); empty keeps prompts as they are.")
     system_prompt: str = _f("", "Optional system message (chat format only).")
     chat_format: bool = _f(False, "Wrap prompts as chat messages so the model's chat template is applied.")
     max_samples: int = _f(0, "Use at most this many prompts (0 = all).")
@@ -96,13 +97,16 @@ class GRPOSettings:
 
 @dataclass
 class RewardSettings:
-    functions: list = _f(["length"], "Rewards to use: length, one_sentence, grounding, no_repeat, summary, or your "
-                         "own as file.py:function (TRL's reward-function convention).")
+    functions: list = _f(["length"], "Rewards to use: length, one_sentence, grounding, no_repeat, summary, coverage, "
+                         "no_copy, or your own as file.py:function (TRL's reward-function convention).")
     weights: list = _f([], "One weight per function (empty = all 1.0).")
-    monitor: list = _f(["grounding", "no_repeat", "summary"], "Rewards logged and charted at every step but not "
-                       "optimised (weight 0): watch quality while the reward rises.")
+    monitor: list = _f(["grounding", "no_repeat", "summary", "coverage", "no_copy"],
+                       "Rewards logged and charted at every step but not optimised (weight 0): watch quality while "
+                       "the reward rises.")
     ideal_length: int = _f(50, "Target length in characters for the length reward.")
-    regex: str = _f(r"^[^\n]*[.!?]$", "Pattern the one_sentence reward looks for (the whole completion).")
+    regex: str = _f(r"^(?:[^.!?\n]|[.!?](?=[^\s]))*[.!?][\"')]?$", "Pattern the one_sentence reward looks for "
+                    "(the whole completion); the default: one line that ends in . ! or ? and has no . ! or ? "
+                    "before a space inside it, so one sentence.")
 
 
 @dataclass

@@ -217,6 +217,11 @@ def push_folder(folder: str | Path, repo_id: str, token: str | None = None, priv
     if token is None:
         raise ExportError("No Hugging Face token: paste one with write access, or set HF_TOKEN. Nothing was "
                           f"uploaded; the export in {folder} is kept.")
+    from . import hub
+
+    if not hub.offline() and not hub.reachable():
+        raise ExportError(f"Offline: the Hugging Face Hub cannot be reached (no internet?). Nothing was uploaded; "
+                          f"the export in {folder} is kept.")
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
@@ -230,7 +235,7 @@ def push_folder(folder: str | Path, repo_id: str, token: str | None = None, priv
         why = ("the Hub refused the token (no write access to that repo, or an invalid token)"
                if code in (401, 403) else f"the Hub answered {code}")
         raise ExportError(f"Push failed: {why}. Nothing was uploaded; the export in {folder} is kept.") from None
-    except (OSError, ValueError) as e:  # no network (connection errors are OSErrors), bad arguments
+    except Exception as e:  # no network (httpx's connection errors are not OSErrors), bad arguments
         text = str(e).replace(token, "***")
         raise ExportError(f"Push failed: could not reach the Hugging Face Hub ({type(e).__name__}: "
                           f"{text[:200]}). Nothing was uploaded; the export in {folder} is kept.") from None

@@ -20,6 +20,15 @@ from .training import Reporter, train
 ACTIVE = ("starting", "loading", "training", "stopping")
 
 
+def eta(step_times: list[float], remaining: int) -> float | None:
+    """Seconds left: the median of the last few steps' times (the first step, which warms the model up, counts
+    only while it is the only one), or None before any step."""
+    if not step_times or remaining <= 0:
+        return 0.0 if step_times else None
+    recent = sorted((step_times[1:] or step_times)[-5:])
+    return recent[len(recent) // 2] * remaining
+
+
 class JobBusy(ConfigError):
     """A second start while a run is active."""
 
@@ -62,8 +71,8 @@ class TrainingJob(Reporter):
         self._state = JobSnapshot(status="starting", message="Starting…")
         self._log: deque[str] = deque(maxlen=200)
         self._started = 0.0
-        self._train_started = 0.0
-        self._step_at_train_start = 0
+        self._ended = 0.0
+        self._elapsed_before = 0.0  # a resumed run's clock goes on from where it stopped
         self.thread: threading.Thread | None = None
 
     # Reporter: called from the training thread
@@ -78,7 +87,19 @@ class TrainingJob(Reporter):
         with self._lock:
             if self._stop.is_set() and status in ACTIVE and self._state.status == "stopping":
                 return  # Stop was pressed: only the end (stopped, finished, failed) replaces "stopping"
+            if status not in ACTIVE and not self._ended:
+                self._ended = time.time()  # the clock stops with the run
             self._state.status, self._state.message = status, message
+            self._state.version += 1
+
+    def on_history(self, metrics: list[dict], completions: list[dict], elapsed: float) -> None:
+        """A resumed run's logged steps (and its clock) before this session: the charts keep them."""
+        last = max((c.get("step", 0) for c in completions), default=0)
+        with self._lock:
+            self._state.metrics = list(metrics)
+            self._state.completions = [c for c in completions if c.get("step") == last]
+            self._state.completions_step = last
+            self._elapsed_before = elapsed
             self._state.version += 1
 
     def on_log(self, line: str) -> None:
@@ -88,14 +109,12 @@ class TrainingJob(Reporter):
 
     def on_progress(self, step: int, total: int) -> None:
         now = time.time()
-        if not self._train_started:  # the first report: step 0, or the step a resumed run starts from
-            self._train_started, self._step_at_train_start = now, step
         if self.max_seconds and now - self._started > self.max_seconds and not self._stop.is_set():
             self.on_log(f"The time cap of {self.max_seconds / 60:g} minutes is reached: stopping and saving.")
             self.stop()
-        done = step - self._step_at_train_start
-        eta = (now - self._train_started) / done * (total - step) if done > 0 and total else None
-        self._update(step=step, total=total, eta=eta)
+        with self._lock:
+            times = [m["step_time"] for m in self._state.metrics if m.get("step_time")]
+        self._update(step=step, total=total, eta=eta(times, total - step))
 
     def on_metrics(self, row: dict) -> None:
         with self._lock:
@@ -143,7 +162,7 @@ class TrainingJob(Reporter):
             s = self._state
             copy = JobSnapshot(**{**s.__dict__, "metrics": list(s.metrics), "completions": list(s.completions),
                                   "log": list(self._log)})
-        copy.elapsed = time.time() - self._started if self._started else 0.0
+        copy.elapsed = self._elapsed_before + ((self._ended or time.time()) - self._started if self._started else 0)
         copy.run_dir = copy.run_dir or self.cfg.run.dir
         return copy
 
@@ -201,6 +220,17 @@ class JobRegistry:
 
     def snapshot(self) -> JobSnapshot:
         return self.current.snapshot() if self.current else JobSnapshot()
+
+    def renamed(self, old: Path, new: Path) -> None:
+        """A run folder was renamed: the job that made it names the new folder from now on."""
+        job = self.current
+        if job is None or not job.cfg.run.dir or Path(job.cfg.run.dir).resolve() != Path(old).resolve():
+            return
+        job.cfg.run.dir = str(new)
+        with job._lock:
+            job._state.run_dir = str(new)
+            job._state.message = job._state.message.replace(str(old), str(new))
+            job._state.version += 1
 
     def latest_adapter(self) -> Path | None:
         """The adapter saved by the current (or just-finished) run, if any."""

@@ -246,6 +246,12 @@ def rename_run(root: str | Path, name: str, new_name: str) -> Path:
         cfg.save(run.config_file)
     except ConfigError:
         pass  # a damaged run keeps its damaged config
+    try:  # the status message names the folder ("adapter saved to <run>/adapter"): it follows too
+        status = json.loads(run.status_file.read_text())
+        status["message"] = str(status.get("message", "")).replace(str(path), str(target))
+        write_atomic(run.status_file, json.dumps(status, indent=2))
+    except (OSError, json.JSONDecodeError):
+        pass
     return target
 
 

@@ -33,7 +33,7 @@ from .faults import (
 )
 from .memory import check_fits
 from .models import HostSettings, host_settings, load_model, locate_model, out_of_memory, pin_default
-from .rewards import build_rewards, completion_text
+from .rewards import build_rewards, completion_text, prompt_text
 from .runs import (
     append_jsonl,
     drop_incomplete_checkpoints,
@@ -64,6 +64,9 @@ class Reporter:
 
     def on_completions(self, step: int, rows: list[dict]) -> None: ...
 
+    def on_history(self, metrics: list[dict], completions: list[dict], elapsed: float) -> None:
+        """A resumed run's logs before this session (and its clock), so a live view can show the whole run."""
+
 
 @dataclass
 class RunResult:
@@ -72,14 +75,7 @@ class RunResult:
     message: str = ""
     error: str = ""  # traceback when failed
     metrics: list[dict] = field(default_factory=list)
-
-
-def prompt_text(prompt: Any) -> str:
-    """A prompt as one string (the last user message of a chat prompt)."""
-    if isinstance(prompt, list):
-        users = [m for m in prompt if m.get("role") == "user"] or prompt
-        return completion_text(users[-1])
-    return str(prompt)
+    elapsed: float = 0.0  # seconds the run took, earlier sessions of a resumed run included
 
 
 class CompletionRecorder:
@@ -130,14 +126,12 @@ class LiveCallback(TrainerCallback):
     """Appends each log to metrics.jsonl, reports progress, honours stop, saves the adapter periodically."""
 
     def __init__(self, run_dir: Path, reporter: Reporter, stop: threading.Event, save_steps: int,
-                 completions_per_step: int, elapsed_before: float = 0.0):
+                 completions_per_step: int, started: float):
         self.run_dir, self.reporter, self.stop = run_dir, reporter, stop
         self.save_steps, self.completions_per_step = save_steps, completions_per_step
-        self.elapsed_before = elapsed_before  # a resumed run's clock goes on
-        self.started = time.time()
+        self.started = started  # the run's clock: model loading included, earlier sessions of a resume too
 
     def on_train_begin(self, args, state, control, **kw):
-        self.started = time.time() - self.elapsed_before
         done = f", resumed at step {state.global_step}" if state.global_step else ""
         self.reporter.on_status("training", f"Training: {state.max_steps} steps{done}.")
         self.reporter.on_progress(state.global_step, state.max_steps)
@@ -227,6 +221,7 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
     checkpoint (optimizer, schedule, RNG and step counter as they were); rows its logs hold past that checkpoint
     are dropped, since those steps run again."""
     reporter, stop = reporter or Reporter(), stop or threading.Event()
+    began = time.time()
     validate(cfg)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not cfg.run.dir:
         raise ConfigError("Several processes are training together: set run.dir so they share one run folder, "
@@ -245,6 +240,7 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
     run_dir = _open_run_dir(cfg, resume)
     cfg.run.dir = str(run_dir)
     elapsed_before = _rewind(run_dir, checkpoint, reporter) if checkpoint is not None and is_main_process() else 0.0
+    clock = began - elapsed_before
     trainer = None
     try:
         if is_main_process():
@@ -257,7 +253,7 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
                         f"optimizer {host.optim}, bf16 autocast {host.bf16_autocast}.")
         model, tokenizer, _ = load_model(cfg, host, located)
         reporter.on_log(f"Data: {report.summary()}.")
-        trainer = _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop, elapsed_before)
+        trainer = _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop, clock)
         del model
         if is_main_process():
             cfg.save(run_dir / "config.yaml")  # with what the trainer settled on
@@ -270,8 +266,8 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
     except KeyboardInterrupt:  # a second Ctrl-C: save what there is, then let it end the process
         _save_adapter(trainer, run_dir, reporter)
         step = trainer.state.global_step if trainer else 0
-        _status(run_dir, "stopped", f"Interrupted after {step} steps; resume it from its last checkpoint.",
-                steps=step, reporter=reporter)
+        _status(run_dir, "stopped", f"Interrupted after {_steps(step)}; resume it from its last checkpoint.",
+                steps=step, elapsed=round(time.time() - clock, 2), reporter=reporter)
         raise
     except Exception as e:
         message = failure_message(e, cfg)
@@ -281,19 +277,27 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
         trace = traceback.format_exc()
         if disk_errno(e):
             drop_incomplete_checkpoints(run_dir)  # what a full disk cut short, so status.json fits
-        _status(run_dir, "failed", message, traceback=trace, steps=step, reporter=reporter)
+        elapsed = round(time.time() - clock, 2)
+        _status(run_dir, "failed", message, traceback=trace, steps=step, elapsed=elapsed, reporter=reporter)
         reporter.on_status("failed", message)
         trainer = None
         free_memory()
-        return RunResult(run_dir, "failed", message, trace)
+        return RunResult(run_dir, "failed", message, trace, elapsed=elapsed)
     _save_adapter(trainer, run_dir, reporter)
     if (run_dir / "checkpoints").is_dir() and not any((run_dir / "checkpoints").iterdir()):
         (run_dir / "checkpoints").rmdir()  # TRL's output_dir, empty when checkpoints are off
     step = trainer.state.global_step if trainer else 0
-    message = f"{status.capitalize()} after {step} steps; adapter saved to {run_dir / 'adapter'}."
-    _status(run_dir, status, message, steps=step, reporter=reporter, processes=int(os.environ.get("WORLD_SIZE", "1")))
+    message = f"{status.capitalize()} after {_steps(step)}; adapter saved to {run_dir / 'adapter'}."
+    elapsed = round(time.time() - clock, 2)
+    _status(run_dir, status, message, steps=step, elapsed=elapsed, reporter=reporter,
+            processes=int(os.environ.get("WORLD_SIZE", "1")))
     reporter.on_status(status, message)
-    return RunResult(run_dir, status, message, metrics=list(trainer.state.log_history) if trainer else [])
+    return RunResult(run_dir, status, message, metrics=list(trainer.state.log_history) if trainer else [],
+                     elapsed=elapsed)
+
+
+def _steps(n: int) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"
 
 
 def _open_run_dir(cfg: Config, resume: bool) -> Path:
@@ -310,13 +314,17 @@ def _open_run_dir(cfg: Config, resume: bool) -> Path:
 
 
 def _rewind(run_dir: Path, checkpoint: Path, reporter: Reporter) -> float:
-    """Drop log rows past the checkpoint a resume starts from; the run's clock goes on from there."""
+    """Drop log rows past the checkpoint a resume starts from and hand the rest to the reporter; the run's clock
+    goes on from the last kept step."""
     step = int(checkpoint.name.rpartition("-")[2])
     dropped = keep_steps_up_to(run_dir / "metrics.jsonl", step)
     keep_steps_up_to(run_dir / "completions.jsonl", step)
     reporter.on_log(f"Resuming from {checkpoint.name}" + (f"; {dropped} logged steps after it run again."
                                                           if dropped else "."))
-    return next((m.get("elapsed", 0.0) for m in reversed(read_jsonl(run_dir / "metrics.jsonl"))), 0.0)
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    elapsed = metrics[-1].get("elapsed", 0.0) if metrics else 0.0
+    reporter.on_history(metrics, read_jsonl(run_dir / "completions.jsonl"), elapsed)
+    return elapsed
 
 
 def resume_point(run_dir: Path) -> Path:
@@ -350,7 +358,7 @@ class _Stopped(Exception):
     pass
 
 
-def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop, elapsed_before=0.0):
+def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop, clock):
     from peft import LoraConfig, PeftModel
 
     from . import decoding
@@ -376,7 +384,7 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
         model = PeftModel.from_pretrained(model, cfg.run.resume_from, is_trainable=True)
         lora = None
         reporter.on_log(f"Continuing from adapter {cfg.run.resume_from}.")
-    callback = LiveCallback(run_dir, reporter, stop, cfg.grpo.save_steps, args.generation_batch_size, elapsed_before)
+    callback = LiveCallback(run_dir, reporter, stop, cfg.grpo.save_steps, args.generation_batch_size, clock)
     if cfg.speed.threads > 0:
         torch.set_num_threads(cfg.speed.threads)
     return FastGRPOTrainer(model=model, reward_funcs=recorder.wrapped(), args=args, train_dataset=dataset,

@@ -12,7 +12,7 @@ from grpo_app.access import Policy
 from grpo_app.cli import main
 from grpo_app.config import Config
 from grpo_app.ui import create_ui
-from grpo_app.ui.forms import FORM_KEYS, config_to_form
+from grpo_app.ui.forms import FORM_KEYS, config_to_values
 
 
 def _files(folder: Path, tiny_model_dir: Path) -> dict[str, str]:
@@ -76,8 +76,11 @@ CASES = [
     ({"reward.ideal_length": "nan"}, "reward.ideal_length: expected int"),
     ({"reward.weights": "1, .nan"}, "reward.weights is nan"),
     ({"reward.weights": "1, heavy"}, "reward.weights must be numbers"),
-    ({"reward.weights": "1, 2, 3"}, "reward.weights has 3 values for 1 reward functions"),
+    ({"reward.weights": "1, 2, 3"}, "reward.weights has 3 values for 1 reward function."),
     ({"reward.functions": "lenght"}, "Unknown reward function(s) ['lenght']"),
+    ({"reward.ideal_length": -5}, "reward.ideal_length must be at least 1 character"),
+    ({"reward.functions": "one_sentence", "reward.regex": "[a-"},
+     "reward.regex (the one_sentence pattern) is not a valid regular expression: unterminated character set"),
     ({"reward.functions": "/nowhere/rewards.py:score"}, "Could not load reward function"),
     ({"run.resume_from": "runs/../../etc"}, "run.resume_from must not contain '..'"),
     ({"grpo.vllm_mode": "remote"}, "grpo.vllm_mode must be 'colocate' or 'server'"),
@@ -140,49 +143,74 @@ def train_tab(tmp_path_factory):
     """The real Train tab (create_ui), its handlers called as Gradio calls them."""
     root = tmp_path_factory.mktemp("ui-runs")
     demo = create_ui(str(root), Policy(runs_root=root))
-    handlers, keys = {}, []
-    for f in demo.fns.values():
-        handlers.setdefault(getattr(f.fn, "__name__", ""), f.fn)
-        if getattr(f.fn, "__name__", "") == "start_run":  # the form's order, from its widgets' elem_ids
-            keys = [c.elem_id[4:].replace("-", ".", 1) for c in f.inputs if (c.elem_id or "").startswith("cfg-")]
-    assert sorted(keys) == sorted(FORM_KEYS)
-    handlers["keys"] = keys
-    return demo, handlers, root
+    assert set(demo.train.view.fields) == set(FORM_KEYS)
+    return demo, demo.train, root
+
+
+def _reward_rows(values: dict) -> list[list]:
+    """The rewards table a user would fill for `reward.functions` / `reward.weights` / `reward.monitor` values."""
+    functions = [v.strip() for v in str(values.pop("reward.functions", "")).split(",") if v.strip()]
+    weights = [v.strip() for v in str(values.pop("reward.weights", "")).split(",") if v.strip()]
+    monitor = [v.strip() for v in str(values.pop("reward.monitor", "")).split(",") if v.strip()]
+    rows = [[name, weights[i] if i < len(weights) else 1.0, False] for i, name in enumerate(functions)]
+    return rows + [[name, 0.0, True] for name in monitor]
+
+
+def _start(tab, form: dict) -> str:
+    """Start from the form's values; the status line the page then shows."""
+    v = tab.view
+    out = tab.start_run({v.visitor: "visitor-1", **{v.fields[k]: value for k, value in form.items()}})
+    status = out[v.status]
+    if "Not started" not in status:  # checked in the training thread (model, data): its status line says it
+        snap = tab.registry.current.wait(120)
+        assert snap.status == "failed", snap
+        status = tab.refresh({v.seen: (None, -1, -1)})[v.status]
+    return status
 
 
 @pytest.mark.parametrize(("settings", "sentence"), CASES, ids=_ids(CASES))
 def test_train_tab_answers_with_one_sentence(settings, sentence, files, train_tab, tmp_path):
-    demo, handlers, root = train_tab
+    demo, tab, root = train_tab
     values = {**_base(files, tmp_path / "unused"), **_fill(settings, files)}
     values.pop("run.dir")
-    for key in ("reward.functions", "reward.monitor"):
-        values[key] = [v.strip() for v in str(values[key]).split(",") if v.strip()]
-    form = dict(zip(FORM_KEYS, config_to_form(Config()), strict=True))
+    if "reward.weights" in settings and len(str(settings["reward.weights"]).split(",")) > 1:
+        pytest.skip("the rewards table holds one weight per reward: a weight without its reward cannot be typed")
+    form = config_to_values(Config())
+    form["reward.table"] = _reward_rows(values)
     form.update({k: v for k, v in values.items() if k in form})
     extra = {k: v for k, v in values.items() if k not in form}  # not on the form: set through the YAML path
     if extra:
         pytest.skip(f"{', '.join(extra)} is not a Train tab setting (generation: see the Compare tab test below)")
     before = set(root.iterdir())
-    status = handlers["start_run"]("visitor-1", *[form[k] for k in handlers["keys"]])
-    registry = demo.registry
-    if "Not started" not in status:  # checked in the training thread (model, data): its status line says it
-        snap = registry.current.wait(120)
-        status = handlers["refresh"]((None, -1, -1))[0]
-        assert snap.status == "failed", status
+    status = _start(tab, form)
     assert sentence in status, status
     assert "Traceback" not in status
     assert set(root.iterdir()) == before, "a run that never started left a folder"
-    assert not registry.snapshot().active
+    assert not demo.registry.snapshot().active
+
+
+@pytest.mark.parametrize(("rows", "sentence"), [
+    ([["length", "heavy", False]], "The weight of reward 'length' must be a number, got 'heavy'."),
+    ([["length", 0, True]], "Choose at least one reward function."),
+    ([["lenght", 1, False]], "Unknown reward function(s) ['lenght']"),
+    ([["length", float("nan"), False], ["summary", "inf", False]], "reward.weights is inf"),
+])
+def test_the_rewards_table_answers_with_one_sentence(rows, sentence, train_tab, files):
+    demo, tab, root = train_tab
+    form = {**config_to_values(Config()), "model.name": files["tiny"], "data.path": files["posts.jsonl"],
+            "reward.table": rows}
+    status = _start(tab, form)
+    assert "Not started" in status and sentence in status, status
 
 
 def test_rename_refuses_separators_and_dots(train_tab, tiny_cfg):
     from grpo_app.training import train
 
-    demo, handlers, root = train_tab
+    demo, tab, root = train_tab
     tiny_cfg.run.dir = str(root / "named-run")
     assert train(tiny_cfg).status == "finished"
     for bad in ("../escape", "a/b", "..", "x\\y"):
-        note, _ = handlers["rename"](str(root / "named-run"), bad)
+        note, _ = tab.manage["rename"](str(root / "named-run"), bad)
         assert note.startswith("❌") and "not a valid run name" in note
     assert (root / "named-run" / "config.yaml").is_file()
 
@@ -195,7 +223,7 @@ def test_rename_refuses_separators_and_dots(train_tab, tiny_cfg):
 ])
 def test_compare_tab_answers_bad_generation_settings(train_tab, widget, value, sentence):
     """The Compare tab's Generate handler: the sentence in the tuned side's status, no model loaded."""
-    demo, handlers, _ = train_tab
+    demo, tab, _ = train_tab
     gen = {"max_new": 8, "temperature": 0.5, "min_p": 0.1, "top_p": 1.0, "seed": 0, "greedy": False, widget: value}
-    outputs = list(handlers["generate"]("", "", "", False, "A post about a cat.", *gen.values()))
+    outputs = list(demo.compare["generate"]("", "", "", False, "A post about a cat.", *gen.values()))
     assert sentence in outputs[-1][3], outputs[-1]

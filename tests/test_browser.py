@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from grpo_app.config import Config
+from grpo_app.config import Config, preset
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parent.parent
@@ -25,6 +25,9 @@ QUALITY_POINTS = ("() => { const d = document.querySelector('#plot-quality .js-p
                   " if (!d || !d.data) return {}; const out = {};"
                   " for (const t of d.data) out[t.name] = t.x.length; return out; }")
 
+REWARD_XS = ("() => { const d = document.querySelector('#plot-reward .js-plotly-plot');"
+             " const t = d && d.data && d.data.find(t => t.name === 'reward (mean)');"
+             " return t ? Array.from(t.x) : []; }")
 WATCH_SIDES = ("() => { window.sides = []; const f = () => {"
                " const b = document.querySelector('#base-output textarea').value.length;"
                " const t = document.querySelector('#tuned-output textarea').value.length;"
@@ -152,6 +155,8 @@ def test_train_live_then_stop(app_url, browser, tiny_model_dir):
     fresh.click("#resume-run-btn")
     _wait(lambda: fresh.evaluate(REWARD_POINTS) > steps + 1)
     assert "resumed at step" in fresh.locator("#train-status").inner_text()
+    xs = fresh.evaluate(REWARD_XS)  # the steps before the resume stay on the live chart (#19.3)
+    assert xs[: steps + 2] == list(range(1, steps + 3)), xs
     fresh.click("#stop-btn")
     fresh.locator("#train-status").get_by_text("Stopped").wait_for(timeout=120_000)
     metrics = (run_dirs[0] / "metrics.jsonl").read_text().splitlines()
@@ -197,6 +202,81 @@ def test_compare_streams_both_sides_and_batch(app_url, browser):
     assert "distance from the ideal length" in page.locator("#batch-summary").inner_text()
     _wait(lambda: page.locator("#batch-quality .js-plotly-plot").count() == 1, timeout=30)
     assert "tuned summary?" in page.locator("#batch-table").inner_text()
+
+
+def _edit_cell(page, table_id: str, row: int, col: int, value) -> None:
+    """Type into a cell of an editable Gradio Dataframe, as a user does: double-click, type, Enter."""
+    page.locator(f"#{table_id} [data-testid=cell-{row}-{col}]").dblclick()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(str(value))
+    page.keyboard.press("Enter")
+    _wait(lambda: page.locator(f"#{table_id} [data-testid=cell-{row}-{col}]").inner_text().strip() == str(value),
+          timeout=10)
+
+
+def _run_config(runs: Path, before: set) -> Config:
+    new = _wait(lambda: [p for p in set(runs.iterdir()) - before if (p / "config.yaml").is_file()])
+    return Config.load(new[0] / "config.yaml")
+
+
+def test_each_reward_keeps_its_weight(app_url, browser, tiny_model_dir):
+    """Unticking and re-ticking a reward once moved the weights onto other rewards (#19.1): in the rewards table
+    each weight sits on its reward's row, and the run trains with exactly those."""
+    url, runs = app_url
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.goto(url)
+    page.get_by_text("206 rows").wait_for(timeout=60_000)
+    _tiny_settings(page, tiny_model_dir)
+    rows = page.locator("#cfg-reward-table [data-testid^=cell-][data-testid$='-0']").all_inner_texts()
+    row = {name.strip(): i for i, name in enumerate(rows)}
+    _edit_cell(page, "cfg-reward-table", row["grounding"], 1, 0)  # "untick" grounding
+    _edit_cell(page, "cfg-reward-table", row["grounding"], 1, 50)  # and tick it again
+    _edit_cell(page, "cfg-reward-table", row["no_repeat"], 1, 25)
+    before = set(runs.iterdir())
+    page.click("#start-btn")
+    cfg = _run_config(runs, before)
+    page.click("#stop-btn")
+    page.locator("#train-status").get_by_text("Stopped").wait_for(timeout=120_000)
+    weights = dict(zip(cfg.reward.functions, cfg.reward.weights, strict=True))
+    assert weights == {"length": 1.0, "grounding": 50.0, "no_repeat": 25.0, "summary": 100.0}, weights
+    assert cfg.reward.monitor == ["coverage", "no_copy"]
+
+
+def test_a_start_in_the_first_second_starts_the_run(app_url, browser):
+    """The first click, right after the page appears, once went nowhere (#19.2): the form is filled from the first
+    paint, so it starts the preset's run (the real offline model), which then stops cleanly."""
+    url, runs = app_url
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    before = set(runs.iterdir())
+    page.goto(url)
+    page.locator("#start-btn").click()  # as soon as it can be clicked: nothing else has loaded yet
+    cfg = _run_config(runs, before)
+    quick = preset("quick")
+    assert cfg.model.name == "default" and cfg.grpo.max_steps == quick.grpo.max_steps
+    assert dict(zip(cfg.reward.functions, cfg.reward.weights, strict=True)) == dict(
+        zip(quick.reward.functions, quick.reward.weights, strict=True))
+    _wait(lambda: any(word in page.locator("#train-status").inner_text() for word in ("Loading", "Training")))
+    page.click("#stop-btn")
+    page.locator("#train-status").get_by_text("Stopped").wait_for(timeout=300_000)
+
+
+def test_on_a_phone_the_status_is_on_the_first_screen(app_url, browser, tiny_model_dir):
+    """At 390x844 the status and the progress bar were ~3,100 px below Start (#19.13)."""
+    url, _ = app_url
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page.goto(url)
+    page.get_by_text("206 rows").wait_for(timeout=60_000)
+    for box in ("#start-btn", "#train-status"):
+        where = page.locator(box).bounding_box()
+        assert where and where["y"] + where["height"] <= 844, (box, where)
+    _tiny_settings(page, tiny_model_dir)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.click("#start-btn")
+    page.locator("#train-status").get_by_text("Training").wait_for(timeout=120_000)
+    where = page.locator("#train-progress").bounding_box()
+    assert where and where["y"] + where["height"] <= 844, where
+    page.click("#stop-btn")
+    page.locator("#train-status").get_by_text("Stopped").wait_for(timeout=120_000)
 
 
 def _tiny_settings(page, tiny_model_dir, steps=400):

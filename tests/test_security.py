@@ -19,7 +19,7 @@ from grpo_app.access import Policy, upload_folder
 from grpo_app.config import Config, ConfigError
 from grpo_app.training import train
 from grpo_app.ui import create_ui
-from grpo_app.ui.forms import FORM_KEYS, config_to_form
+from grpo_app.ui.forms import FORM_KEYS, config_to_values
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_PATHS = ["/etc/passwd", "assets/posts/train.jsonl", "runs/some-run/completions.jsonl", "../secrets.jsonl",
@@ -90,38 +90,45 @@ def test_policy_from_the_environment(monkeypatch, tmp_path):
     assert Policy.from_env(tmp_path).host == "0.0.0.0"
 
 
-def _handlers(demo) -> dict:
-    out = {}
-    for f in demo.fns.values():
-        name = getattr(f.fn, "__name__", "")
-        out.setdefault(name, f)
-    return out
+def _stop(demo):
+    """The Stop button's handler: what the visitor sees in the status line ("" when it changes nothing)."""
+    tab = demo.train
+
+    def stop(visitor):
+        return tab.stop_run({tab.view.visitor: visitor}).get(tab.view.status, "")
+
+    return stop
 
 
 def test_public_app_handlers_refuse_what_the_policy_refuses(public, tiny_cfg):
     tiny_cfg.run.dir = str(public.runs_root / "a-run")
     assert train(tiny_cfg).status == "finished"
     demo = create_ui(str(public.runs_root), public)
-    fns = _handlers(demo)
-    start = fns["start_run"]
-    keys = [c.elem_id[4:].replace("-", ".", 1) for c in start.inputs if (c.elem_id or "").startswith("cfg-")]
-    form = dict(zip(FORM_KEYS, config_to_form(Config()), strict=True))
+    tab, v = demo.train, demo.train.view
+    form = config_to_values(Config())
     for field, value, words in [("data.path", "/etc/passwd", "server paths are not read"),
                                 ("model.name", str(tiny_cfg.model.name), "server folders are not loaded"),
                                 ("run.resume_from", "/etc", "other server folders are not loaded")]:
-        status = start.fn("visitor-1", *[value if k == field else form[k] for k in keys])
+        data = {v.visitor: "visitor-1", **{v.fields[k]: value if k == field else form[k] for k in FORM_KEYS}}
+        status = tab.start_run(data)[v.status]
         assert "Not started" in status and words in status, status
     assert demo.registry.current is None
-    info, _, _ = fns["show_data"].fn("/etc/passwd", "train", "auto")
+    f = v.fields
+    info = tab.show_data({f["data.path"]: "/etc/passwd", f["data.split"]: "train",
+                          f["data.prompt_column"]: "auto"})[v.data_info]
     assert info.startswith("❌") and "server paths are not read" in info
-    note = fns["ask"].fn(tiny_cfg.run.dir)[2]
+    note = tab.manage["ask"](tiny_cfg.run.dir)[2]
     assert "off on this public app" in note
-    assert "off on this public app" in fns["delete"].fn(tiny_cfg.run.dir)[1]
+    assert "off on this public app" in tab.manage["delete"](tiny_cfg.run.dir)[1]
     assert (Path(tiny_cfg.run.dir) / "config.yaml").is_file()
-    assert "leave Folder empty" in fns["export"].fn(tiny_cfg.run.dir, False, "/tmp/out")
-    assert "not a run of this app" in fns["export"].fn(str(REPO), False, "")
-    outputs = list(fns["generate"].fn("", "/etc", "", False, "text", 8, 0.5, 0.1, 1.0, 0, False))
+    assert "leave Folder empty" in tab.manage["export"](tiny_cfg.run.dir, False, "/tmp/out")
+    assert "not a run of this app" in tab.manage["export"](str(REPO), False, "")
+    outputs = list(demo.compare["generate"]("", "/etc", "", False, "text", 8, 0.5, 0.1, 1.0, 0, False))
     assert "other server folders are not loaded" in outputs[-1][3]
+    upload = public.runs_root / "uploads" / "posts.jsonl"  # an upload the page kept under the runs folder
+    upload.parent.mkdir(exist_ok=True)
+    upload.write_text('{"prompt": "My cat sleeps all day."}\n')
+    public.check_dataset(str(upload))
 
 
 def _free_port() -> int:
@@ -204,7 +211,7 @@ def test_the_app_listens_on_loopback_only(public_app):
 
 def test_on_a_public_app_only_the_visitor_who_started_a_run_can_stop_it(public, tiny_cfg):
     demo = create_ui(str(public.runs_root), public)
-    stop = _handlers(demo)["stop_run"].fn
+    stop = _stop(demo)
     tiny_cfg.grpo.max_steps = 100_000
     tiny_cfg.run.dir = str(public.runs_root / "owned")
     job = demo.registry.start(tiny_cfg, owner="visitor-a")
@@ -229,7 +236,7 @@ def test_a_hugging_face_login_owns_a_run_across_browsers(public, tiny_cfg):
     assert identify(browser, signed_in("alice")) == (browser, f"{browser} hf:alice")
     assert "hf:alice" not in identify("hf:alice", None)[1]  # a browser cannot store its way into a login
     demo = create_ui(str(public.runs_root), public)
-    stop = _handlers(demo)["stop_run"].fn
+    stop = _stop(demo)
     tiny_cfg.grpo.max_steps = 100_000
     tiny_cfg.run.dir = str(public.runs_root / "login")
     job = demo.registry.start(tiny_cfg, owner=identify("", signed_in("alice"))[1])

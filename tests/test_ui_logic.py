@@ -81,7 +81,7 @@ def test_live_text():
     html = live.progress_html(s)
     assert "3/10" in html and "1:05" in html and "2:10" in html and "9.5 completion tokens/s" in html
     frame = live.completions_frame(s.completions, "Summarize.").data
-    assert list(frame.columns) == ["prompt", "completion", "chars", "summary?", "length", "total"]
+    assert list(frame.columns) == ["prompt", "completion", "chars", "summary?", "total", "length"]  # total in view
     assert frame.iloc[0]["prompt"] == "My long post" and frame.iloc[0]["chars"] == 6
     assert frame.iloc[0]["summary?"] == "✗ too short"
     html = live.completions_frame(s.completions, "Summarize.").to_html()

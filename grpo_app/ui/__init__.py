@@ -59,12 +59,11 @@ def create_ui(runs_root: str = "runs", policy: Policy | None = None) -> gr.Block
                 train = create_train_tab(registry, runs_root, policy, visitor)
             with gr.Tab("Compare", id="compare"):
                 compare = create_compare_tab(registry, runs_root, policy)
-        data_args = train["data_args"]
-        demo.load(train["load_preset"], train["preset"], train["inputs"]).then(
-            train["show_data"], *data_args).then(train["refresh"], train["seen"], train["live_outputs"])
-        demo.load(*train["on_load"])
+        for fn, inputs, outputs in train.on_load:
+            demo.load(fn, inputs, outputs)
         demo.load(identify, browser_id, [browser_id, visitor])
         if compare.get("on_load"):
             demo.load(*compare["on_load"])
     demo.registry, demo.policy = registry, policy  # for app.py, tests and embedding apps
+    demo.train, demo.compare = train, compare  # the tabs' handlers, which tests call as Gradio does
     return demo

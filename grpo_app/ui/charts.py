@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 
 from ..watch import QUALITY_KEYS, quality_series
 
+FIGURES = ("reward", "loss", "length", "quality", "health")  # what all_figures returns, in order
 COLORS = ["#6d28d9", "#0891b2", "#ea580c", "#16a34a", "#db2777", "#ca8a04"]
 MARKERS_UNTIL = 60
 
@@ -138,18 +139,28 @@ def health_figure(rows: list[dict]) -> go.Figure:
 
 
 def all_figures(rows: list[dict]) -> list[go.Figure]:
-    return [reward_figure(rows), loss_figure(rows), length_figure(rows), quality_figure(rows), health_figure(rows)]
+    """The Train tab's charts, in the order of FIGURES."""
+    figures = [reward_figure(rows), loss_figure(rows), length_figure(rows), quality_figure(rows), health_figure(rows)]
+    last = max((r.get("step", 0) for r in rows), default=0)
+    if last <= 12:  # a short run: one tick per step, never "0 1 1 2 2"
+        for fig in figures:
+            fig.update_xaxes(dtick=1)
+    return figures
 
 
 def quality_bars_figure(summary: dict) -> go.Figure:
     """Base vs tuned on the batch's quality figures (all shares, 0..1)."""
-    keys = [("summary_rate", "summaries ↑"), ("grounding", "grounding ↑"), ("repetition", "repetition ↓"),
-            ("degenerate_rate", "degenerate ↓")]
+    keys = [("summary_rate", "summaries ↑"), ("copy_rate", "copies ↓"), ("coverage", "coverage ↑"),
+            ("grounding", "grounding ↑"), ("repetition", "repetition ↓"), ("degenerate_rate", "degenerate ↓")]
+    if "rougeL" in summary["base"]:
+        keys.append(("rougeL", "ROUGE-L ↑"))
     fig = go.Figure()
     for i, side in enumerate(("base", "tuned")):
-        values = [summary[side][k] for k, _ in keys]
+        values = [summary[side].get(k, 0.0) for k, _ in keys]
         fig.add_trace(go.Bar(x=[label for _, label in keys], y=values, name=side, marker_color=COLORS[i * 2],
-                             text=[f"{v:.0%}" for v in values], textposition="outside"))
+                             text=[f"{v:.0%}" if k != "rougeL" else f"{v:.2f}" for v, (k, _) in zip(values, keys,
+                                                                                               strict=True)],
+                             textposition="outside"))
     fig.update_layout(barmode="group")
     fig = _layout(fig, "Quality: base vs tuned", False)
     fig.update_yaxes(range=[0, 1.15], tickformat=".0%")

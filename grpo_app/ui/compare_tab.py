@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 
 import gradio as gr
+import pandas as pd
 
 from ..access import Policy
 from ..checks import validate
 from ..config import Config, ConfigError, DataConfig, GenerationSettings, preset, set_value
-from ..data import ASSETS, to_prompt
-from ..evaluation import compare_batch, figures_markdown, heldout_prompts, prompts_from, summarize
+from ..data import ASSETS, to_prompt, without_instruction
+from ..evaluation import HELDOUT, compare_batch, figures_markdown, heldout_set, prompt_set, summarize
 from ..jobs import JobRegistry
 from ..rewards import score
 from ..runs import list_runs, run_of_adapter
@@ -30,8 +31,12 @@ from .charts import comparison_figure, quality_bars_figure
 CAT_DOCUMENT = (ASSETS / "cat_document.txt").read_text().strip() if (ASSETS / "cat_document.txt").is_file() else ""
 
 
-def adapter_choices(runs_root: str) -> list[tuple[str, str]]:
-    return [(r.label, str(r.path / "adapter")) for r in list_runs(runs_root) if r.has_adapter]
+def adapter_choices(runs_root: str) -> tuple[list[tuple[str, str]], str | None]:
+    """The runs with an adapter, newest first, and the one to offer: the newest finished run (not a stray short
+    one that was stopped), else the newest."""
+    runs = [r for r in list_runs(runs_root) if r.has_adapter]
+    best = next((r for r in runs if r.status == "finished"), runs[0] if runs else None)
+    return [(r.label, str(r.path / "adapter")) for r in runs], str(best.path / "adapter") if best else None
 
 
 def run_config(adapter: str | None) -> Config:
@@ -60,8 +65,9 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
     custom = gr.Textbox(label="…or an adapter folder / Hub id", placeholder="runs/…/adapter or user/my-adapter")
     notice = gr.Markdown(elem_id="compare-notice")
     with gr.Row():
-        instruction = gr.Textbox(label="Instruction", value=preset("quick").data.instruction, scale=4,
-                                 info="Offered from the run's training config; empty = the text alone.")
+        instruction = gr.Textbox(label="Instruction", value=preset("quick").data.instruction, scale=4, lines=2,
+                                 max_lines=4, info="Offered from the run's training config ({text} marks where the "
+                                 "text goes); empty = the text alone.")
         chat = gr.Checkbox(label="Chat template", value=True, scale=1)
     prompt = gr.Textbox(label="Prompt", value=CAT_DOCUMENT, lines=8, max_lines=14, elem_id="compare-prompt")
     d = GenerationSettings()  # the recipe's generation settings
@@ -86,11 +92,15 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
             tuned_stats = gr.Markdown(elem_id="tuned-stats", elem_classes="side-stats")
     gr.Markdown("## Batch comparison\nThe same held-out prompts through both models with the same seeds: what "
                 "did training change? Length error, the share of answers that are summaries (grounded in the text, "
-                "not repetitive, not filler, shorter than the text), grounding and every reward.")
+                "not repetitive, not filler, no copied title, heading or sentence, shorter than the text), coverage, "
+                "ROUGE against the reference summaries, and every reward, beside two answers that need no model: "
+                "the text's title and its first sentence.")
     with gr.Row():
-        which = gr.Radio(["posts", "documents", "file"], value="posts", label="Held-out prompts", min_width=200,
-                         elem_id="batch-set", info="40 short posts, 12 long documents, or your file")
-        n_prompts = gr.Number(20, label="Prompts", precision=0, min_width=90, elem_id="batch-n", info="at most")
+        which = gr.Radio([*HELDOUT, "file"], value="posts", label="Held-out prompts", min_width=200,
+                         elem_id="batch-set", info="40 posts with a title line, 12 documents with a heading, 24 "
+                         "plain texts, or your file (a `reference` column adds ROUGE)")
+        n_prompts = gr.Number(20, label="Prompts", precision=0, min_width=90, elem_id="batch-n",
+                              info="at most (0 = all)")
         batch_file = gr.File(label="Prompts file", file_types=[".jsonl", ".json", ".csv", ".parquet", ".txt"],
                              type="filepath", height=90)
         batch_btn = gr.Button("Run batch comparison", elem_id="batch-btn")
@@ -98,7 +108,8 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
     with gr.Row(visible=False) as batch_plots:
         batch_plot = gr.Plot(show_label=False, elem_id="batch-plot")
         quality_plot = gr.Plot(show_label=False, elem_id="batch-quality")
-    batch_table = gr.Dataframe(wrap=True, max_height=400, elem_id="batch-table", visible=False)
+    batch_table = gr.Dataframe(wrap=True, max_height=400, elem_id="batch-table", visible=False,
+                               column_widths=["16%", "30%", "12%", "30%", "12%"])
     batch_files = gr.File(label="Export", file_count="multiple", interactive=False, visible=False)
 
     def settings(max_new, temperature, min_p, top_p, seed, greedy) -> GenerationSettings:
@@ -112,9 +123,8 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
         return validate(cfg).generation
 
     def refresh_runs(current):
-        choices = adapter_choices(runs_root)
-        values = [v for _, v in choices]
-        value = current if current in values else (values[0] if values else None)
+        choices, best = adapter_choices(runs_root)
+        value = current if current in [v for _, v in choices] else best
         note = "" if choices else "No run with an adapter yet: train one in the Train tab. The base model works now."
         return gr.update(choices=choices, value=value), note
 
@@ -173,8 +183,10 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
         cfg = run_config(chosen)
         try:
             data = DataConfig(instruction=instruction or "", chat_format=bool(chat))
-            limit = max(1, int(n or 20))
-            prompts = prompts_from(data, file, limit) if which == "file" else heldout_prompts(data, which, limit)
+            limit = 20 if n is None else int(n)
+            if limit < 0:
+                raise ConfigError("Prompts must be 0 (all of them) or more.")
+            prompts = prompt_set(data, file, limit) if which == "file" else heldout_set(data, which, limit)
             models = registry.inference(cfg)
             progress(0, desc="Generating…")
             df = compare_batch(models, prompts, settings(*gen), chosen, cfg.reward,
@@ -184,7 +196,8 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
         ideal = cfg.reward.ideal_length
         summary = summarize(df, ideal)
         md = figures_markdown(summary, f"{len(df)} {which if which != 'file' else 'prompts'}") + (
-            f"\n\nIdeal length {ideal} characters; **bold** = the better side.")
+            f"\n\nIdeal length {ideal} characters; **bold** = the better model. The first columns need no model: a "
+            "tuned model that does not beat them has not learned to summarise.")
         run = run_of_adapter(chosen)
         out_dir = run.path if run else Path(tempfile.mkdtemp(prefix="grpo-compare-"))
         stem = out_dir / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -192,16 +205,15 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
         with open(f"{stem}.jsonl", "w", encoding="utf-8") as f:
             for row in df.to_dict(orient="records"):
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        view = df[["prompt", "base_answer", "tuned_answer", "base_chars", "tuned_chars", "base_total",
-                   "tuned_total"]].copy()
-        view["prompt"] = view["prompt"].map(
-            lambda x: live.shorten(x.removeprefix((instruction or "").strip()).strip(), 80))
-        for side in ("base", "tuned"):
+        view = {"prompt": [live.shorten(without_instruction(x, instruction or ""), 80) for x in df["prompt"]]}
+        for side in ("base", "tuned"):  # each answer beside its verdict; the numbers are in the exports
+            view[f"{side} answer"] = df[f"{side}_answer"]
             view[f"{side} summary?"] = [("✓" if ok else f"✗ {why}") for ok, why in
                                         zip(df[f"{side}_is_summary"], df[f"{side}_why_not"], strict=True)]
+        view = pd.DataFrame(view)
         shown = gr.update(visible=True)
         return (md, shown, comparison_figure(df, ideal), quality_bars_figure(summary),
-                gr.update(value=view.round(2), visible=True),
+                gr.update(value=view, visible=True),
                 gr.update(value=[f"{stem}.csv", f"{stem}.jsonl"], visible=True))
 
     gen_inputs = [max_new, temperature, min_p, top_p, seed, greedy]
@@ -212,4 +224,5 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
                        [base_out, base_stats, tuned_out, tuned_stats])
     batch_btn.click(run_batch, [adapter, custom, instruction, chat, which, n_prompts, batch_file, *gen_inputs],
                     [batch_summary, batch_plots, batch_plot, quality_plot, batch_table, batch_files])
-    return {"on_load": (refresh_runs, adapter, [adapter, notice]), "adapter": adapter}
+    return {"on_load": (refresh_runs, adapter, [adapter, notice]), "adapter": adapter, "generate": generate,
+            "run_batch": run_batch, "refresh_runs": refresh_runs}

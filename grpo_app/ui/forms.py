@@ -10,14 +10,14 @@ import shlex
 from typing import Any
 
 from ..checks import validate
-from ..config import Config, set_value
+from ..config import Config, ConfigError, set_value
 
 # The fields the Train tab shows, in order. Keys are dotted config paths.
 FORM_KEYS = [
     "model.name",
     "data.path", "data.split", "data.prompt_column", "data.instruction", "data.chat_format", "data.max_samples",
     "data.overlong",
-    "reward.functions", "reward.weights", "reward.monitor", "reward.ideal_length", "reward.regex",
+    "reward.table", "reward.ideal_length", "reward.regex",
     "lora.r", "lora.lora_alpha", "lora.lora_dropout", "lora.target_modules",
     "grpo.learning_rate", "grpo.per_device_train_batch_size", "grpo.gradient_accumulation_steps",
     "grpo.num_generations", "grpo.max_prompt_length", "grpo.max_completion_length", "grpo.max_steps",
@@ -29,7 +29,63 @@ FORM_KEYS = [
 ]
 
 
+REWARD_TABLE = "reward.table"  # one widget for reward.functions, reward.weights and reward.monitor
+REWARD_HEADERS = ["reward", "weight", "watch"]
+
+
+def reward_rows(cfg: Config) -> list[list]:
+    """One row per reward, its weight beside it (0 = not optimised) and whether it is watched: the built-ins in
+    catalogue order, then the config's own (custom code, old names). A weight can never move to another reward."""
+    from ..rewards import BUILTIN_REWARDS
+
+    r = cfg.reward
+    weights = dict(zip(r.functions, [float(w) for w in r.weights] or [1.0] * len(r.functions), strict=True))
+    names = list(dict.fromkeys([*BUILTIN_REWARDS, *r.functions, *r.monitor]))
+    return [[name, weights.get(name, 0.0), name in r.monitor and name not in weights] for name in names]
+
+
+def _cell_weight(name: str, value: Any) -> float:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return 0.0
+    if isinstance(value, float) and value != value:  # an emptied number cell comes back as NaN
+        return 0.0
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"The weight of reward '{name}' must be a number, got {value!r}.") from None
+
+
+def _cell_flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "✓", "x")
+    return bool(value) and value == value  # NaN is no tick
+
+
+def apply_reward_rows(cfg: Config, rows: Any) -> None:
+    """The reward table into the config: rows with a weight are optimised (in table order), rows with a weight of
+    0 and a tick are watched, the rest are off."""
+    if hasattr(rows, "values") and hasattr(rows, "columns"):  # the pandas frame Gradio hands over
+        rows = rows.values.tolist()
+    functions, weights, monitor = [], [], []
+    for row in rows or []:
+        cells = list(row) + [None] * (3 - len(row))
+        name = str(cells[0] if cells[0] is not None else "").strip()
+        if not name or name == "nan":
+            continue
+        weight = _cell_weight(name, cells[1])
+        if weight:
+            functions.append(name)
+            weights.append(weight)
+        elif _cell_flag(cells[2]):
+            monitor.append(name)
+    set_value(cfg, "reward.functions", functions)
+    set_value(cfg, "reward.weights", weights)
+    set_value(cfg, "reward.monitor", monitor)
+
+
 def get_value(cfg: Config, key: str) -> Any:
+    if key == REWARD_TABLE:
+        return reward_rows(cfg)
     section, name = key.split(".", 1)
     return getattr(getattr(cfg, section), name)
 
@@ -42,6 +98,9 @@ def form_to_config(values: dict[str, Any], base: Config | None = None) -> Config
     """A validated Config from the form's values; blank fields keep the base (default) value."""
     cfg = Config.from_dict(base.to_dict()) if base else Config()
     for key, value in values.items():
+        if key == REWARD_TABLE:
+            apply_reward_rows(cfg, value)
+            continue
         if key == "reward.weights":
             value = [] if _blank(value) else value
         elif _blank(value) and key not in ("data.instruction", "run.resume_from"):
@@ -61,6 +120,11 @@ def config_to_form(cfg: Config, keys: list[str] = FORM_KEYS) -> list[Any]:
             value = ", ".join(f"{w:g}" for w in value)
         out.append(value)
     return out
+
+
+def config_to_values(cfg: Config, keys: list[str] = FORM_KEYS) -> dict[str, Any]:
+    """The form's values for a config, by key."""
+    return dict(zip(keys, config_to_form(cfg, keys), strict=True))
 
 
 def changed_settings(cfg: Config, base: Config | None = None) -> list[tuple[str, Any]]:

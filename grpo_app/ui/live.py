@@ -6,6 +6,7 @@ import os
 
 import pandas as pd
 
+from ..data import without_instruction
 from ..jobs import JobSnapshot
 from ..quality import assess
 from ..runs import Run, read_status
@@ -27,6 +28,8 @@ def clock(seconds: float | None) -> str:
 
 
 def status_markdown(s: JobSnapshot) -> str:
+    if s.status == "failed" and not s.run_dir:  # refused by its checks: nothing ran, nothing was saved
+        return f"**❌ Not started** — {s.message}"
     text = f"**{ICONS.get(s.status, '')} {s.status.capitalize()}** — {s.message}"
     if s.run_dir and s.status not in ("idle",):
         text += f"  \nRun folder: `{s.run_dir}`"
@@ -74,14 +77,13 @@ def completions_frame(rows: list[dict], instruction: str = ""):
     names = list(rows[0].get("rewards", {}))
     data = []
     for r in rows:
-        prompt = r["prompt"].removeprefix(instruction.strip()).strip() if instruction.strip() else r["prompt"]
+        prompt = without_instruction(r["prompt"], instruction)
         check = assess(r["prompt"], r["completion"])
         item = {"prompt": shorten(prompt, 70), "completion": r["completion"], "chars": len(r["completion"]),
-                "summary?": "✓" if check.summary else f"✗ {check.reason}"}
-        for name in names:
+                "summary?": "✓" if check.summary else f"✗ {check.reason}", "total": round(r.get("total", 0.0), 2)}
+        for name in names:  # each reward after the total, which stays in view on a narrow table
             value = r["rewards"].get(name)
-            item[name] = round(value, 3) if value is not None else None
-        item["total"] = round(r.get("total", 0.0), 3)
+            item[name] = round(value, 2) if value is not None else None
         data.append(item)
     frame = pd.DataFrame(data).sort_values("total", ascending=False, kind="stable")
     failing = frame["summary?"].str.startswith("✗")
@@ -98,8 +100,13 @@ def log_text(s: JobSnapshot, lines: int = 40) -> str:
 def completions_caption(s: JobSnapshot) -> str:
     if not s.completions:
         return "Completions appear here after the first step."
-    return (f"**Step {s.completions_step}**: {len(s.completions)} completions sampled for "
-            f"{len({r['prompt'] for r in s.completions})} prompt(s), best first.")
+    n, prompts = len(s.completions), len({r["prompt"] for r in s.completions})
+    when = f"Step {s.completions_step}" + (" (in progress)" if s.completions_step > s.step else "")
+    return (f"**{when}**: {plural(n, 'completion')} sampled for {plural(prompts, 'prompt')}, best first.")
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def run_snapshot(run: Run) -> JobSnapshot:
@@ -117,4 +124,4 @@ def run_snapshot(run: Run) -> JobSnapshot:
                        total=planned if planned > 0 else step, run_dir=str(run.path),
                        error=status.get("traceback", ""), metrics=metrics,
                        completions=[c for c in completions if c.get("step") == last], completions_step=last,
-                       elapsed=metrics[-1].get("elapsed", 0.0) if metrics else 0.0)
+                       elapsed=status.get("elapsed") or (metrics[-1].get("elapsed", 0.0) if metrics else 0.0))

@@ -16,8 +16,9 @@ from ..config import Config, ConfigError
 from ..runs import delete_run, rename_run
 
 
-def create_run_manager(past: gr.Dropdown, runs_root: str, list_past, policy: Policy) -> None:
-    """Rename / Delete for the run chosen in `past`; `list_past` refreshes its choices afterwards."""
+def create_run_manager(past: gr.Dropdown, runs_root: str, list_past, policy: Policy, on_rename=None) -> dict:
+    """Rename / Delete for the run chosen in `past`; `list_past` refreshes its choices afterwards, `on_rename(old,
+    new)` tells the live view a run folder moved."""
     with gr.Row():
         new_name = gr.Textbox(label="New name", scale=3, min_width=160, elem_id="rename-box")
         rename_btn = gr.Button("Rename", size="sm", scale=1, elem_id="rename-btn")
@@ -36,6 +37,8 @@ def create_run_manager(past: gr.Dropdown, runs_root: str, list_past, policy: Pol
             target = rename_run(runs_root, Path(path).name, (name or "").strip())
         except ConfigError as e:
             return f"❌ {e}", gr.skip()
+        if on_rename:
+            on_rename(Path(path), target)
         return f"Renamed to **{target.name}**.", gr.update(choices=list_past()["choices"], value=str(target))
 
     def ask(path):
@@ -59,6 +62,7 @@ def create_run_manager(past: gr.Dropdown, runs_root: str, list_past, policy: Pol
     delete_btn.click(ask, past, [confirm_row, confirm_text, note])
     cancel_btn.click(lambda: gr.update(visible=False), None, confirm_row)
     confirm_btn.click(delete, past, [confirm_row, note, past])
+    return {"rename": rename, "ask": ask, "delete": delete}
 
 
 def config_file(cfg: Config) -> str:
@@ -74,7 +78,7 @@ def read_config_file(path: str) -> Config:
     return Config.load(path)
 
 
-def create_export_panel(past: gr.Dropdown, policy: Policy) -> None:
+def create_export_panel(past: gr.Dropdown, policy: Policy) -> dict:
     """Export the run chosen in `past` (adapter or merged, with a model card) and push it to the Hub.
 
     The token goes from the password box to `push_folder` and nowhere else: it is never returned to the page,
@@ -113,8 +117,9 @@ def create_export_panel(past: gr.Dropdown, policy: Policy) -> None:
             folder = do_export(path, merge, out)
             url = push_folder(folder, (repo or "").strip(), token=token or None, private=bool(private))
         except ConfigError as e:
-            return f"❌ {e}", ""
+            return f"❌ {e}", ""  # the box is emptied whatever happened: the token is never kept on the page
         return f"Pushed `{folder}` to [{repo}]({url}).", ""
 
     export_btn.click(export, [past, merge, out], result)
     push_btn.click(push, [past, merge, out, repo, private, token], [result, token])
+    return {"export": export, "push": push}

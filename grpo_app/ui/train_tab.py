@@ -1,32 +1,67 @@
-"""The Train tab: settings on the left, the live view of the process's training job on the right.
-
-Callbacks stay thin: they read widgets, call the engine (forms, JobRegistry) and format its snapshot.
-A timer polls the job every 1.5 s only while a run is active.
+"""The Train tab's widgets: Start, Stop and the run's status across the top (near at hand on a phone too),
+settings on the left, the live view on the right. What the widgets do is in `train_handlers`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import gradio as gr
-import pandas as pd
 import torch
 
 from ..access import Policy
-from ..config import ConfigError, DataConfig, preset
-from ..data import preview
-from ..jobs import JobBusy, JobRegistry, NotYourRun
+from ..config import Config, preset
+from ..jobs import JobRegistry
 from ..models import pin_default
 from ..rewards import BUILTIN_REWARDS
-from ..runs import Run, list_runs
-from . import live, manage
-from .charts import all_figures
-from .forms import FORM_KEYS, cli_command, cluster_commands, config_to_form, form_to_config
+from .forms import FORM_KEYS, REWARD_HEADERS, REWARD_TABLE, config_to_values
 from .manage import create_export_panel, create_run_manager
+from .train_handlers import TrainHandlers
 
 FILE_TYPES = [".jsonl", ".json", ".csv", ".parquet", ".txt"]
 
 
-def _fields() -> dict[str, gr.components.Component]:
-    """The settings widgets, keyed by their dotted config key; rarely-touched ones folded away."""
+@dataclass
+class TrainView:
+    """Every widget a handler reads or writes, by name."""
+
+    preset: gr.Radio
+    start: gr.Button
+    stop: gr.Button
+    status: gr.Markdown
+    progress: gr.HTML
+    fields: dict[str, gr.components.Component]
+    upload: gr.UploadButton
+    data_info: gr.Markdown
+    data_preview: gr.Dataframe
+    form_note: gr.Markdown
+    past: gr.Dropdown
+    yaml_view: gr.Code
+    cli_view: gr.Code
+    config_file: gr.File
+    warning: gr.Markdown
+    plots: dict[str, gr.Plot]
+    completions_caption: gr.Markdown
+    completions: gr.Dataframe
+    log: gr.Textbox
+    seen: gr.State
+    visitor: gr.State
+    buttons: dict[str, gr.components.Component] = field(default_factory=dict)
+
+    @property
+    def form(self) -> list[gr.components.Component]:
+        return [self.fields[k] for k in FORM_KEYS]
+
+    @property
+    def dashboard(self) -> list[gr.components.Component]:
+        """What shows a run: status, progress, charts, warning, completions and log."""
+        return [self.status, self.progress, *self.plots.values(), self.warning, self.completions_caption,
+                self.completions, self.log]
+
+
+def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.UploadButton, gr.Markdown, gr.Dataframe]:
+    """The settings widgets, keyed by their dotted config key and filled from the start (no empty form for a fast
+    click to send); rarely-touched ones folded away."""
     f: dict[str, gr.components.Component] = {}
     default = pin_default("default")
     default = "offline SmolLM2-135M-Instruct" if default == "default" else default
@@ -36,7 +71,7 @@ def _fields() -> dict[str, gr.components.Component]:
         f["data.path"] = gr.Textbox(label="Dataset", info="'bundled' posts, a Hub dataset id, or a file "
                                     "(upload below). Press Enter to preview.")
         upload = gr.UploadButton("Upload a dataset file (.jsonl .json .csv .parquet .txt)", file_types=FILE_TYPES,
-                                 type="filepath", size="sm")
+                                 type="filepath", size="sm", elem_id="data-upload")
         with gr.Row():
             f["data.split"] = gr.Textbox(label="Split", min_width=80)
             f["data.prompt_column"] = gr.Dropdown(["auto"], label="Prompt column", allow_custom_value=True,
@@ -44,32 +79,35 @@ def _fields() -> dict[str, gr.components.Component]:
             f["data.max_samples"] = gr.Number(label="Max prompts (0 = all)", precision=0, min_width=100)
             f["data.overlong"] = gr.Dropdown(["truncate", "truncate_left", "drop"], label="Too-long prompts",
                                              min_width=120, info="over the max prompt tokens")
-        f["data.instruction"] = gr.Textbox(label="Instruction", info="Put before each text, e.g. 'Summarize this "
-                                           "post in one sentence.' Empty keeps prompts exactly as they are.")
+        f["data.instruction"] = gr.Textbox(label="Instruction", lines=2, max_lines=4,
+                                           info="Put before each text ('Summarize this post in one sentence.'), or a "
+                                           "template where {text} marks the text. Empty keeps prompts as they are.")
         f["data.chat_format"] = gr.Checkbox(label="Chat format (apply the model's chat template)")
     data_info = gr.Markdown(elem_id="data-info")
     with gr.Accordion("Dataset preview", open=False):
         data_preview = gr.Dataframe(wrap=True, max_height=260, elem_id="data-preview")
     with gr.Group():
-        f["reward.functions"] = gr.CheckboxGroup(
-            list(BUILTIN_REWARDS), label="Reward functions",
-            info="; ".join(f"{k}: {v}" for k, v in BUILTIN_REWARDS.items()))
+        f[REWARD_TABLE] = gr.Dataframe(
+            headers=REWARD_HEADERS, datatype=["str", "number", "bool"], column_count=(3, "fixed"),
+            row_limits=(1, None), interactive=True, label="Rewards", column_widths=["50%", "25%", "25%"])
+        gr.Markdown("Each reward has its own **weight** (0 = not optimised); **watch** charts a reward every step "
+                    "without optimising it: if the reward rises while these fall, it is being gamed. Add a row for "
+                    "your own `file.py:function`.", elem_classes="gs-hint")
+        with gr.Accordion("What each reward scores", open=False):
+            gr.Markdown("\n".join(f"- **{k}**: {v}" for k, v in BUILTIN_REWARDS.items()))
         with gr.Row():
-            f["reward.ideal_length"] = gr.Number(label="Ideal length (chars)", precision=0, min_width=100)
-            f["reward.weights"] = gr.Textbox(label="Weights", info="One per function, e.g. 1, 0.5 (empty = all 1)")
-        f["reward.monitor"] = gr.CheckboxGroup(
-            list(BUILTIN_REWARDS), label="Watch (charted every step, not optimised)",
-            info="Quality to see beside the reward: if the reward rises while these fall, the reward is being gamed.")
-        f["reward.regex"] = gr.Textbox(label="one_sentence pattern", info="Regex the whole completion must match.")
+            f["reward.ideal_length"] = gr.Number(label="Ideal length (chars)", precision=0, minimum=1, min_width=100)
+            f["reward.regex"] = gr.Textbox(label="one_sentence pattern", info="Regex the whole completion must match.")
     with gr.Accordion("GRPO", open=True):
         with gr.Row():
-            f["grpo.learning_rate"] = gr.Number(label="Learning rate", min_width=100)
+            f["grpo.learning_rate"] = gr.Number(label="Learning rate", min_width=100, step=1e-5)
             f["grpo.max_steps"] = gr.Number(label="Max steps (-1 = epochs)", precision=0, min_width=100)
             f["grpo.num_train_epochs"] = gr.Number(label="Epochs", min_width=80)
         with gr.Row():
             f["grpo.per_device_train_batch_size"] = gr.Number(label="Batch size", precision=0, min_width=80,
                                                               info="completions per micro-batch")
-            f["grpo.gradient_accumulation_steps"] = gr.Number(label="Grad. accumulation", precision=0, min_width=80)
+            f["grpo.gradient_accumulation_steps"] = gr.Number(label="Grad. accum.", precision=0, min_width=80,
+                                                              info="micro-batches per step")
             f["grpo.num_generations"] = gr.Number(label="Generations", precision=0, min_width=80,
                                                   info="completions per prompt")
         with gr.Row():
@@ -118,38 +156,32 @@ def _fields() -> dict[str, gr.components.Component]:
     assert set(f) == set(FORM_KEYS), set(f) ^ set(FORM_KEYS)
     for key, component in f.items():  # stable hooks for tests and custom CSS: #cfg-grpo-learning_rate
         component.elem_id = "cfg-" + key.replace(".", "-")
+        _initial(component, values[key])
     return f, upload, data_info, data_preview
 
 
-def _past_choices(runs_root: str) -> dict:
-    return {"choices": [(r.label, str(r.path)) for r in list_runs(runs_root)]}
+def _initial(component: gr.components.Component, value) -> None:
+    """Give a built widget its first value, processed as its constructor would process `value=`."""
+    shown = component.postprocess(value)
+    component.value = shown.model_dump() if hasattr(shown, "model_dump") else shown
 
 
-def _values(keys, values) -> dict:
-    return dict(zip(keys, values, strict=True))
-
-
-def create_train_tab(registry: JobRegistry, runs_root: str = "runs", policy: Policy | None = None,
-                     visitor: gr.State | None = None) -> dict[str, gr.components.Component]:
-    """`visitor`: this browser's id (a BrowserState), the owner of the runs it starts on a public app."""
-    visitor = visitor if visitor is not None else gr.State("")
-    policy = policy or Policy(runs_root=runs_root)
-    default_preset = "recipe" if torch.cuda.is_available() else "quick"
-
-    def list_past():
-        return gr.update(**_past_choices(runs_root))
-
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=2, min_width=380):
-            preset_radio = gr.Radio(["quick", "recipe"], value=default_preset, label="Preset",
+def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainView:
+    with gr.Row(elem_id="train-bar", equal_height=False):
+        with gr.Column(scale=2, min_width=300):
+            preset_radio = gr.Radio(["quick", "recipe"], value=default.name, label="Preset",
                                     info="quick: learns visibly on a laptop CPU in minutes. recipe: the Hugging "
                                     "Face course's settings (needs the Hub; a GPU is best).")
             with gr.Row():
                 start = gr.Button("Start training", variant="primary", elem_id="start-btn")
                 stop = gr.Button("Stop", variant="stop", elem_id="stop-btn")
-            fields, upload, data_info, data_preview = _fields()
-            keys = list(fields)
-            inputs = [fields[k] for k in keys]
+        with gr.Column(scale=3, min_width=300):
+            status = gr.Markdown("**⚪ Idle** — No run yet. Press Start.", elem_id="train-status")
+            progress = gr.HTML(elem_id="train-progress")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=340):
+            form_note = gr.Markdown(elem_id="form-note")
+            fields, upload, data_info, data_preview = _fields(config_to_values(default.cfg))
             with gr.Accordion("Past runs", open=False):
                 with gr.Row():
                     past = gr.Dropdown(label="Run", choices=[], scale=4, elem_id="past-run")
@@ -158,176 +190,71 @@ def create_train_tab(registry: JobRegistry, runs_root: str = "runs", policy: Pol
                     open_btn = gr.Button("Open (settings + charts)", size="sm", elem_id="open-run-btn")
                     resume_btn = gr.Button("Resume", size="sm", elem_id="resume-run-btn")
                     continue_btn = gr.Button("Continue from its adapter", size="sm")
-                create_run_manager(past, runs_root, lambda: _past_choices(runs_root), policy)
-            create_export_panel(past, policy)
             with gr.Accordion("Config and CLI command", open=False):
                 with gr.Row():
                     show = gr.Button("Show config", size="sm")
                     download = gr.Button("Download settings (YAML)", size="sm", elem_id="config-download")
                     config_upload = gr.UploadButton("Load settings (YAML)", file_types=[".yaml", ".yml"],
                                                     type="filepath", size="sm", elem_id="config-upload")
-                config_out = gr.File(label="Settings (the YAML `train --config` takes)", visible=False,
-                                     interactive=False, elem_id="config-file")
+                config_file = gr.File(label="Settings (the YAML `train --config` takes)", visible=False,
+                                      interactive=False, elem_id="config-file")
                 yaml_view = gr.Code(language="yaml", label="config.yaml", interactive=False)
                 cli_view = gr.Code(language="shell", label="Reproduce headless", interactive=False)
-        with gr.Column(scale=3, min_width=480):
-            status = gr.Markdown(elem_id="train-status")
-            progress = gr.HTML(elem_id="train-progress")
+        with gr.Column(scale=3, min_width=340):
             warning = gr.Markdown(elem_id="hacking-warning", elem_classes="gs-warning")
+            plots = {}
             with gr.Row():
-                reward_plot = gr.Plot(elem_id="plot-reward", show_label=False)
-                quality_plot = gr.Plot(elem_id="plot-quality", show_label=False)
+                plots["reward"] = gr.Plot(elem_id="plot-reward", show_label=False)
+                plots["quality"] = gr.Plot(elem_id="plot-quality", show_label=False)
             with gr.Row():
-                loss_plot = gr.Plot(elem_id="plot-loss", show_label=False)
-                length_plot = gr.Plot(elem_id="plot-length", show_label=False)
-            health_plot = gr.Plot(elem_id="plot-health", show_label=False)
+                plots["loss"] = gr.Plot(elem_id="plot-loss", show_label=False)
+                plots["length"] = gr.Plot(elem_id="plot-length", show_label=False)
+            plots["health"] = gr.Plot(elem_id="plot-health", show_label=False)
             completions_caption = gr.Markdown(elem_id="completions-caption")
-            completions = gr.Dataframe(wrap=True, max_height=420, elem_id="completions-table",
-                                       column_widths=["22%", "48%", "8%"])
+            completions = gr.Dataframe(wrap=True, max_height=420, elem_id="completions-table")
             with gr.Accordion("Log", open=False):
                 log = gr.Textbox(lines=10, max_lines=20, show_label=False, elem_id="train-log")
+    return TrainView(preset_radio, start, stop, status, progress, fields, upload, data_info, data_preview, form_note,
+                     past, yaml_view, cli_view, config_file, warning, plots, completions_caption, completions, log,
+                     gr.State((None, -1, -1)), visitor,
+                     {"past_refresh": past_refresh, "open": open_btn, "resume": resume_btn,
+                      "continue": continue_btn, "show": show, "download": download, "config_upload": config_upload})
+
+
+@dataclass
+class _Default:
+    name: str
+    cfg: Config
+
+
+def create_train_tab(registry: JobRegistry, runs_root: str = "runs", policy: Policy | None = None,
+                     visitor: gr.State | None = None) -> TrainHandlers:
+    """The tab and its wiring; returns the handlers (with `.view`), which tests call as Gradio does."""
+    policy = policy or Policy(runs_root=runs_root)
+    name = "recipe" if torch.cuda.is_available() else "quick"
+    view = _view(registry, _Default(name, preset(name)), visitor if visitor is not None else gr.State(""))
+    h = TrainHandlers(view, registry, runs_root, policy)
+    v, b, form = view, view.buttons, set(view.form)
+    h.manage = {**create_run_manager(v.past, runs_root, h.past_choices, policy, on_rename=registry.renamed),
+                **create_export_panel(v.past, policy)}
+    data_in = {v.fields["data.path"], v.fields["data.split"], v.fields["data.prompt_column"]}
+    data_out = [v.data_info, v.data_preview, v.fields["data.prompt_column"]]
+    live_out = [*v.dashboard, v.seen, v.form_note, *v.form]
+    b["past_refresh"].click(h.list_past, None, v.past)
+    b["open"].click(h.open_run, {v.past}, [*v.form, *v.dashboard, v.form_note])
+    b["continue"].click(h.continue_from, {v.past}, v.fields["run.resume_from"])
+    b["resume"].click(h.resume_run, {v.visitor, v.past}, v.status).then(h.refresh, {v.seen}, live_out)
+    v.preset.change(h.load_preset, {v.preset}, v.form).then(h.show_data, data_in, data_out)
+    v.upload.upload(h.upload_data, {v.upload}, v.fields["data.path"]).then(h.show_data, data_in, data_out)
+    v.fields["data.path"].submit(h.show_data, data_in, data_out)
+    v.fields["data.split"].submit(h.show_data, data_in, data_out)
+    v.start.click(h.start_run, {v.visitor, *form}, v.status).then(h.refresh, {v.seen}, live_out)
+    v.stop.click(h.stop_run, {v.visitor}, v.status)
+    b["show"].click(h.show_config, form, [v.yaml_view, v.cli_view])
+    b["download"].click(h.download_config, form, v.config_file)
+    b["config_upload"].upload(h.upload_config, {b["config_upload"]}, [*v.form, v.status])
     # always ticking: an idle tick costs a snapshot and sends nothing, and a page never misses a run because a
-    # refresh computed before Start (the page-load one, say) came back after it and switched the timer off
-    timer = gr.Timer(1.5)
-    seen = gr.State((None, -1, -1))  # (job id, state version, metrics drawn) last sent to this page
-    plots = [reward_plot, loss_plot, length_plot, quality_plot, health_plot]
-
-    def load_preset(name):
-        return config_to_form(preset(name), keys)
-
-    def show_data(path, split, column):
-        try:
-            policy.check_dataset(path or "bundled")
-            columns, detected, rows, count = preview(DataConfig(path=path or "bundled", split=split or "train",
-                                                                prompt_column=column or "auto"))
-        except ConfigError as e:
-            return f"❌ {e}", None, gr.update()
-        info = f"**{count} rows** · prompt column **{detected}** · columns: {', '.join(columns)}"
-        frame = pd.DataFrame([{c: live.shorten(r[c], 200) for c in columns} for r in rows])
-        return info, frame, gr.update(choices=["auto", *columns], value=column or "auto")
-
-    def launch(cfg, visitor, resume=False) -> str:
-        """Start under the operator's policy: caps applied, the visitor recorded as the owner on a public app."""
-        policy.check_config(cfg)
-        note = policy.apply_caps(cfg)
-        owner = (visitor or "anonymous") if policy.owned_runs else ""
-        try:
-            registry.start(cfg, resume=resume, owner=owner, max_seconds=policy.max_minutes * 60)
-        except JobBusy as e:
-            raise JobBusy(f"{e} {live.busy_hint()}".strip()) from None
-        return note
-
-    def start_run(visitor, *values):
-        try:
-            cfg = form_to_config(_values(keys, values))
-            cfg.run.root, cfg.run.dir = runs_root, ""
-            note = launch(cfg, visitor)
-        except ConfigError as e:
-            gr.Warning(str(e))
-            return f"**❌ Not started** — {e}"
-        if note:
-            gr.Info(note)  # the status line moves on at the next refresh; the cap deserves to be seen
-        return f"**⏳ Starting…** {note}"
-
-    def resume_run(visitor, path):
-        """The selected run goes on from its last checkpoint, with its own config and the same logs."""
-        try:
-            note = launch(Run(policy.run_folder(path)).config(), visitor, resume=True)
-        except ConfigError as e:
-            gr.Warning(str(e))
-            return f"**❌ Not resumed** — {e}"
-        return f"**⏳ Resuming…** {note}"
-
-    def stop_run(visitor):
-        try:
-            if not registry.stop(visitor or "anonymous"):
-                return gr.update()
-        except NotYourRun as e:
-            gr.Warning(str(e))
-            return f"**🔒 {e}** {live.busy_hint()}"
-        return live.status_markdown(registry.snapshot())
-
-    def download_config(*values):
-        try:
-            return gr.update(value=manage.config_file(form_to_config(_values(keys, values))), visible=True)
-        except ConfigError as e:
-            gr.Warning(str(e))
-            return gr.update(visible=False)
-
-    def upload_config(path):
-        try:
-            return [*config_to_form(manage.read_config_file(path), keys), "Settings loaded from the YAML file."]
-        except ConfigError as e:
-            return [*[gr.skip()] * len(keys), f"❌ {e}"]
-
-    def show_config(*values):
-        try:
-            cfg = form_to_config(_values(keys, values))
-        except ConfigError as e:
-            return f"# {e}", ""
-        return cfg.to_yaml(), f"{cli_command(cfg)}\n\n{cluster_commands()}"
-
-    def refresh(last):
-        job_id, version, drawn = last
-        s = registry.snapshot()
-        current = id(registry.current)
-        changed = (current, s.version) != (job_id, version)
-        if not changed and not s.active:
-            return [gr.skip()] * (len(live_outputs) - 1) + [last]
-        draw = current != job_id or len(s.metrics) != drawn
-        drawn_now = [*all_figures(s.metrics), live.warning_markdown(s.metrics)] if draw else None
-        figures = drawn_now or [gr.skip()] * (len(plots) + 1)
-        instruction = registry.current.cfg.data.instruction if registry.current else ""
-        table = live.completions_frame(s.completions, instruction) if changed else gr.skip()
-        return [live.status_markdown(s), live.progress_html(s), *figures, live.completions_caption(s), table,
-                live.log_text(s), (current, s.version, len(s.metrics))]
-
-    live_outputs = [status, progress, *plots, warning, completions_caption, completions, log, seen]
-
-
-    def open_run(path):
-        try:
-            run = Run(policy.run_folder(path))
-        except ConfigError as e:
-            gr.Warning(str(e))
-            return [gr.skip()] * (len(keys) + len(plots) + 5)
-        s = live.run_snapshot(run)
-        try:
-            cfg = run.config()
-            form, instruction = config_to_form(cfg, keys), cfg.data.instruction
-        except ConfigError:  # an unreadable config.yaml: still show the charts
-            form, instruction = [gr.skip()] * len(keys), ""
-        return [*form, live.status_markdown(s), live.progress_html(s), *all_figures(s.metrics),
-                live.warning_markdown(s.metrics), live.completions_caption(s),
-                live.completions_frame(s.completions, instruction)]
-
-    def continue_from(path):
-        try:
-            policy.run_folder(path)
-        except ConfigError as e:
-            gr.Warning(str(e))
-            return gr.skip()
-        if not Run(path).has_adapter():
-            gr.Warning("That run has no saved adapter.")
-            return gr.skip()
-        return str(Run(path).adapter_dir)
-
-    past_refresh.click(list_past, None, past)
-    open_btn.click(open_run, past, [*inputs, status, progress, *plots, warning, completions_caption, completions])
-    continue_btn.click(continue_from, past, fields["run.resume_from"])
-    resume_btn.click(resume_run, [visitor, past], status).then(refresh, seen, live_outputs)
-    data_args = ([fields["data.path"], fields["data.split"], fields["data.prompt_column"]],
-                 [data_info, data_preview, fields["data.prompt_column"]])
-    preset_radio.change(load_preset, preset_radio, inputs).then(show_data, *data_args)
-    upload.upload(lambda p: p, upload, fields["data.path"]).then(show_data, *data_args)
-    fields["data.path"].submit(show_data, *data_args)
-    fields["data.split"].submit(show_data, *data_args)
-    start.click(start_run, [visitor, *inputs], status).then(refresh, seen, live_outputs)
-    stop.click(stop_run, visitor, status)
-    show.click(show_config, inputs, [yaml_view, cli_view])
-    download.click(download_config, inputs, config_out)
-    config_upload.upload(upload_config, config_upload, [*inputs, status])
-    timer.tick(refresh, seen, live_outputs, show_progress="hidden")
-    return {"preset": preset_radio, "inputs": inputs, "keys": keys, "load_preset": load_preset,
-            "show_data": show_data, "data_args": data_args, "refresh": refresh, "seen": seen,
-            "live_outputs": live_outputs, "fields": fields, "on_load": (list_past, None, past)}
+    # refresh computed before Start (the page-load one, say) came back after it
+    gr.Timer(1.5).tick(h.refresh, {v.seen}, live_out, show_progress="hidden")
+    h.on_load = [(h.show_data, data_in, data_out), (h.refresh, {v.seen}, live_out), (h.list_past, None, v.past)]
+    return h

@@ -1,0 +1,219 @@
+"""What the Train tab's widgets do: each handler reads the widgets it is given (a dict keyed by component, as
+Gradio passes a set of inputs), calls the engine (forms, JobRegistry, runs) and returns a dict keyed by component:
+only what changes is sent. Tests call these methods directly, with the same dicts.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+import pandas as pd
+
+from ..access import Policy
+from ..config import Config, ConfigError, DataConfig, preset
+from ..data import preview
+from ..jobs import JobBusy, JobRegistry, NotYourRun
+from ..runs import Run, list_runs
+from . import live, manage
+from .charts import FIGURES, all_figures
+from .forms import FORM_KEYS, cli_command, cluster_commands, config_to_values, form_to_config
+
+if TYPE_CHECKING:
+    from .train_tab import TrainView
+
+FORM_NOTE = ("🔒 *The form shows the settings of the run in progress; change them for the next run once it "
+             "ends.*")
+
+
+class TrainHandlers:
+    def __init__(self, view: TrainView, registry: JobRegistry, runs_root: str, policy: Policy):
+        self.view, self.registry, self.runs_root, self.policy = view, registry, runs_root, policy
+        self.on_load: list[tuple] = []  # (fn, inputs, outputs) to run when a page loads
+        self.manage: dict = {}  # the Past runs panel's handlers (rename, delete, export, push)
+
+    # --- reading and writing the form ---
+    def form_values(self, data: dict) -> dict[str, Any]:
+        """The form's values by config key, from a handler's input dict."""
+        return {key: data[c] for key, c in self.view.fields.items() if c in data}
+
+    def form_update(self, cfg: Config) -> dict:
+        return {self.view.fields[k]: v for k, v in config_to_values(cfg, FORM_KEYS).items()}
+
+    def config_from(self, data: dict) -> Config:
+        return form_to_config(self.form_values(data))
+
+    def past_choices(self) -> dict:
+        return {"choices": [(r.label, str(r.path)) for r in list_runs(self.runs_root)]}
+
+    # --- settings ---
+    def list_past(self):
+        return gr.update(**self.past_choices())
+
+    def load_preset(self, data: dict) -> dict:
+        return self.form_update(preset(data[self.view.preset]))
+
+    def show_data(self, data: dict) -> dict:
+        f = self.view.fields
+        path, split, column = (data.get(f[k]) for k in ("data.path", "data.split", "data.prompt_column"))
+        try:
+            self.policy.check_dataset(path or "bundled")
+            columns, detected, rows, count = preview(DataConfig(path=path or "bundled", split=split or "train",
+                                                                prompt_column=column or "auto"))
+        except ConfigError as e:  # nothing of the last preview stays beside the refusal
+            return {self.view.data_info: f"❌ {e}", self.view.data_preview: pd.DataFrame(),
+                    f["data.prompt_column"]: gr.update(choices=["auto"], value="auto")}
+        info = f"**{count} rows** · prompt column **{detected}** · columns: {', '.join(columns)}"
+        frame = pd.DataFrame([{c: live.shorten(r[c], 200) for c in columns} for r in rows])
+        return {self.view.data_info: info, self.view.data_preview: frame,
+                f["data.prompt_column"]: gr.update(choices=["auto", *columns], value=column or "auto")}
+
+    def upload_data(self, data: dict) -> dict:
+        """An uploaded dataset is kept under <runs>/uploads by its own name (Gradio's temp copy is not)."""
+        source = Path(data[self.view.upload])
+        folder = Path(self.runs_root) / "uploads"
+        folder.mkdir(parents=True, exist_ok=True)
+        target, i = folder / source.name, 1
+        while target.exists() and target.read_bytes() != source.read_bytes():
+            i += 1
+            target = folder / f"{source.stem}-{i}{source.suffix}"
+        shutil.copyfile(source, target)
+        return {self.view.fields["data.path"]: str(target)}
+
+    def show_config(self, data: dict) -> dict:
+        v = self.view
+        try:
+            cfg = self.config_from(data)
+        except ConfigError as e:
+            return {v.yaml_view: f"# {e}", v.cli_view: ""}
+        return {v.yaml_view: cfg.to_yaml(), v.cli_view: f"{cli_command(cfg)}\n\n{cluster_commands()}"}
+
+    def download_config(self, data: dict) -> dict:
+        try:
+            path = manage.config_file(self.config_from(data))
+        except ConfigError as e:
+            gr.Warning(str(e))
+            return {self.view.config_file: gr.update(visible=False)}
+        return {self.view.config_file: gr.update(value=path, visible=True)}
+
+    def upload_config(self, data: dict) -> dict:
+        upload = self.view.buttons["config_upload"]
+        try:
+            cfg = manage.read_config_file(data[upload])
+        except ConfigError as e:
+            return {self.view.status: f"❌ {e}"}
+        return {**self.form_update(cfg), self.view.status: "Settings loaded from the YAML file."}
+
+    # --- runs ---
+    def _launch(self, cfg: Config, visitor: str, resume: bool = False) -> str:
+        """Start under the operator's policy: caps applied, the visitor recorded as the owner on a public app."""
+        self.policy.check_config(cfg)
+        note = self.policy.apply_caps(cfg)
+        owner = (visitor or "anonymous") if self.policy.owned_runs else ""
+        try:
+            self.registry.start(cfg, resume=resume, owner=owner, max_seconds=self.policy.max_minutes * 60)
+        except JobBusy as e:
+            raise JobBusy(f"{e} {live.busy_hint()}".strip()) from None
+        return note
+
+    def start_run(self, data: dict) -> dict:
+        try:
+            cfg = self.config_from(data)
+            cfg.run.root, cfg.run.dir = self.runs_root, ""
+            note = self._launch(cfg, data.get(self.view.visitor, ""))
+        except ConfigError as e:
+            gr.Warning(str(e))
+            return {self.view.status: f"**❌ Not started** — {e}"}
+        if note:
+            gr.Info(note)  # the status line moves on at the next refresh; the cap deserves to be seen
+        return {self.view.status: f"**⏳ Starting…** {note}"}
+
+    def resume_run(self, data: dict) -> dict:
+        """The selected run goes on from its last checkpoint, with its own config and the same logs."""
+        try:
+            cfg = Run(self.policy.run_folder(data[self.view.past])).config()
+            note = self._launch(cfg, data.get(self.view.visitor, ""), resume=True)
+        except ConfigError as e:
+            gr.Warning(str(e))
+            return {self.view.status: f"**❌ Not resumed** — {e}"}
+        return {self.view.status: f"**⏳ Resuming…** {note}"}
+
+    def stop_run(self, data: dict) -> dict:
+        try:
+            if not self.registry.stop(data.get(self.view.visitor) or "anonymous"):
+                gr.Info("Nothing is running: there is no run to stop.")
+                return {self.view.status: gr.skip()}
+        except NotYourRun as e:
+            gr.Warning(str(e))
+            return {self.view.status: f"**🔒 {e}** {live.busy_hint()}"}
+        return {self.view.status: live.status_markdown(self.registry.snapshot())}
+
+    def continue_from(self, data: dict) -> dict:
+        path = data[self.view.past]
+        try:
+            run = Run(self.policy.run_folder(path))
+        except ConfigError as e:
+            gr.Warning(str(e))
+            return {self.view.fields["run.resume_from"]: gr.skip()}
+        if not run.has_adapter():
+            gr.Warning("That run has no saved adapter.")
+            return {self.view.fields["run.resume_from"]: gr.skip()}
+        return {self.view.fields["run.resume_from"]: str(run.adapter_dir)}
+
+    # --- the live view ---
+    def charts(self, metrics: list[dict]) -> dict:
+        return {self.view.plots[name]: fig for name, fig in zip(FIGURES, all_figures(metrics), strict=True)}
+
+    def dashboard(self, s, instruction: str = "") -> dict:
+        """Status, progress, charts, warning, completions and log for a snapshot (of a job or a saved run)."""
+        v = self.view
+        return {v.status: live.status_markdown(s), v.progress: live.progress_html(s),
+                **self.charts(s.metrics),
+                v.warning: live.warning_markdown(s.metrics), v.completions_caption: live.completions_caption(s),
+                v.completions: live.completions_frame(s.completions, instruction), v.log: live.log_text(s)}
+
+    def refresh(self, data: dict) -> dict:
+        """What changed since this page's last refresh. A run that has not passed its checks yet (no run folder)
+        changes only the status line: a refused start never replaces the last run's charts."""
+        v = self.view
+        job_id, version, drawn = data[v.seen]
+        job = self.registry.current
+        s = self.registry.snapshot()
+        current = id(job) if job else None
+        changed = (current, s.version) != (job_id, version)
+        if not changed and not s.active:
+            return {v.seen: data[v.seen]}  # nothing to send (a dict keyed by a component, never an empty one)
+        out: dict = {v.status: live.status_markdown(s), v.seen: (current, s.version, len(s.metrics))}
+        if not s.run_dir:  # still checking, or refused: the dashboard keeps what it shows
+            return out
+        instruction = job.cfg.data.instruction if job else ""
+        out[v.progress] = live.progress_html(s)
+        if current != job_id or len(s.metrics) != drawn:
+            out.update(self.charts(s.metrics))
+            out[v.warning] = live.warning_markdown(s.metrics)
+        if changed:
+            out.update({v.completions_caption: live.completions_caption(s), v.log: live.log_text(s),
+                        v.completions: live.completions_frame(s.completions, instruction)})
+        if current != job_id and job is not None and s.active:  # a run this page has not shown: its settings
+            out.update({**self.form_update(job.cfg), v.form_note: FORM_NOTE})
+        elif changed and not s.active:
+            out[v.form_note] = ""
+        return out
+
+    def open_run(self, data: dict) -> dict:
+        v = self.view
+        try:
+            run = Run(self.policy.run_folder(data[v.past]))
+        except ConfigError as e:
+            gr.Warning(str(e))
+            return {v.status: gr.skip()}
+        out: dict = {v.form_note: ""}
+        try:
+            cfg = run.config()
+            out.update(self.form_update(cfg))
+            instruction = cfg.data.instruction
+        except ConfigError:  # an unreadable config.yaml: still show the charts
+            instruction = ""
+        return {**out, **self.dashboard(live.run_snapshot(run), instruction)}

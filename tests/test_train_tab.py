@@ -1,0 +1,227 @@
+"""The Train and Compare tabs' handlers, called as Gradio calls them (dicts keyed by component): what a newcomer
+found wrong in the browser (issue #19), each checked against the real engine and a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from grpo_app.access import Policy
+from grpo_app.config import Config, preset
+from grpo_app.jobs import JobSnapshot, eta
+from grpo_app.runs import Run
+from grpo_app.training import train
+from grpo_app.ui import charts, create_ui, live
+from grpo_app.ui.forms import apply_reward_rows, config_to_values, form_to_config, reward_rows
+
+
+@pytest.fixture
+def app(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    demo = create_ui(str(root), Policy(runs_root=root))
+    return demo, demo.train, root
+
+
+def _data(tab, cfg: Config) -> dict:
+    """The form filled with `cfg`, as the Start button hands it over."""
+    v = tab.view
+    return {v.visitor: "me", **{v.fields[k]: value for k, value in config_to_values(cfg).items()}}
+
+
+def test_each_weight_stays_with_its_reward():
+    """Unticking and re-ticking a reward once moved the weights onto other rewards (#19.1): the table keeps each
+    weight on its reward's row, whatever order rows are edited or listed in."""
+    cfg = preset("quick")
+    rows = reward_rows(cfg)
+    weights = dict(zip(cfg.reward.functions, cfg.reward.weights, strict=True))
+    assert {r[0]: r[1] for r in rows if r[1]} == weights
+    off = [[name, 0.0 if name == "grounding" else w, watch] for name, w, watch in rows]  # untick grounding
+    again = [[name, weights["grounding"] if name == "grounding" else w, watch] for name, w, watch in off]
+    for table in (again, list(reversed(again))):
+        out = Config()
+        apply_reward_rows(out, pd.DataFrame(table, columns=["reward", "weight", "watch"]))
+        assert dict(zip(out.reward.functions, out.reward.weights, strict=True)) == weights
+    apply_reward_rows(cfg, off)
+    assert "grounding" not in cfg.reward.functions and cfg.reward.weights == [weights[f] for f in
+                                                                              cfg.reward.functions]
+    custom = [["length", 1, False], ["my_rewards.py:brevity", 2.5, False], ["summary", 0, True]]
+    apply_reward_rows(cfg, custom)
+    assert (cfg.reward.functions, cfg.reward.weights, cfg.reward.monitor) == (
+        ["length", "my_rewards.py:brevity"], [1.0, 2.5], ["summary"])
+    assert ["my_rewards.py:brevity", 2.5, False] in reward_rows(cfg)
+
+
+def test_the_form_is_filled_before_any_click(app):
+    """A Start in the first second after the page loads once sent an empty form (#19.2): the widgets now hold the
+    preset's values from the start, so the first click starts the run the page shows."""
+    demo, tab, _ = app
+    shown = {k: c.value for k, c in tab.view.fields.items()}
+    assert form_to_config(shown).to_dict() == form_to_config(config_to_values(preset("quick"))).to_dict()
+
+
+def _wait_for(predicate, timeout=120):
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_resume_keeps_the_steps_before_it_and_one_clock(app, tiny_cfg):
+    """Stop at step 2, Resume: the live view holds steps 1 to 4, and elapsed is the same live, after a reload and
+    after Open (#19.3); the clock stops with the run."""
+    import threading
+    import time
+
+    from grpo_app.training import Reporter
+
+    demo, tab, root = app
+    tiny_cfg.run.dir = str(root / "resumed")
+    tiny_cfg.grpo.save_steps, tiny_cfg.grpo.max_steps = 1, 4
+    stop = threading.Event()
+
+    class StopAtTwo(Reporter):
+        def on_progress(self, step, total):
+            if step >= 2:
+                stop.set()
+
+    assert train(tiny_cfg, StopAtTwo(), stop).status == "stopped"
+    v = tab.view
+    out = tab.resume_run({v.visitor: "me", v.past: str(root / "resumed")})
+    assert "Resuming" in out[v.status]
+    snap = demo.registry.current.wait(120)
+    assert snap.status == "finished" and [m["step"] for m in snap.metrics] == [1, 2, 3, 4]
+    reward = tab.refresh({v.seen: (None, -1, -1)})[v.plots["reward"]]
+    assert list(next(t for t in reward.data if t.name == "reward (mean)").x) == [1, 2, 3, 4]
+    status = json.loads((root / "resumed" / "status.json").read_text())
+    first = demo.registry.snapshot().elapsed
+    time.sleep(1.2)
+    assert demo.registry.snapshot().elapsed == first  # stopped with the run
+    assert abs(first - status["elapsed"]) < 1.0  # live (and a reload) and the run folder agree
+    assert live.run_snapshot(Run(root / "resumed")).elapsed == status["elapsed"]  # and so does Open
+    assert status["elapsed"] >= snap.metrics[-1]["elapsed"] >= snap.metrics[0]["elapsed"]
+
+
+def test_the_running_runs_settings_fill_the_form(app, tiny_cfg):
+    """While a run is active, a page shows its settings (#19.6), with a note; the note goes when it ends."""
+    demo, tab, root = app
+    v = tab.view
+    tiny_cfg.run.root, tiny_cfg.run.dir, tiny_cfg.grpo.max_steps = str(root), "", 100_000
+    job = demo.registry.start(tiny_cfg)  # as another page would
+    _wait_for(lambda: job.snapshot().status == "training")
+    out = tab.refresh({v.seen: (None, -1, -1)})
+    assert "settings of the run in progress" in out[v.form_note]
+    assert out[v.fields["grpo.max_steps"]] == 100_000 and out[v.fields["model.name"]] == tiny_cfg.model.name
+    assert v.fields["grpo.max_steps"] not in tab.refresh({v.seen: out[v.seen]})  # sent once, not every tick
+    demo.registry.stop()
+    job.wait(120)
+    assert tab.refresh({v.seen: out[v.seen]})[v.form_note] == ""
+
+
+def test_a_refused_start_keeps_the_last_runs_dashboard(app, tiny_cfg):
+    """A bad regex once said 'Failed — error: unterminated character set' and blanked the charts (#19.8)."""
+    demo, tab, root = app
+    tiny_cfg.run.dir = str(root / "good")
+    tiny_cfg.run.root = str(root)
+    demo.registry.start(tiny_cfg).wait(120)
+    v = tab.view
+    seen = tab.refresh({v.seen: (None, -1, -1)})[v.seen]
+    bad = Config.from_dict(tiny_cfg.to_dict())
+    bad.reward.functions, bad.reward.weights, bad.reward.regex = ["one_sentence"], [], "[a-"
+    out = tab.start_run(_data(tab, bad))
+    assert out[v.status].startswith("**❌ Not started**") and "reward.regex" in out[v.status]
+    assert "position" in out[v.status] and "Failed" not in out[v.status]
+    assert tab.refresh({v.seen: seen}) == {v.seen: seen}  # nothing changed: the last run's charts stay
+    missing = Config.from_dict(tiny_cfg.to_dict())
+    missing.data.path = str(root / "nowhere.jsonl")  # refused in the job's own checks, not the form's
+    tab.start_run(_data(tab, missing))
+    demo.registry.current.wait(60)
+    after = tab.refresh({v.seen: seen})
+    assert "Not started" in after[v.status] and "Dataset file not found" in after[v.status]
+    assert v.plots["reward"] not in after and v.completions not in after
+
+
+def test_rename_renames_the_status_too(app, tiny_cfg):
+    """After a rename the status line and status.json named the old folder (#19.9)."""
+    demo, tab, root = app
+    tiny_cfg.run.dir, tiny_cfg.run.root = str(root / "old-name"), str(root)
+    demo.registry.start(tiny_cfg).wait(120)
+    note, _ = tab.manage["rename"](str(root / "old-name"), "new-name")
+    assert "new-name" in note
+    status = json.loads((root / "new-name" / "status.json").read_text())
+    assert "old-name" not in status["message"] and "new-name" in status["message"]
+    line = tab.refresh({tab.view.seen: (None, -1, -1)})[tab.view.status]
+    assert "new-name" in line and "old-name" not in line
+
+
+def test_a_refused_dataset_leaves_no_stale_preview(app, tmp_path):
+    """The preview kept an empty grid headed '1 2 3' after a file was refused (#19.10)."""
+    demo, tab, _ = app
+    f = tab.view.fields
+    ok = tab.show_data({f["data.path"]: "bundled", f["data.split"]: "train", f["data.prompt_column"]: "auto"})
+    assert len(ok[tab.view.data_preview]) == 5
+    (tmp_path / "empty.jsonl").write_text("")
+    bad = tab.show_data({f["data.path"]: str(tmp_path / "empty.jsonl"), f["data.split"]: "train",
+                         f["data.prompt_column"]: "auto"})
+    assert bad[tab.view.data_info].startswith("❌") and bad[tab.view.data_preview].empty
+    assert bad[tab.view.data_preview].columns.empty
+
+
+def test_an_upload_keeps_its_name(app, tmp_path):
+    """An uploaded file showed as /tmp/gradio/<hash>/posts.csv (#19.14): it is kept as <runs>/uploads/posts.csv."""
+    demo, tab, root = app
+    source = tmp_path / "gradio-tmp" / "abc123" / "posts.csv"
+    source.parent.mkdir(parents=True)
+    source.write_text("prompt\nMy cat sleeps all day.\n")
+    path = tab.upload_data({tab.view.upload: str(source)})[tab.view.fields["data.path"]]
+    assert path == str(root / "uploads" / "posts.csv") and open(path).read() == source.read_text()
+
+
+def test_stop_with_nothing_running_says_so(app):
+    demo, tab, _ = app
+    out = tab.stop_run({tab.view.visitor: "me"})  # and a toast: "Nothing is running"
+    assert list(out) == [tab.view.status] and not isinstance(out[tab.view.status], str)
+
+
+def test_compare_offers_the_last_finished_run(app, tiny_cfg):
+    """The Compare tab picked the newest run, an accidental stopped one, over the last finished one (#19.14)."""
+    demo, tab, root = app
+    tiny_cfg.run.root = str(root)
+    for name in ("finished-run", "stray-run"):
+        tiny_cfg.run.dir = str(root / name)
+        assert train(Config.from_dict(tiny_cfg.to_dict())).status == "finished"
+    status = root / "stray-run" / "status.json"
+    status.write_text(status.read_text().replace('"finished"', '"stopped"'))
+    choice, _ = demo.compare["refresh_runs"](None)
+    assert choice["value"].endswith("finished-run/adapter")
+
+
+def test_batch_with_zero_prompts_takes_them_all(app, tiny_cfg):
+    """Prompts = 0 ran 20 prompts without saying so (#19.4): 0 is all, a negative number is refused."""
+    demo, tab, root = app
+    tiny_cfg.run.dir = str(root / "r")
+    adapter = str(train(tiny_cfg).run_dir / "adapter")
+    gen = [4, 0.5, 0.1, 1.0, 0, False]
+    md, *_rest = demo.compare["run_batch"](adapter, "", "", False, "documents", 0, None, *gen)
+    assert "| 12 documents |" in md
+    with pytest.raises(Exception, match="0 \\(all of them\\) or more"):
+        demo.compare["run_batch"](adapter, "", "", False, "documents", -1, None, *gen)
+
+
+def test_captions_ticks_eta_and_plurals():
+    """Mid-step captions, duplicate ticks, an ETA that counted warm-up, '1 steps' (#19.11)."""
+    s = JobSnapshot(status="training", step=1, total=60, completions_step=2,
+                    completions=[{"prompt": "p", "completion": "c", "rewards": {}, "total": 0.0}])
+    assert live.completions_caption(s) == ("**Step 2 (in progress)**: 1 completion sampled for 1 prompt, best "
+                                           "first.")
+    rows = [{"step": i, "reward": float(i), "loss": 0.1} for i in (1, 2)]
+    for fig in charts.all_figures(rows):
+        assert fig.layout.xaxis.dtick == 1
+    assert eta([30.0], 59) == 30.0 * 59 and eta([30.0, 6.0, 6.5], 57) == 6.5 * 57  # warm-up step left out
+    assert eta([], 60) is None and eta([5.0], 0) == 0.0

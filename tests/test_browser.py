@@ -210,8 +210,8 @@ def _edit_cell(page, table_id: str, row: int, col: int, value) -> None:
     page.keyboard.press("Control+A")
     page.keyboard.type(str(value))
     page.keyboard.press("Enter")
-    _wait(lambda: page.locator(f"#{table_id} [data-testid=cell-{row}-{col}]").inner_text().strip() == str(value),
-          timeout=10)
+    cell = page.locator(f"#{table_id} [data-testid=cell-{row}-{col}]")
+    _wait(lambda: cell.inner_text().split("\n")[0].strip() == str(value), timeout=10)  # the cell's text, not its ⋮
 
 
 def _run_config(runs: Path, before: set) -> Config:

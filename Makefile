@@ -33,6 +33,7 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # pip-audit checks the pins as written (and what they resolve to); it is a tool, not a dependency.
 # PyPI's advisory data: osv.dev is not reachable here. Packages PyPI can't answer for show as skipped.

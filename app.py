@@ -26,8 +26,13 @@ if __name__ == "__main__":
     policy = demo.policy
     try:
         demo.queue(default_concurrency_limit=4).launch(
-            theme=THEME, css=CSS, show_error=True, server_name=policy.host, allowed_paths=policy.allowed_paths(),
-            max_file_size=f"{policy.max_upload_mb:g}mb" if policy.public else None)
+            theme=THEME,
+            css=CSS,
+            show_error=True,
+            server_name=policy.host,
+            allowed_paths=policy.allowed_paths(),
+            max_file_size=f"{policy.max_upload_mb:g}mb" if policy.public else None,
+        )
     finally:
         snap = demo.registry.shutdown(float(os.environ.get("GRPO_STUDIO_SHUTDOWN_WAIT") or 60))
         if snap is not None:

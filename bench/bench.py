@@ -31,9 +31,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def _recipe(steps: int, run_dir: str):
     from grpo_app.config import load_config
 
-    return load_config("recipe", overrides=[("model.name", "default"), ("data.path", "bundled"),
-                                            ("data.prompt_column", "prompt"), ("grpo.max_steps", steps),
-                                            ("grpo.seed", 0), ("run.dir", run_dir)])
+    return load_config(
+        "recipe",
+        overrides=[
+            ("model.name", "default"),
+            ("data.path", "bundled"),
+            ("data.prompt_column", "prompt"),
+            ("grpo.max_steps", steps),
+            ("grpo.seed", 0),
+            ("run.dir", run_dir),
+        ],
+    )
 
 
 class GenTimer:
@@ -73,15 +81,33 @@ def run_trl(steps: int, out_dir: str) -> dict:
         return [-abs(50 - len(completion)) for completion in completions]
 
     # The course's values plus the TRL 0.14 defaults it ran with (the recipe preset pins the same ones).
-    args = GRPOConfig(output_dir=out_dir, learning_rate=2e-5, per_device_train_batch_size=8,
-                      gradient_accumulation_steps=2, max_completion_length=96, num_generations=8,
-                      optim="adamw_torch", bf16=True, num_train_epochs=1, max_steps=steps, logging_steps=1,
-                      beta=0.04, loss_type="grpo", temperature=0.9, top_k=50, use_bias_correction_kl=False,
-                      gradient_checkpointing=False,
-                      report_to="none", seed=0, use_cpu=True, save_strategy="no")
+    args = GRPOConfig(
+        output_dir=out_dir,
+        learning_rate=2e-5,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=2,
+        max_completion_length=96,
+        num_generations=8,
+        optim="adamw_torch",
+        bf16=True,
+        num_train_epochs=1,
+        max_steps=steps,
+        logging_steps=1,
+        beta=0.04,
+        loss_type="grpo",
+        temperature=0.9,
+        top_k=50,
+        use_bias_correction_kl=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        seed=0,
+        use_cpu=True,
+        save_strategy="no",
+    )
     lora = LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, target_modules="all-linear")
-    trainer = GRPOTrainer(model=model, reward_funcs=[reward_len], args=args, train_dataset=dataset,
-                          processing_class=tok, peft_config=lora)
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=[reward_len], args=args, train_dataset=dataset, processing_class=tok, peft_config=lora
+    )
     trainer.train()
     logs = [r for r in trainer.state.log_history if "reward" in r]
     return {"logs": logs, "gen_seconds": timer.seconds}
@@ -136,17 +162,25 @@ def summarize(raw: dict, params: dict) -> dict:
     step = statistics.mean(r["step_time"] for r in logs)
     gen_per_step = sum(gen) / len(logs)
     completion_tokens = statistics.mean(r["completions/mean_length"] for r in logs) * 16
-    tokens_per_step = statistics.mean(b["num_tokens"] - a["num_tokens"] for a, b in zip(raw["logs"], raw["logs"][1:],
-                                                                                       strict=False))
+    tokens_per_step = statistics.mean(
+        b["num_tokens"] - a["num_tokens"] for a, b in zip(raw["logs"], raw["logs"][1:], strict=False)
+    )
     # LoRA training FLOPs: forward 2PT + backward (activation grads) 2PT over all tokens, plus the LM head on
     # the completion tokens; gradient checkpointing's extra forward is not useful work and is not counted.
     flops = 4 * params["non_embedding"] * tokens_per_step + 4 * params["lm_head"] * completion_tokens
     train_s = max(step - gen_per_step, 1e-9)
-    return {"step_s": step, "completion_tokens_per_s": completion_tokens / step,
-            "generation_share": gen_per_step / step, "training_share": 1 - gen_per_step / step,
-            "train_tflops": flops / 1e12, "train_gflops_per_s": flops / train_s / 1e9,
-            "rewards": [r["reward"] for r in raw["logs"]], "peak_rss_mb": raw["peak_rss_mb"],
-            "refresh_ms": raw.get("refresh_ms", []), "draw_ms": raw.get("draw_ms", [])}
+    return {
+        "step_s": step,
+        "completion_tokens_per_s": completion_tokens / step,
+        "generation_share": gen_per_step / step,
+        "training_share": 1 - gen_per_step / step,
+        "train_tflops": flops / 1e12,
+        "train_gflops_per_s": flops / train_s / 1e9,
+        "rewards": [r["reward"] for r in raw["logs"]],
+        "peak_rss_mb": raw["peak_rss_mb"],
+        "refresh_ms": raw.get("refresh_ms", []),
+        "draw_ms": raw.get("draw_ms", []),
+    }
 
 
 def child(variant: str, steps: int, out: str) -> None:
@@ -174,8 +208,9 @@ def main() -> None:
     for variant in ("trl", "engine"):
         print(f"running ({'a' if variant == 'trl' else 'b'}) {variant}, {args.steps} steps…", flush=True)
         out = tmp / f"{variant}.json"
-        subprocess.run([sys.executable, __file__, "--variant", variant, "--steps", str(args.steps),
-                        "--out", str(out)], check=True)
+        subprocess.run(
+            [sys.executable, __file__, "--variant", variant, "--steps", str(args.steps), "--out", str(out)], check=True
+        )
         raw[variant] = json.loads(out.read_text())
     cfg = AutoConfig.from_pretrained(resolve_model("default"))
     lm_head = cfg.vocab_size * cfg.hidden_size
@@ -188,12 +223,26 @@ def main() -> None:
     a, b = (summarize(raw[v], params) for v in ("trl", "engine"))
     for r in (a, b):
         r["train_mfu"] = r["train_gflops_per_s"] / peak
-    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "torch": torch.__version__, "bf16_matmul_gflops": peak},
-              "steps": args.steps, "a_plain_trl": a, "b_engine": b, "speedup": a["step_s"] / b["step_s"]}
-    rows = [("s / optimizer step", "step_s", "{:.1f}"), ("completion tokens / s", "completion_tokens_per_s", "{:.1f}"),
-            ("generation share", "generation_share", "{:.0%}"), ("training share", "training_share", "{:.0%}"),
-            ("training MFU (bf16 peak)*", "train_mfu", "{:.1%}"), ("peak RSS (MB)", "peak_rss_mb", "{:.0f}")]
+    result = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch": torch.__version__,
+            "bf16_matmul_gflops": peak,
+        },
+        "steps": args.steps,
+        "a_plain_trl": a,
+        "b_engine": b,
+        "speedup": a["step_s"] / b["step_s"],
+    }
+    rows = [
+        ("s / optimizer step", "step_s", "{:.1f}"),
+        ("completion tokens / s", "completion_tokens_per_s", "{:.1f}"),
+        ("generation share", "generation_share", "{:.0%}"),
+        ("training share", "training_share", "{:.0%}"),
+        ("training MFU (bf16 peak)*", "train_mfu", "{:.1%}"),
+        ("peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
+    ]
     print(f"\nbf16 matmul peak here: {peak:.0f} GFLOP/s; {args.steps} steps each, first excluded\n")
     print(f"{'':28}{'(a) plain TRL':>16}{'(b) engine':>14}")
     for label, key, fmt in rows:
@@ -201,10 +250,14 @@ def main() -> None:
     mean = statistics.mean
     print(f"{'mean reward (all steps)':28}{mean(a['rewards']):>16.1f}{mean(b['rewards']):>14.1f}")
     if b["refresh_ms"] and b["draw_ms"]:
-        print(f"{'live-view refresh (ms)':28}{'':>16}{statistics.median(b['refresh_ms']):>9.1f} med"
-              f" / {max(b['refresh_ms']):.0f} max")
-        print(f"{'  ...with a new step drawn':28}{'':>16}{statistics.median(b['draw_ms']):>9.0f} med"
-              f" / {max(b['draw_ms']):.0f} max")
+        print(
+            f"{'live-view refresh (ms)':28}{'':>16}{statistics.median(b['refresh_ms']):>9.1f} med"
+            f" / {max(b['refresh_ms']):.0f} max"
+        )
+        print(
+            f"{'  ...with a new step drawn':28}{'':>16}{statistics.median(b['draw_ms']):>9.0f} med"
+            f" / {max(b['draw_ms']):.0f} max"
+        )
     print("* FLOPs of plain TRL's step (all prompt and padding tokens): work the engine skips still counts.")
     print(f"\nspeed-up (a)/(b) per step: {result['speedup']:.2f}x")
     out_dir = REPO / "bench" / "results"

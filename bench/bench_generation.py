@@ -48,8 +48,10 @@ def random_adapter(cfg: Config, out: Path) -> str:
 
     model, tokenizer, _ = load_model(cfg)
     torch.manual_seed(0)
-    peft = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
-                                            init_lora_weights=False, task_type="CAUSAL_LM"))
+    peft = get_peft_model(
+        model,
+        LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM"),
+    )
     peft.save_pretrained(out)
     return str(out)
 
@@ -86,8 +88,11 @@ def compare_generate(models: InferenceModels, adapter: str, prompt, s: Generatio
 
         start = time.perf_counter() - t0
         r = streamed(run, tok)
-        out[side] = {"first_s": start + r["first_s"], "done_s": start + r["done_s"],
-                     "tokens": len(tok(r["text"], add_special_tokens=False)["input_ids"])}
+        out[side] = {
+            "first_s": start + r["first_s"],
+            "done_s": start + r["done_s"],
+            "tokens": len(tok(r["text"], add_special_tokens=False)["input_ids"]),
+        }
     return out
 
 
@@ -98,8 +103,10 @@ def pipelines(models: InferenceModels, adapter: str):
     from transformers import pipeline
 
     merged = PeftModel.from_pretrained(copy.deepcopy(models.base), adapter).merge_and_unload()
-    return {side: pipeline("text-generation", model=m, tokenizer=models.tokenizer)
-            for side, m in (("base", models.base), ("tuned", merged))}
+    return {
+        side: pipeline("text-generation", model=m, tokenizer=models.tokenizer)
+        for side, m in (("base", models.base), ("tuned", merged))
+    }
 
 
 def pipeline_kwargs(s: GenerationSettings) -> dict:
@@ -113,8 +120,11 @@ def compare_pipeline(pipes: dict, prompt, s: GenerationSettings) -> dict:
         torch.manual_seed(s.seed)
         text = pipe(prompt, **pipeline_kwargs(s))[0]["generated_text"][-1]["content"]
         done = time.perf_counter() - t0
-        out[side] = {"first_s": done, "done_s": done,
-                     "tokens": len(pipe.tokenizer(text, add_special_tokens=False)["input_ids"])}
+        out[side] = {
+            "first_s": done,
+            "done_s": done,
+            "tokens": len(pipe.tokenizer(text, add_special_tokens=False)["input_ids"]),
+        }
     return out
 
 
@@ -150,16 +160,25 @@ def main() -> None:
     posts = heldout_set(FORMAT, "posts", args.posts).prompts
     models = InferenceModels(cfg)
     tok = models.tokenizer
-    print(f"cat document: {len(tok(render_prompt(cat, tok))['input_ids'])} prompt tokens; {len(posts)} posts",
-          flush=True)
-    result: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                                "torch": torch.__version__}, "settings": s.__dict__, "posts": len(posts)}
+    print(
+        f"cat document: {len(tok(render_prompt(cat, tok))['input_ids'])} prompt tokens; {len(posts)} posts", flush=True
+    )
+    result: dict = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch": torch.__version__,
+        },
+        "settings": s.__dict__,
+        "posts": len(posts),
+    }
 
     models.warm(adapter)  # what picking the adapter in the Compare tab does
     print("(c) engine…", flush=True)
-    result["c_engine"] = {"cat": compare_engine(models, adapter, cat, s),
-                          "batch": batch(lambda p: sum(g.tokens for side in (None, adapter)
-                                                       for g in models.generate(p, s, side)), posts)}
+    result["c_engine"] = {
+        "cat": compare_engine(models, adapter, cat, s),
+        "batch": batch(lambda p: sum(g.tokens for side in (None, adapter) for g in models.generate(p, s, side)), posts),
+    }
     print("(b) pipeline…", flush=True)
     pipes = pipelines(models, adapter)
 
@@ -168,8 +187,9 @@ def main() -> None:
         for pipe in pipes.values():
             pipe.tokenizer.padding_side = "left"
             outs = pipe(p, batch_size=8, **pipeline_kwargs(s))
-            total += sum(len(tok(o[0]["generated_text"][-1]["content"], add_special_tokens=False)["input_ids"])
-                         for o in outs)
+            total += sum(
+                len(tok(o[0]["generated_text"][-1]["content"], add_special_tokens=False)["input_ids"]) for o in outs
+            )
         return total
 
     result["b_pipeline"] = {"cat": compare_pipeline(pipes, cat, s), "batch": batch(pipe_batch, posts)}
@@ -201,8 +221,13 @@ def report(r: dict) -> None:
         ("cat: first tuned token (s)", lambda v: v["cat"]["tuned"]["first_s"]),
         ("cat: both answers done (s)", lambda v: max(v["cat"]["base"]["done_s"], v["cat"]["tuned"]["done_s"])),
         ("cat: tokens (base + tuned)", lambda v: v["cat"]["base"]["tokens"] + v["cat"]["tuned"]["tokens"]),
-        ("cat: tokens / s, both sides", lambda v: (v["cat"]["base"]["tokens"] + v["cat"]["tuned"]["tokens"])
-         / max(v["cat"]["base"]["done_s"], v["cat"]["tuned"]["done_s"])),
+        (
+            "cat: tokens / s, both sides",
+            lambda v: (
+                (v["cat"]["base"]["tokens"] + v["cat"]["tuned"]["tokens"])
+                / max(v["cat"]["base"]["done_s"], v["cat"]["tuned"]["done_s"])
+            ),
+        ),
         (f"batch, {r['posts']} posts x 2 sides (s)", lambda v: v["batch"]["wall_s"]),
         ("batch: tokens", lambda v: v["batch"]["tokens"]),
         ("batch: tokens / s", lambda v: v["batch"]["tokens"] / v["batch"]["wall_s"]),
@@ -212,9 +237,11 @@ def report(r: dict) -> None:
     for label, values in rows:
         print(f"{label:34}" + "".join(f"{v:>15.1f}" if isinstance(v, float) else f"{v:>15}" for v in values))
     a, c = r["a_generate"], r["c_engine"]
-    print(f"\nbatch comparison: {a['batch']['wall_s'] / c['batch']['wall_s']:.2f}x generate's wall time, "
-          f"{(c['batch']['tokens'] / c['batch']['wall_s']) / (a['batch']['tokens'] / a['batch']['wall_s']):.2f}x "
-          "its tokens/s")
+    print(
+        f"\nbatch comparison: {a['batch']['wall_s'] / c['batch']['wall_s']:.2f}x generate's wall time, "
+        f"{(c['batch']['tokens'] / c['batch']['wall_s']) / (a['batch']['tokens'] / a['batch']['wall_s']):.2f}x "
+        "its tokens/s"
+    )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,14 @@ def _inside(path: str | Path, folder: Path) -> bool:
 
 def _looks_like_path(name: str) -> bool:
     p = Path(name).expanduser()
-    return (name.startswith((".", "/", "~", "\\")) or name.count("/") > 1 or "\\" in name or ":" in name
-            or p.suffix.lower() in FILE_TYPES or p.exists())
+    return (
+        name.startswith((".", "/", "~", "\\"))
+        or name.count("/") > 1
+        or "\\" in name
+        or ":" in name
+        or p.suffix.lower() in FILE_TYPES
+        or p.exists()
+    )
 
 
 @dataclass(frozen=True)
@@ -67,13 +73,15 @@ class Policy:
     @classmethod
     def from_env(cls, runs_root: str | Path = "runs") -> Policy:
         public = bool(os.environ.get("SPACE_ID")) or env_flag("GRPO_STUDIO_PUBLIC")
-        return cls(public=public,
-                   custom_rewards=env_flag("GRPO_STUDIO_ALLOW_CUSTOM_REWARDS", default=not public),
-                   manage_runs=env_flag("GRPO_STUDIO_ALLOW_MANAGE", default=not public),
-                   runs_root=Path(runs_root),
-                   max_upload_mb=float(os.environ.get("GRPO_STUDIO_MAX_UPLOAD_MB") or 50),
-                   max_steps=int(os.environ.get("GRPO_STUDIO_MAX_STEPS") or 0),
-                   max_minutes=float(os.environ.get("GRPO_STUDIO_MAX_MINUTES") or 0))
+        return cls(
+            public=public,
+            custom_rewards=env_flag("GRPO_STUDIO_ALLOW_CUSTOM_REWARDS", default=not public),
+            manage_runs=env_flag("GRPO_STUDIO_ALLOW_MANAGE", default=not public),
+            runs_root=Path(runs_root),
+            max_upload_mb=float(os.environ.get("GRPO_STUDIO_MAX_UPLOAD_MB") or 50),
+            max_steps=int(os.environ.get("GRPO_STUDIO_MAX_STEPS") or 0),
+            max_minutes=float(os.environ.get("GRPO_STUDIO_MAX_MINUTES") or 0),
+        )
 
     @property
     def owned_runs(self) -> bool:
@@ -115,25 +123,31 @@ class Policy:
         if _inside(path, upload_folder()) or _inside(path, self.runs_root / "uploads"):  # Gradio's copy, or ours
             size_mb = Path(path).stat().st_size / 2**20 if Path(path).is_file() else 0
             if size_mb > self.max_upload_mb:
-                raise ConfigError(f"The uploaded file is {size_mb:,.1f} MB, over this app's {self.max_upload_mb:g} "
-                                  "MB limit.")
+                raise ConfigError(
+                    f"The uploaded file is {size_mb:,.1f} MB, over this app's {self.max_upload_mb:g} MB limit."
+                )
             return
         if _looks_like_path(path):
-            raise ConfigError("On this public app the dataset is 'bundled', 'bundled-documents', 'bundled-mixed', "
-                              "a Hub dataset id (user/name) or a file you upload; server paths are not read.")
+            raise ConfigError(
+                "On this public app the dataset is 'bundled', 'bundled-documents', 'bundled-mixed', "
+                "a Hub dataset id (user/name) or a file you upload; server paths are not read."
+            )
 
     def check_model(self, name: str) -> None:
         if self.public and name not in ("", "default") and _looks_like_path(name):
-            raise ConfigError("On this public app the model is 'default' or a Hub id (user/name); server folders "
-                              "are not loaded.")
+            raise ConfigError(
+                "On this public app the model is 'default' or a Hub id (user/name); server folders are not loaded."
+            )
 
     def check_adapter(self, path: str | None) -> None:
         """A run's adapter under the runs folder, or a Hub id."""
         if not self.public or not path or _inside(path, self.runs_root):
             return
         if _looks_like_path(path):
-            raise ConfigError("On this public app an adapter is a run's adapter (pick it in the list) or a Hub id "
-                              "(user/name); other server folders are not loaded.")
+            raise ConfigError(
+                "On this public app an adapter is a run's adapter (pick it in the list) or a Hub id "
+                "(user/name); other server folders are not loaded."
+            )
 
     def run_folder(self, path: str | None) -> Path:
         """A run chosen in the page: always a folder directly under the runs folder, whatever the request says."""
@@ -152,8 +166,10 @@ class Policy:
             self.check_adapter(cfg.run.resume_from)
         custom = [f for f in cfg.reward.functions + cfg.reward.monitor if ":" in f]
         if custom and not self.custom_rewards:
-            raise ConfigError(f"Custom reward code ({custom[0]}) is off on this app: use the built-in rewards "
-                              "(the operator can allow it with GRPO_STUDIO_ALLOW_CUSTOM_REWARDS=1).")
+            raise ConfigError(
+                f"Custom reward code ({custom[0]}) is off on this app: use the built-in rewards "
+                "(the operator can allow it with GRPO_STUDIO_ALLOW_CUSTOM_REWARDS=1)."
+            )
         if self.public and cfg.grpo.vllm_server_base_url:
             raise ConfigError("On this public app the vLLM server address is the operator's to set; leave it empty.")
         if self.public and cfg.model.trust_remote_code:
@@ -161,8 +177,10 @@ class Policy:
 
     def check_manage(self) -> None:
         if not self.manage_runs:
-            raise ConfigError("Renaming and deleting runs is off on this public app (the operator can allow it with "
-                              "GRPO_STUDIO_ALLOW_MANAGE=1).")
+            raise ConfigError(
+                "Renaming and deleting runs is off on this public app (the operator can allow it with "
+                "GRPO_STUDIO_ALLOW_MANAGE=1)."
+            )
 
     def check_export_folder(self, out: str | None) -> None:
         if self.public and (out or "").strip():

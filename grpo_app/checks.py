@@ -21,8 +21,13 @@ def validate(cfg: Config) -> Config:
         problems.append("grpo.learning_rate must be positive.")
     if g.save_steps < 0 or g.save_total_limit < 0:
         problems.append("grpo.save_steps and grpo.save_total_limit must be >= 0.")
-    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length",
-                 "max_prompt_length", "logging_steps"):
+    for name in (
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "max_completion_length",
+        "max_prompt_length",
+        "logging_steps",
+    ):
         if getattr(g, name) < 1:
             problems.append(f"grpo.{name} must be at least 1.")
     gen_batch = g.extra.get("generation_batch_size") or g.per_device_train_batch_size * g.gradient_accumulation_steps
@@ -40,8 +45,10 @@ def validate(cfg: Config) -> Config:
     if g.temperature <= 0:
         problems.append("grpo.temperature must be positive: GRPO samples its completions.")
     if cfg.generation.do_sample and cfg.generation.temperature <= 0:
-        problems.append("generation.temperature must be positive while sampling (or set "
-                        "generation.do_sample=false for greedy decoding).")
+        problems.append(
+            "generation.temperature must be positive while sampling (or set "
+            "generation.do_sample=false for greedy decoding)."
+        )
     if not 0 <= cfg.generation.min_p < 1:
         problems.append("generation.min_p must be in [0, 1).")
     if cfg.data.max_file_mb < 0:
@@ -58,14 +65,17 @@ def validate(cfg: Config) -> Config:
     if not cfg.reward.functions:
         problems.append("Choose at least one reward function.")
     if unknown:
-        problems.append(f"Unknown reward function(s) {unknown}. Built-in: {', '.join(BUILTIN_REWARDS)}; "
-                        "or your own as file.py:function.")
+        problems.append(
+            f"Unknown reward function(s) {unknown}. Built-in: {', '.join(BUILTIN_REWARDS)}; "
+            "or your own as file.py:function."
+        )
     if any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in cfg.reward.weights):
         problems.append(f"reward.weights must be numbers, got {cfg.reward.weights}.")
     elif cfg.reward.weights and len(cfg.reward.weights) != len(cfg.reward.functions):
         n = len(cfg.reward.functions)
-        problems.append(f"reward.weights has {len(cfg.reward.weights)} values for {n} reward "
-                        f"function{'' if n == 1 else 's'}.")
+        problems.append(
+            f"reward.weights has {len(cfg.reward.weights)} values for {n} reward function{'' if n == 1 else 's'}."
+        )
     if cfg.reward.ideal_length < 1:
         problems.append("reward.ideal_length must be at least 1 character.")
     if "one_sentence" in cfg.reward.functions + cfg.reward.monitor:
@@ -77,8 +87,14 @@ def validate(cfg: Config) -> Config:
             problems.append(f"reward.regex (the one_sentence pattern) is not a valid regular expression: {e}.")
     if cfg.generation.max_new_tokens < 1:
         problems.append("generation.max_new_tokens must be at least 1.")
-    for name in ("logits_head", "merged_generation", "skip_checkpointing", "shared_prefix", "fast_decode",
-                 "grouped_attention"):
+    for name in (
+        "logits_head",
+        "merged_generation",
+        "skip_checkpointing",
+        "shared_prefix",
+        "fast_decode",
+        "grouped_attention",
+    ):
         if getattr(cfg.speed, name) not in ("auto", "on", "off"):
             problems.append(f"speed.{name} must be auto, on or off.")
     problems += _tracker_problems(cfg.run.report_to)
@@ -93,8 +109,10 @@ def validate(cfg: Config) -> Config:
         problems.append("grpo.vllm_server_base_url must start with http:// or https://.")
     secrets = [k for k in g.extra if any(word in k.lower() for word in ("token", "api_key", "password", "secret"))]
     if secrets:
-        problems.append(f"grpo.{secrets[0]}: tokens never go in a config (it is saved in the run folder); set "
-                        "HF_TOKEN or WANDB_API_KEY in the environment instead.")
+        problems.append(
+            f"grpo.{secrets[0]}: tokens never go in a config (it is saved in the run folder); set "
+            "HF_TOKEN or WANDB_API_KEY in the environment instead."
+        )
     if problems:
         raise ConfigError(" ".join(problems))
     return cfg
@@ -147,12 +165,16 @@ def check_vllm(g: GRPOSettings, device: str) -> None:
     if device != "cuda":
         raise ConfigError("vLLM generation needs a CUDA GPU; this run is on the CPU (set grpo.use_vllm=false).")
     if importlib.util.find_spec("vllm") is None:
-        raise ConfigError("grpo.use_vllm is on but vLLM is not installed: pip install vllm (the version TRL's "
-                          "docs name), or set grpo.use_vllm=false.")
+        raise ConfigError(
+            "grpo.use_vllm is on but vLLM is not installed: pip install vllm (the version TRL's "
+            "docs name), or set grpo.use_vllm=false."
+        )
     if g.vllm_mode == "server":
         from .hub import reachable
 
         address = g.vllm_server_base_url or "http://0.0.0.0:8000"
         if not reachable(address):
-            raise ConfigError(f"No vLLM server answers at {address}: start one first with `trl vllm-serve "
-                              "--model <the same model>` on its own GPU(s), or use grpo.vllm_mode=colocate.")
+            raise ConfigError(
+                f"No vLLM server answers at {address}: start one first with `trl vllm-serve "
+                "--model <the same model>` on its own GPU(s), or use grpo.vllm_mode=colocate."
+            )

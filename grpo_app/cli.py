@@ -1,13 +1,13 @@
 """Headless GRPO Studio: the same engine as the app.
 
-    python -m grpo_app train --preset quick
-    python -m grpo_app train --config my.yaml --set grpo.max_steps=20 run.dir=out
-    python -m grpo_app train --resume runs/<run>                # after a crash, a kill or Stop
-    python -m grpo_app config --preset recipe > my.yaml
-    python -m grpo_app generate --adapter runs/<run>/adapter --prompts posts.jsonl --out answers.jsonl
-    python -m grpo_app eval --adapter runs/<run>/adapter        # base vs tuned on the held-out texts
-    python -m grpo_app export runs/<run> --merge --push user/my-model
-    accelerate launch -m grpo_app train --preset recipe     # several GPUs / processes
+python -m grpo_app train --preset quick
+python -m grpo_app train --config my.yaml --set grpo.max_steps=20 run.dir=out
+python -m grpo_app train --resume runs/<run>                # after a crash, a kill or Stop
+python -m grpo_app config --preset recipe > my.yaml
+python -m grpo_app generate --adapter runs/<run>/adapter --prompts posts.jsonl --out answers.jsonl
+python -m grpo_app eval --adapter runs/<run>/adapter        # base vs tuned on the held-out texts
+python -m grpo_app export runs/<run> --merge --push user/my-model
+accelerate launch -m grpo_app train --preset recipe     # several GPUs / processes
 """
 
 from __future__ import annotations
@@ -30,8 +30,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file (see `config`).")
     p.add_argument("--preset", choices=["quick", "recipe"], help="Start from a preset.")
-    p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                   help="Override settings, e.g. grpo.max_steps=20 data.path=posts.jsonl (repeatable).")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Override settings, e.g. grpo.max_steps=20 data.path=posts.jsonl (repeatable).",
+    )
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -39,8 +46,12 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="Train a LoRA adapter with GRPO.")
     _add_config_args(train)
-    train.add_argument("--resume", metavar="RUN_DIR", help="Continue an interrupted or stopped run from its last "
-                       "checkpoint, with its own config (--set still applies).")
+    train.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="Continue an interrupted or stopped run from its last "
+        "checkpoint, with its own config (--set still applies).",
+    )
     cfg = sub.add_parser("config", help="Print the full config as YAML.")
     _add_config_args(cfg)
     gen = sub.add_parser("generate", help="Generate completions for a file of prompts.")
@@ -60,8 +71,11 @@ def make_parser() -> argparse.ArgumentParser:
     _add_config_args(ev)
     ev.add_argument("--adapter", required=True, help="LoRA adapter folder (a run's adapter/) or Hub id.")
     ev.add_argument("--model", help="Base model (default: the adapter's run model, else 'default').")
-    ev.add_argument("--prompts", help="Your own prompts file (with a `reference` column for ROUGE) instead of the "
-                    "bundled held-out posts, documents and plain texts.")
+    ev.add_argument(
+        "--prompts",
+        help="Your own prompts file (with a `reference` column for ROUGE) instead of the "
+        "bundled held-out posts, documents and plain texts.",
+    )
     ev.add_argument("--limit", type=int, default=0, help="At most this many prompts per set (0 = all).")
     ev.add_argument("--out", help="Report path (default: <run>/eval.json, or eval.json beside the adapter).")
     ev.add_argument("--batch-size", type=int, default=64, help="most prompts decoded together")
@@ -85,8 +99,12 @@ class _StopOnSignal:
             raise KeyboardInterrupt
         self.signum = signum
         self.stop.set()
-        print(f"\n{signal.Signals(signum).name}: stopping after this step and saving "
-              "(press Ctrl-C again to quit at once).", file=sys.stderr, flush=True)
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after this step and saving "
+            "(press Ctrl-C again to quit at once).",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __exit__(self, *exc) -> None:
         for s, handler in self.previous.items():
@@ -154,12 +172,18 @@ def cmd_generate(args, cfg: Config) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         for i, (p, g) in enumerate(zip(prompts["prompt"], gens, strict=True)):
-            row = {"prompt": prompt_text(p), "completion": g.text, "tokens": g.tokens,
-                   "rewards": {k: v[i] for k, v in scores.items()}}
+            row = {
+                "prompt": prompt_text(p),
+                "completion": g.text,
+                "tokens": g.tokens,
+                "rewards": {k: v[i] for k, v in scores.items()},
+            }
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     n = len(texts)
-    print(f"wrote {n} completions to {out}; mean length {sum(map(len, texts)) / n:.1f} chars, "
-          f"mean reward {sum(scores['total']) / n:.2f}")
+    print(
+        f"wrote {n} completions to {out}; mean length {sum(map(len, texts)) / n:.1f} chars, "
+        f"mean reward {sum(scores['total']) / n:.2f}"
+    )
     return 0
 
 
@@ -245,8 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:  # a bug or a fault we did not foresee: still one sentence, the rest on request
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        print(f"error: {type(e).__name__}: {first}" + ("" if args.debug else " (--debug shows the traceback)"),
-              file=sys.stderr)
+        print(
+            f"error: {type(e).__name__}: {first}" + ("" if args.debug else " (--debug shows the traceback)"),
+            file=sys.stderr,
+        )
         if args.debug:
             traceback.print_exc()
         return 1

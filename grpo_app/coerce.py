@@ -122,8 +122,14 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
         except ValueError:  # an int over 4300 digits has no repr
             shown = f"a {type(value).__name__} too large to show"
         shown = shown if len(shown) <= 120 else shown[:117] + "..."
-        names = {bool: "bool (true or false)", int: "int", float: "float", str: "str", number: "numbers",
-                 dict: "dict with text keys"}
+        names = {
+            bool: "bool (true or false)",
+            int: "int",
+            float: "float",
+            str: "str",
+            number: "numbers",
+            dict: "dict with text keys",
+        }
         expected = names.get(kind, "plain data (text, numbers, true/false, lists, mappings with text keys)")
         if kind is list:
             expected = f"list of {names.get(item, 'plain data')}"

@@ -26,8 +26,11 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass
 class ModelConfig:
-    name: str = _f("default", "'default' (offline SmolLM2-135M-Instruct; on a Space the recipe's "
-                   "SmolLM-135M-Instruct), a Hub id or a local folder.")
+    name: str = _f(
+        "default",
+        "'default' (offline SmolLM2-135M-Instruct; on a Space the recipe's "
+        "SmolLM-135M-Instruct), a Hub id or a local folder.",
+    )
     device: str = _f("auto", "auto | cpu | cuda.")
     dtype: str = _f("auto", "Weights dtype: auto (bf16 where the host supports it) | bfloat16 | float32 | float16.")
     attn_implementation: str = _f("auto", "auto (flash_attention_2 on CUDA when installed, else sdpa) | sdpa | eager.")
@@ -36,19 +39,28 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    path: str = _f("bundled", "'bundled' (short posts shipped in assets/), 'bundled-documents' (long texts), "
-                   "'bundled-mixed' (both), a Hub dataset id, or a local "
-                   ".jsonl/.json/.csv/.parquet/.txt file.")
+    path: str = _f(
+        "bundled",
+        "'bundled' (short posts shipped in assets/), 'bundled-documents' (long texts), "
+        "'bundled-mixed' (both), a Hub dataset id, or a local "
+        ".jsonl/.json/.csv/.parquet/.txt file.",
+    )
     split: str = _f("train", "Split to train on (Hub datasets and the bundled set).")
     prompt_column: str = _f("auto", "Column holding the prompt; 'auto' tries prompt, text, content, messages.")
-    instruction: str = _f("", "Optional instruction put before each text, e.g. 'Summarize this post in one "
-                          "sentence.', or a template with {text} where the text goes ('{text}\\n\\nSummarize the text "
-                          "above in one sentence.' asks after it); empty keeps prompts as they are.")
+    instruction: str = _f(
+        "",
+        "Optional instruction put before each text, e.g. 'Summarize this post in one "
+        "sentence.', or a template with {text} where the text goes ('{text}\\n\\nSummarize the text "
+        "above in one sentence.' asks after it); empty keeps prompts as they are.",
+    )
     system_prompt: str = _f("", "Optional system message (chat format only).")
     chat_format: bool = _f(False, "Wrap prompts as chat messages so the model's chat template is applied.")
     max_samples: int = _f(0, "Use at most this many prompts (0 = all).")
-    overlong: str = _f("truncate", "What to do with prompts over grpo.max_prompt_length tokens: truncate (keep the "
-                       "start) | truncate_left (keep the end, as TRL 0.14 did) | drop.")
+    overlong: str = _f(
+        "truncate",
+        "What to do with prompts over grpo.max_prompt_length tokens: truncate (keep the "
+        "start) | truncate_left (keep the end, as TRL 0.14 did) | drop.",
+    )
     max_file_mb: float = _f(200.0, "Refuse local dataset files larger than this (MB): a wrong file fails at once.")
 
 
@@ -81,32 +93,46 @@ class GRPOSettings:
     lr_scheduler_type: str = _f("linear", "linear | cosine | constant ...")
     warmup_steps: float = _f(0, "Learning-rate warm-up: steps (>= 1) or a fraction of all steps (< 1).")
     logging_steps: int = _f(1, "Log metrics every N steps.")
-    save_steps: int = _f(25, "Save the adapter and a resumable checkpoint every N steps (0 = only the adapter, at "
-                         "the end).")
+    save_steps: int = _f(
+        25, "Save the adapter and a resumable checkpoint every N steps (0 = only the adapter, at the end)."
+    )
     save_total_limit: int = _f(2, "Keep the newest K checkpoints (0 = all): bounds disk use.")
     seed: int = _f(42, "Random seed.")
-    use_vllm: bool = _f(False, "Generate completions with vLLM (CUDA; pip install vllm): pays off for long "
-                        "completions and large groups.")
-    vllm_mode: str = _f("colocate", "colocate (vLLM inside the training process, sharing its GPUs) | server (a "
-                        "separate `trl vllm-serve` process on its own GPUs).")
+    use_vllm: bool = _f(
+        False,
+        "Generate completions with vLLM (CUDA; pip install vllm): pays off for long completions and large groups.",
+    )
+    vllm_mode: str = _f(
+        "colocate",
+        "colocate (vLLM inside the training process, sharing its GPUs) | server (a "
+        "separate `trl vllm-serve` process on its own GPUs).",
+    )
     vllm_server_base_url: str = _f("", "server mode: the `trl vllm-serve` address (empty = http://0.0.0.0:8000).")
-    vllm_gpu_memory_utilization: float = _f(0.3, "colocate mode: the share of GPU memory vLLM takes for weights "
-                                            "and KV cache.")
+    vllm_gpu_memory_utilization: float = _f(
+        0.3, "colocate mode: the share of GPU memory vLLM takes for weights and KV cache."
+    )
     extra: dict = _f({}, "Any other TRL GRPOConfig field, passed through as is.")
 
 
 @dataclass
 class RewardSettings:
-    functions: list = _f(["length"], "Rewards to use: length, one_sentence, grounding, no_repeat, summary, coverage, "
-                         "no_copy, or your own as file.py:function (TRL's reward-function convention).")
+    functions: list = _f(
+        ["length"],
+        "Rewards to use: length, one_sentence, grounding, no_repeat, summary, coverage, "
+        "no_copy, or your own as file.py:function (TRL's reward-function convention).",
+    )
     weights: list = _f([], "One weight per function (empty = all 1.0).")
-    monitor: list = _f(["grounding", "no_repeat", "summary", "coverage", "no_copy"],
-                       "Rewards logged and charted at every step but not optimised (weight 0): watch quality while "
-                       "the reward rises.")
+    monitor: list = _f(
+        ["grounding", "no_repeat", "summary", "coverage", "no_copy"],
+        "Rewards logged and charted at every step but not optimised (weight 0): watch quality while the reward rises.",
+    )
     ideal_length: int = _f(50, "Target length in characters for the length reward.")
-    regex: str = _f(r"^(?:[^.!?\n]|[.!?](?=[^\s]))*[.!?][\"')]?$", "Pattern the one_sentence reward looks for "
-                    "(the whole completion); the default: one line that ends in . ! or ? and has no . ! or ? "
-                    "before a space inside it, so one sentence.")
+    regex: str = _f(
+        r"^(?:[^.!?\n]|[.!?](?=[^\s]))*[.!?][\"')]?$",
+        "Pattern the one_sentence reward looks for "
+        "(the whole completion); the default: one line that ends in . ! or ? and has no . ! or ? "
+        "before a space inside it, so one sentence.",
+    )
 
 
 @dataclass
@@ -125,26 +151,46 @@ class RunSettings:
     dir: str = _f("", "Run folder; empty = <root>/<timestamp>-<model>.")
     root: str = _f("runs", "Where new run folders are created.")
     resume_from: str = _f("", "Adapter folder to continue training from.")
-    report_to: str = _f("none", "Experiment trackers besides the app's own charts: none | trackio | tensorboard | "
-                        "wandb (offline without WANDB_API_KEY), comma-separated for several.")
+    report_to: str = _f(
+        "none",
+        "Experiment trackers besides the app's own charts: none | trackio | tensorboard | "
+        "wandb (offline without WANDB_API_KEY), comma-separated for several.",
+    )
 
 
 @dataclass
 class SpeedSettings:
-    logits_head: str = _f("auto", "Log-probs with the LM head on real completion tokens only and one chunked "
-                          "log-softmax, instead of TRL's chunked kernel: auto (on for CPU) | on | off.")
-    merged_generation: str = _f("auto", "Generate from a merged copy of base + LoRA (an extra copy of the "
-                                "weights): auto (on for CPU) | on | off.")
-    skip_checkpointing: str = _f("auto", "Turn gradient checkpointing off where memory allows (it repeats the "
-                                 "forward pass): auto (CPU and < 1B parameters) | on | off.")
-    shared_prefix: str = _f("auto", "Forward each distinct prompt once per batch and share its KV cache with its "
-                            "num_generations completions in training (needs logits_head): auto (on for CPU) | on | "
-                            "off.")
-    fast_decode: str = _f("auto", "Sample completions with GRPO Studio's decoder (prompt prefilled once, preallocated "
-                          "KV cache, exact cheap sampling; needs merged_generation) instead of generate(): auto (on "
-                          "for CPU) | on | off.")
-    grouped_attention: str = _f("auto", "Attention where each K/V head serves its query heads in place, instead of "
-                                "sdpa (slow on a CPU for one query or in backward): auto (on for CPU) | on | off.")
+    logits_head: str = _f(
+        "auto",
+        "Log-probs with the LM head on real completion tokens only and one chunked "
+        "log-softmax, instead of TRL's chunked kernel: auto (on for CPU) | on | off.",
+    )
+    merged_generation: str = _f(
+        "auto",
+        "Generate from a merged copy of base + LoRA (an extra copy of the weights): auto (on for CPU) | on | off.",
+    )
+    skip_checkpointing: str = _f(
+        "auto",
+        "Turn gradient checkpointing off where memory allows (it repeats the "
+        "forward pass): auto (CPU and < 1B parameters) | on | off.",
+    )
+    shared_prefix: str = _f(
+        "auto",
+        "Forward each distinct prompt once per batch and share its KV cache with its "
+        "num_generations completions in training (needs logits_head): auto (on for CPU) | on | "
+        "off.",
+    )
+    fast_decode: str = _f(
+        "auto",
+        "Sample completions with GRPO Studio's decoder (prompt prefilled once, preallocated "
+        "KV cache, exact cheap sampling; needs merged_generation) instead of generate(): auto (on "
+        "for CPU) | on | off.",
+    )
+    grouped_attention: str = _f(
+        "auto",
+        "Attention where each K/V head serves its query heads in place, instead of "
+        "sdpa (slow on a CPU for one query or in backward): auto (on for CPU) | on | off.",
+    )
     threads: int = _f(0, "torch CPU threads (0 = torch's default).")
 
 
@@ -210,8 +256,9 @@ class Config:
             try:
                 text = text.decode("utf-8-sig")
             except UnicodeDecodeError as e:
-                raise ConfigError(f"The config is not UTF-8 text (byte {e.object[e.start]:#04x} at position "
-                                  f"{e.start}).") from None
+                raise ConfigError(
+                    f"The config is not UTF-8 text (byte {e.object[e.start]:#04x} at position {e.start})."
+                ) from None
         try:
             data = yaml.safe_load(text)
         except yaml.MarkedYAMLError as e:
@@ -241,8 +288,9 @@ class Config:
         except OSError as e:
             raise ConfigError(f"Could not read the config file {p}: {e.strerror or e}.") from None
         except UnicodeDecodeError as e:
-            raise ConfigError(f"The config file {p} is not UTF-8 text (byte {e.object[e.start]:#04x} at position "
-                              f"{e.start}).") from None
+            raise ConfigError(
+                f"The config file {p} is not UTF-8 text (byte {e.object[e.start]:#04x} at position {e.start})."
+            ) from None
         return cls.from_yaml(text)
 
 
@@ -270,8 +318,9 @@ def set_value(cfg: Config, key: str, value: Any) -> None:
             entries = {} if value is None else coerce(value, "dict", key)
             unknown = [k for k in entries if k not in trl_fields]
             if unknown:
-                raise ConfigError(f"Unknown setting {'grpo.extra.' + unknown[0]!r}: grpo.extra holds TRL "
-                                  "GRPOConfig fields only.")
+                raise ConfigError(
+                    f"Unknown setting {'grpo.extra.' + unknown[0]!r}: grpo.extra holds TRL GRPOConfig fields only."
+                )
             section.extra = {k: coerce(v, trl_fields[k], f"grpo.extra.{k}") for k, v in entries.items()}
             return
         if name in trl_fields:
@@ -311,8 +360,9 @@ def preset(name: str) -> Config:
     return cfg
 
 
-def load_config(preset_name: str | None = None, path: str | None = None,
-                overrides: list[tuple[str, Any]] | None = None) -> Config:
+def load_config(
+    preset_name: str | None = None, path: str | None = None, overrides: list[tuple[str, Any]] | None = None
+) -> Config:
     """Preset, then file, then overrides: the same order for the CLI and the UI."""
     cfg = preset(preset_name) if preset_name else Config()
     if path:

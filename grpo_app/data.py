@@ -70,9 +70,13 @@ def _read_file(path: Path) -> Dataset:
     kind = FILE_TYPES.get(path.suffix.lower())
     if kind is None:
         raise DataError(f"Unsupported file type '{path.suffix}'. Use one of: {', '.join(FILE_TYPES)}.")
-    expected = {".jsonl": "one JSON object per line", ".json": "a JSON list of objects",
-                ".csv": "a header row, then one comma-separated row per prompt", ".parquet": "a parquet table",
-                ".txt": "UTF-8 text, one prompt per line"}[path.suffix.lower()]
+    expected = {
+        ".jsonl": "one JSON object per line",
+        ".json": "a JSON list of objects",
+        ".csv": "a header row, then one comma-separated row per prompt",
+        ".parquet": "a parquet table",
+        ".txt": "UTF-8 text, one prompt per line",
+    }[path.suffix.lower()]
     try:
         if kind == "text":
             lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
@@ -91,8 +95,9 @@ def _read_file(path: Path) -> Dataset:
     except DataError:
         raise
     except UnicodeDecodeError as e:
-        raise DataError(f"{path.name} is not UTF-8 text (byte {e.object[e.start]:#04x} at position {e.start}): "
-                        f"expected {expected}.") from None
+        raise DataError(
+            f"{path.name} is not UTF-8 text (byte {e.object[e.start]:#04x} at position {e.start}): expected {expected}."
+        ) from None
     except RecursionError:
         raise DataError(f"Could not read {path.name}: it is nested too deeply (expected {expected}).") from None
     except MemoryError:
@@ -143,8 +148,9 @@ def detect_column(columns: list[str], wanted: str = "auto") -> str:
     for name in PROMPT_COLUMNS:
         if name in names:
             return name
-    raise DataError(f"No prompt column found (looked for {', '.join(PROMPT_COLUMNS)}). "
-                    f"Columns: {shown}. Name the column to use.")
+    raise DataError(
+        f"No prompt column found (looked for {', '.join(PROMPT_COLUMNS)}). Columns: {shown}. Name the column to use."
+    )
 
 
 def to_prompt(value, cfg: DataConfig):
@@ -156,22 +162,24 @@ def to_prompt(value, cfg: DataConfig):
     source = Path(cfg.path).name if Path(cfg.path).suffix.lower() in FILE_TYPES else cfg.path or "bundled"
     if isinstance(value, list):  # chat messages: keep the conversation up to the last user turn
         if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in value):
-            raise DataError(f"A prompt in {source} is a list but not chat messages (mappings with a 'role' and a "
-                            f"'content'): {reprlib.repr(value)}.")
+            raise DataError(
+                f"A prompt in {source} is a list but not chat messages (mappings with a 'role' and a "
+                f"'content'): {reprlib.repr(value)}."
+            )
         messages = [dict(m) for m in value]
         while messages and messages[-1].get("role") == "assistant":
             messages.pop()
         if not messages:
             raise DataError(f"A chat prompt in {source} has no user message.")
         if not all(isinstance(m.get("content"), str) for m in messages):
-            raise DataError(f"A chat prompt in {source} has a message without text content: "
-                            f"{reprlib.repr(messages)}.")
+            raise DataError(f"A chat prompt in {source} has a message without text content: {reprlib.repr(messages)}.")
         if cfg.system_prompt and messages[0].get("role") != "system":
             messages.insert(0, {"role": "system", "content": cfg.system_prompt})
         return messages
     if not (value is None or isinstance(value, (str, int, float))):
-        raise DataError(f"A prompt in {source} is a {type(value).__name__}, not text or chat messages: "
-                        f"{reprlib.repr(value)}.")
+        raise DataError(
+            f"A prompt in {source} is a {type(value).__name__}, not text or chat messages: {reprlib.repr(value)}."
+        )
     text = with_instruction("" if value is None else str(value), cfg.instruction)
     if not cfg.chat_format:
         return text
@@ -218,8 +226,9 @@ def _shorten(prompt, tokenizer, excess: int, keep_end: bool = False):
 RESERVED = frozenset({"prompt", "completion", "completions", "completion_ids", "prompt_ids"})  # TRL's own names
 
 
-def build_prompts(cfg: DataConfig, tokenizer=None, max_prompt_length: int = 0,
-                  split: str | None = None) -> tuple[Dataset, DataReport]:
+def build_prompts(
+    cfg: DataConfig, tokenizer=None, max_prompt_length: int = 0, split: str | None = None
+) -> tuple[Dataset, DataReport]:
     """The dataset TRL trains on and a report of what was done to it: a `prompt` column, plus every other column
     of the source (an `answer`, a `reference`, a `title`...), which TRL hands to the reward functions by name."""
     raw = read_rows(cfg.path, split or cfg.split, cfg.max_file_mb)
@@ -227,8 +236,10 @@ def build_prompts(cfg: DataConfig, tokenizer=None, max_prompt_length: int = 0,
     try:
         values = list(raw[column])
     except (ValueError, TypeError) as e:  # pyarrow cannot turn some nested values back into Python
-        raise DataError(f"Column {column!r} of {Path(cfg.path).name or cfg.path} cannot be read as prompts "
-                        f"({str(e).splitlines()[0][:120]}).") from None
+        raise DataError(
+            f"Column {column!r} of {Path(cfg.path).name or cfg.path} cannot be read as prompts "
+            f"({str(e).splitlines()[0][:120]})."
+        ) from None
     if cfg.max_samples > 0:
         values = values[: cfg.max_samples]
     kept = [i for i, v in enumerate(values) if v not in (None, "", [])]

@@ -45,8 +45,21 @@ FIGURES = {  # figure -> (label, higher is better)
     "mean_chars": ("mean length (chars)", None),
     "mean_tokens": ("mean tokens", None),
 }
-CHECK_COLUMNS = {"answer", "chars", "tokens", "grounding", "repetition", "degenerate", "is_summary", "why_not",
-                 "copies", "coverage", "rouge1", "rouge2", "rougeL"}
+CHECK_COLUMNS = {
+    "answer",
+    "chars",
+    "tokens",
+    "grounding",
+    "repetition",
+    "degenerate",
+    "is_summary",
+    "why_not",
+    "copies",
+    "coverage",
+    "rouge1",
+    "rouge2",
+    "rougeL",
+}
 
 
 @dataclass
@@ -76,8 +89,9 @@ def heldout_set(data: DataConfig, which: str, limit: int = 0) -> PromptSet:
     return prompt_set(data, HELDOUT[which], limit)
 
 
-def answer_columns(side: str, pset: PromptSet, texts: list[str], tokens: list[int] | None,
-                   rewards: RewardSettings) -> dict[str, list]:
+def answer_columns(
+    side: str, pset: PromptSet, texts: list[str], tokens: list[int] | None, rewards: RewardSettings
+) -> dict[str, list]:
     """One side's answers with their length, tokens, every reward, every quality check and ROUGE."""
     checks = [assess(prompt_text(p), t) for p, t in zip(pset.prompts, texts, strict=True)]
     cols: dict[str, list] = {f"{side}_answer": texts, f"{side}_chars": [len(t) for t in texts]}
@@ -98,8 +112,15 @@ def answer_columns(side: str, pset: PromptSet, texts: list[str], tokens: list[in
     return cols
 
 
-def compare_batch(models: InferenceModels, pset: PromptSet, settings: GenerationSettings, adapter: str,
-                  rewards: RewardSettings, batch_size: int = 64, progress=None) -> pd.DataFrame:
+def compare_batch(
+    models: InferenceModels,
+    pset: PromptSet,
+    settings: GenerationSettings,
+    adapter: str,
+    rewards: RewardSettings,
+    batch_size: int = 64,
+    progress=None,
+) -> pd.DataFrame:
     """One row per prompt: the baselines', the base model's and the tuned model's answers, scored alike."""
     total = 2 * len(pset)
 
@@ -113,8 +134,9 @@ def compare_batch(models: InferenceModels, pset: PromptSet, settings: Generation
         if any(answers):  # a plain text has no title: no title baseline
             rows.update(answer_columns(side, pset, answers, None, rewards))
     for i, side in enumerate(MODEL_SIDES):
-        gens = models.generate(pset.prompts, settings, adapter if side == "tuned" else None, batch_size,
-                               report(i * len(pset)))
+        gens = models.generate(
+            pset.prompts, settings, adapter if side == "tuned" else None, batch_size, report(i * len(pset))
+        )
         rows.update(answer_columns(side, pset, [g.text for g in gens], [g.tokens for g in gens], rewards))
     return pd.DataFrame(rows)
 
@@ -169,19 +191,36 @@ def figures_markdown(summary: dict, title: str = "") -> str:
     return head + "\n".join(lines)
 
 
-def evaluate(models: InferenceModels, cfg: Config, adapter: str, sets: dict[str, PromptSet],
-             batch_size: int = 64, progress=None) -> dict:
+def evaluate(
+    models: InferenceModels, cfg: Config, adapter: str, sets: dict[str, PromptSet], batch_size: int = 64, progress=None
+) -> dict:
     """Base and tuned on each named prompt set; the report `eval` writes (figures and every answer)."""
-    report: dict = {"adapter": str(adapter), "model": cfg.model.name, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-                    "ideal_length": cfg.reward.ideal_length, "generation": asdict(cfg.generation),
-                    "rewards": cfg.reward.functions, "sets": {}}
+    report: dict = {
+        "adapter": str(adapter),
+        "model": cfg.model.name,
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "ideal_length": cfg.reward.ideal_length,
+        "generation": asdict(cfg.generation),
+        "rewards": cfg.reward.functions,
+        "sets": {},
+    }
     for name, pset in sets.items():
         started = time.perf_counter()
-        df = compare_batch(models, pset, cfg.generation, adapter, cfg.reward, batch_size,
-                           (lambda d, t, name=name: progress(name, d, t)) if progress else None)
-        report["sets"][name] = {"prompts": len(pset), "seconds": round(time.perf_counter() - started, 1),
-                                **summarize(df, cfg.reward.ideal_length),
-                                "answers": df.to_dict(orient="records")}
+        df = compare_batch(
+            models,
+            pset,
+            cfg.generation,
+            adapter,
+            cfg.reward,
+            batch_size,
+            (lambda d, t, name=name: progress(name, d, t)) if progress else None,
+        )
+        report["sets"][name] = {
+            "prompts": len(pset),
+            "seconds": round(time.perf_counter() - started, 1),
+            **summarize(df, cfg.reward.ideal_length),
+            "answers": df.to_dict(orient="records"),
+        }
     return report
 
 

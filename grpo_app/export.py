@@ -89,10 +89,16 @@ def _generation_config(cfg: Config, out: Path) -> None:
 
     g = cfg.generation
     tok = _tokenizer(cfg, out) if (out / "tokenizer_config.json").is_file() else None
-    GenerationConfig(max_new_tokens=g.max_new_tokens, do_sample=g.do_sample, temperature=g.temperature,
-                     top_p=g.top_p, min_p=g.min_p or None, repetition_penalty=g.repetition_penalty,
-                     eos_token_id=tok.eos_token_id if tok else None,
-                     pad_token_id=tok.pad_token_id if tok else None).save_pretrained(out)
+    GenerationConfig(
+        max_new_tokens=g.max_new_tokens,
+        do_sample=g.do_sample,
+        temperature=g.temperature,
+        top_p=g.top_p,
+        min_p=g.min_p or None,
+        repetition_penalty=g.repetition_penalty,
+        eos_token_id=tok.eos_token_id if tok else None,
+        pad_token_id=tok.pad_token_id if tok else None,
+    ).save_pretrained(out)
 
 
 def _reward_plot(run: Run, path: Path) -> bool:
@@ -127,39 +133,79 @@ def card(run: Run, cfg: Config, merged: bool, plot: bool):
 
     base = _hub_id(cfg.model.name)
     datasets = [cfg.data.path] if cfg.data.path.count("/") == 1 and not Path(cfg.data.path).exists() else None
-    data = ModelCardData(base_model=base, library_name="transformers" if merged else "peft", tags=TAGS,
-                         datasets=datasets, pipeline_tag="text-generation")
+    data = ModelCardData(
+        base_model=base,
+        library_name="transformers" if merged else "peft",
+        tags=TAGS,
+        datasets=datasets,
+        pipeline_tag="text-generation",
+    )
     metrics = run.metrics()
     last = metrics[-1] if metrics else {}
     weights = cfg.reward.weights or [1.0] * len(cfg.reward.functions)
     rewards = ", ".join(f"`{f}` x {w:g}" for f, w in zip(cfg.reward.functions, weights, strict=True))
     watched = [f"`{m}`" for m in cfg.reward.monitor if m not in cfg.reward.functions]
     g = cfg.grpo
-    hyper = {"learning_rate": g.learning_rate, "per_device_train_batch_size": g.per_device_train_batch_size,
-             "gradient_accumulation_steps": g.gradient_accumulation_steps, "num_generations": g.num_generations,
-             "max_prompt_length": g.max_prompt_length, "max_completion_length": g.max_completion_length,
-             "temperature": g.temperature, "beta": g.beta, "loss_type": g.loss_type, "max_steps": g.max_steps,
-             "num_train_epochs": g.num_train_epochs, "optim": g.optim, "bf16": g.bf16, **g.extra,
-             "lora": f"r={cfg.lora.r}, alpha={cfg.lora.lora_alpha}, dropout={cfg.lora.lora_dropout}, "
-                     f"target={cfg.lora.target_modules}"}
-    final = {k: last[k] for k in ("step", "reward", "kl", "completions/mean_length", "rewards/summary/mean",
-                                  "rewards/grounding/mean") if last.get(k) is not None}
-    lines = [f"# {run.path.name}", "",
-             f"A {'merged model' if merged else 'LoRA adapter'} for `{base or cfg.model.name}`, trained with GRPO "
-             "(TRL) with GRPO Studio on "
-             f"`{cfg.data.path}` ({'chat' if cfg.data.chat_format else 'plain'} prompts"
-             + (f', instruction "{cfg.data.instruction}"' if cfg.data.instruction else "") + ").", "",
-             "## Rewards", "", f"Optimised: {rewards}" + (f" (ideal length {cfg.reward.ideal_length} characters)"
-                                                         if "length" in cfg.reward.functions else "") + ".",
-             f"Watched, not optimised: {', '.join(watched) or 'none'}.", "",
-             "## Hyperparameters", "", *[f"- `{k}`: {v}" for k, v in hyper.items()], "",
-             "## Results", "", *[f"- final `{k}`: {v:.4g}" if isinstance(v, float) else f"- final `{k}`: {v}"
-                                 for k, v in final.items()]]
+    hyper = {
+        "learning_rate": g.learning_rate,
+        "per_device_train_batch_size": g.per_device_train_batch_size,
+        "gradient_accumulation_steps": g.gradient_accumulation_steps,
+        "num_generations": g.num_generations,
+        "max_prompt_length": g.max_prompt_length,
+        "max_completion_length": g.max_completion_length,
+        "temperature": g.temperature,
+        "beta": g.beta,
+        "loss_type": g.loss_type,
+        "max_steps": g.max_steps,
+        "num_train_epochs": g.num_train_epochs,
+        "optim": g.optim,
+        "bf16": g.bf16,
+        **g.extra,
+        "lora": f"r={cfg.lora.r}, alpha={cfg.lora.lora_alpha}, dropout={cfg.lora.lora_dropout}, "
+        f"target={cfg.lora.target_modules}",
+    }
+    final = {
+        k: last[k]
+        for k in ("step", "reward", "kl", "completions/mean_length", "rewards/summary/mean", "rewards/grounding/mean")
+        if last.get(k) is not None
+    }
+    lines = [
+        f"# {run.path.name}",
+        "",
+        f"A {'merged model' if merged else 'LoRA adapter'} for `{base or cfg.model.name}`, trained with GRPO "
+        "(TRL) with GRPO Studio on "
+        f"`{cfg.data.path}` ({'chat' if cfg.data.chat_format else 'plain'} prompts"
+        + (f', instruction "{cfg.data.instruction}"' if cfg.data.instruction else "")
+        + ").",
+        "",
+        "## Rewards",
+        "",
+        f"Optimised: {rewards}"
+        + (f" (ideal length {cfg.reward.ideal_length} characters)" if "length" in cfg.reward.functions else "")
+        + ".",
+        f"Watched, not optimised: {', '.join(watched) or 'none'}.",
+        "",
+        "## Hyperparameters",
+        "",
+        *[f"- `{k}`: {v}" for k, v in hyper.items()],
+        "",
+        "## Results",
+        "",
+        *[f"- final `{k}`: {v:.4g}" if isinstance(v, float) else f"- final `{k}`: {v}" for k, v in final.items()],
+    ]
     lines += _eval_lines(run)
     if plot:
         lines += ["", "![Reward during training](reward.png)"]
-    lines += ["", "## Use it", "", "```python", *_usage(cfg, merged), "```", "",
-              "The folder's `generation_config.json` holds these generation settings as the defaults."]
+    lines += [
+        "",
+        "## Use it",
+        "",
+        "```python",
+        *_usage(cfg, merged),
+        "```",
+        "",
+        "The folder's `generation_config.json` holds these generation settings as the defaults.",
+    ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
 
 
@@ -167,19 +213,30 @@ def _usage(cfg: Config, merged: bool) -> list[str]:
     """A snippet that runs as is once REPO_ID is filled in: pipeline for a merged model, PEFT for an adapter."""
     g = cfg.generation
     text = f"{cfg.data.instruction}\\n\\n<your text>" if cfg.data.instruction else "<your text>"
-    settings = (f"max_new_tokens={g.max_new_tokens}, do_sample={g.do_sample}, temperature={g.temperature}, "
-                f"min_p={g.min_p}")
+    settings = (
+        f"max_new_tokens={g.max_new_tokens}, do_sample={g.do_sample}, temperature={g.temperature}, min_p={g.min_p}"
+    )
     messages = f'messages = [{{"role": "user", "content": "{text}"}}]'
     if merged:
-        return ["from transformers import pipeline", "", 'generator = pipeline("text-generation", model="REPO_ID")',
-                messages, f"print(generator(messages, {settings})[0]['generated_text'][-1]['content'])"]
-    return ["from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer", "",
-            'model = AutoPeftModelForCausalLM.from_pretrained("REPO_ID")',
-            'tokenizer = AutoTokenizer.from_pretrained("REPO_ID")', messages,
-            "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\", "
-            "return_dict=True)",
-            f"out = model.generate(**inputs, {settings})",
-            "print(tokenizer.decode(out[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True))"]
+        return [
+            "from transformers import pipeline",
+            "",
+            'generator = pipeline("text-generation", model="REPO_ID")',
+            messages,
+            f"print(generator(messages, {settings})[0]['generated_text'][-1]['content'])",
+        ]
+    return [
+        "from peft import AutoPeftModelForCausalLM",
+        "from transformers import AutoTokenizer",
+        "",
+        'model = AutoPeftModelForCausalLM.from_pretrained("REPO_ID")',
+        'tokenizer = AutoTokenizer.from_pretrained("REPO_ID")',
+        messages,
+        'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", '
+        "return_dict=True)",
+        f"out = model.generate(**inputs, {settings})",
+        "print(tokenizer.decode(out[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True))",
+    ]
 
 
 def _eval_lines(run: Run) -> list[str]:
@@ -195,9 +252,11 @@ def _eval_lines(run: Run) -> list[str]:
     out = ["", "Held-out evaluation (`python -m grpo_app eval`), base -> tuned:", ""]
     for name, result in report.get("sets", {}).items():
         b, t = result["base"], result["tuned"]
-        out.append(f"- {name} ({result['prompts']}): distance from the ideal length {b['length_error']:.1f} -> "
-                   f"{t['length_error']:.1f} characters; answers that are summaries {b['summary_rate']:.0%} -> "
-                   f"{t['summary_rate']:.0%}")
+        out.append(
+            f"- {name} ({result['prompts']}): distance from the ideal length {b['length_error']:.1f} -> "
+            f"{t['length_error']:.1f} characters; answers that are summaries {b['summary_rate']:.0%} -> "
+            f"{t['summary_rate']:.0%}"
+        )
     return out
 
 
@@ -215,28 +274,39 @@ def push_folder(folder: str | Path, repo_id: str, token: str | None = None, priv
         raise ExportError(f"'{repo_id}' is not a repo id: use user/name (or org/name).")
     token = (token or "").strip() or os.environ.get("HF_TOKEN", "").strip() or None
     if token is None:
-        raise ExportError("No Hugging Face token: paste one with write access, or set HF_TOKEN. Nothing was "
-                          f"uploaded; the export in {folder} is kept.")
+        raise ExportError(
+            "No Hugging Face token: paste one with write access, or set HF_TOKEN. Nothing was "
+            f"uploaded; the export in {folder} is kept."
+        )
     from . import hub
 
     if not hub.offline() and not hub.reachable():
-        raise ExportError(f"Offline: the Hugging Face Hub cannot be reached (no internet?). Nothing was uploaded; "
-                          f"the export in {folder} is kept.")
+        raise ExportError(
+            f"Offline: the Hugging Face Hub cannot be reached (no internet?). Nothing was uploaded; "
+            f"the export in {folder} is kept."
+        )
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                                 commit_message="Upload from GRPO Studio")
+        info = api.upload_folder(
+            folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message="Upload from GRPO Studio"
+        )
     except OfflineModeIsEnabled:
-        raise ExportError(f"Offline (HF_HUB_OFFLINE is set): nothing was uploaded; the export in {folder} is "
-                          "kept.") from None
+        raise ExportError(
+            f"Offline (HF_HUB_OFFLINE is set): nothing was uploaded; the export in {folder} is kept."
+        ) from None
     except HfHubHTTPError as e:
         code = getattr(e.response, "status_code", None)
-        why = ("the Hub refused the token (no write access to that repo, or an invalid token)"
-               if code in (401, 403) else f"the Hub answered {code}")
+        why = (
+            "the Hub refused the token (no write access to that repo, or an invalid token)"
+            if code in (401, 403)
+            else f"the Hub answered {code}"
+        )
         raise ExportError(f"Push failed: {why}. Nothing was uploaded; the export in {folder} is kept.") from None
     except Exception as e:  # no network (httpx's connection errors are not OSErrors), bad arguments
         text = str(e).replace(token, "***")
-        raise ExportError(f"Push failed: could not reach the Hugging Face Hub ({type(e).__name__}: "
-                          f"{text[:200]}). Nothing was uploaded; the export in {folder} is kept.") from None
+        raise ExportError(
+            f"Push failed: could not reach the Hugging Face Hub ({type(e).__name__}: "
+            f"{text[:200]}). Nothing was uploaded; the export in {folder} is kept."
+        ) from None
     return str(getattr(info, "commit_url", None) or f"https://huggingface.co/{repo_id}")

@@ -26,39 +26,81 @@ from trl.extras.profiling import profiling_context
 
 from . import decoding, logprobs
 
-_MULTIMODAL = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
-               "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
+_MULTIMODAL = (
+    "pixel_values",
+    "image_grid_thw",
+    "num_images",
+    "pixel_attention_mask",
+    "spatial_shapes",
+    "num_tiles",
+    "image_sizes",
+    "token_type_ids",
+    "mm_token_type_ids",
+    "image_position_ids",
+)
 
 
 class FastGRPOTrainer(GRPOTrainer):
     """GRPOTrainer plus the levers above; with all of them off it is TRL's trainer unchanged."""
 
-    def __init__(self, *args, logits_head: bool = False, merged_generation: bool = False,
-                 shared_prefix: bool = False, fast_decode: bool = False, **kwargs):
+    def __init__(
+        self,
+        *args,
+        logits_head: bool = False,
+        merged_generation: bool = False,
+        shared_prefix: bool = False,
+        fast_decode: bool = False,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.logits_head, self.merged_generation = logits_head, merged_generation
         self.shared_prefix = shared_prefix and decoding.plain_attention(self.model.config)
-        self.fast_decode = fast_decode and merged_generation and not self.use_vllm and (
-            not self.use_transformers_continuous_batching) and not decoding.supports(self.model, self.generation_config)
+        self.fast_decode = (
+            fast_decode
+            and merged_generation
+            and not self.use_vllm
+            and (not self.use_transformers_continuous_batching)
+            and not decoding.supports(self.model, self.generation_config)
+        )
         self._gen_model, self._packed = None, False
 
-    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
-                                           batch_size=None, compute_entropy=False, compute_aux_loss=False,
-                                           **kwargs):
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **kwargs,
+    ):
         parts = logprobs.lean_parts(model)
-        if (not self._lean_logprobs() or parts is None or compute_aux_loss
-                or any(kwargs.get(k) is not None for k in _MULTIMODAL)):
+        if (
+            not self._lean_logprobs()
+            or parts is None
+            or compute_aux_loss
+            or any(kwargs.get(k) is not None for k in _MULTIMODAL)
+        ):
             return super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss,
-                **kwargs)
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size,
+                compute_entropy,
+                compute_aux_loss,
+                **kwargs,
+            )
         batch_size = batch_size or input_ids.size(0)
         share = self.shared_prefix and not getattr(model, "is_gradient_checkpointing", False)
         all_logps, all_entropies = [], []
         for start in range(0, input_ids.size(0), batch_size):
             ids, mask = input_ids[start : start + batch_size], attention_mask[start : start + batch_size]
             with self.accelerator.autocast():
-                logps, entropies = logprobs.completion_logprobs(parts, ids, mask, logits_to_keep, self.temperature,
-                                                                share)
+                logps, entropies = logprobs.completion_logprobs(
+                    parts, ids, mask, logits_to_keep, self.temperature, share
+                )
             all_logps.append(logps)
             all_entropies.append(entropies)
         return torch.cat(all_logps), torch.cat(all_entropies) if compute_entropy else None, None
@@ -73,8 +115,11 @@ class FastGRPOTrainer(GRPOTrainer):
 
     def _lean_logprobs(self) -> bool:
         """logprobs.py serves the loss unless it needs what it leaves out: an entropy gradient, an fp32 head."""
-        return (self.logits_head and not getattr(self, "_entropy_bonus_enabled", False)
-                and not getattr(self.args, "cast_lm_head_to_fp32", False))
+        return (
+            self.logits_head
+            and not getattr(self, "_entropy_bonus_enabled", False)
+            and not getattr(self.args, "cast_lm_head_to_fp32", False)
+        )
 
     def _may_group_by_prompt(self) -> bool:
         """Whether micro-batch membership is invisible to the update, so TRL's shuffle can be undone.
@@ -85,20 +130,29 @@ class FastGRPOTrainer(GRPOTrainer):
         lets `shared_prefix` forward each prompt once per step instead of once per micro-batch.
         """
         a = self.args
-        return (self.shared_prefix and self._lean_logprobs() and self.model.training and self.num_iterations == 1
-                and a.steps_per_generation == a.gradient_accumulation_steps and self.loss_type != "bnpo"
-                and a.top_entropy_quantile == 1.0 and not getattr(self, "aux_loss_enabled", False))
+        return (
+            self.shared_prefix
+            and self._lean_logprobs()
+            and self.model.training
+            and self.num_iterations == 1
+            and a.steps_per_generation == a.gradient_accumulation_steps
+            and self.loss_type != "bnpo"
+            and a.top_entropy_quantile == 1.0
+            and not getattr(self, "aux_loss_enabled", False)
+        )
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, *args, **kwargs):
         if not self.merged_generation:
-            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, *args,
-                                                 **kwargs)
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, *args, **kwargs
+            )
         with self._merged_model_for_generation():
             if self.fast_decode and images is None and not multimodal_fields:
                 with profiling_context(self, "grpo_studio.sample"):
                     return decoding.sample(self._gen_model, prompt_ids, self.generation_config), None
-            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, *args,
-                                                 **kwargs)
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, *args, **kwargs
+            )
 
     @contextmanager
     def _merged_model_for_generation(self):
@@ -126,12 +180,19 @@ class FastGRPOTrainer(GRPOTrainer):
 
 def group_by_prompt(batches: list[dict]) -> list[dict]:
     """The same rows re-split so that rows sharing a prompt sit in the same micro-batch where they can."""
-    if (not batches or not isinstance(batches[0].get("prompt_ids"), torch.Tensor)
-            or any(batches[0].get(k) is not None for k in _MULTIMODAL)):
+    if (
+        not batches
+        or not isinstance(batches[0].get("prompt_ids"), torch.Tensor)
+        or any(batches[0].get(k) is not None for k in _MULTIMODAL)
+    ):
         return batches
     rows = [k for k, v in batches[0].items() if (isinstance(v, torch.Tensor) and v.ndim > 0) or isinstance(v, list)]
-    whole = {k: torch.cat([b[k] for b in batches]) if isinstance(batches[0][k], torch.Tensor)
-             else [x for b in batches for x in b[k]] for k in rows}
+    whole = {
+        k: torch.cat([b[k] for b in batches])
+        if isinstance(batches[0][k], torch.Tensor)
+        else [x for b in batches for x in b[k]]
+        for k in rows
+    }
     rank: dict[tuple, int] = {}
     keys = [rank.setdefault(tuple(p), len(rank)) for p in whole["prompt_ids"].tolist()]
     order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: keeps TRL's order within a prompt
@@ -140,8 +201,17 @@ def group_by_prompt(batches: list[dict]) -> list[dict]:
     for i, b in enumerate(batches):
         part = order[i * size : (i + 1) * size]
         index = torch.tensor(part)
-        out.append({**b, **{k: whole[k][index.to(whole[k].device)] if isinstance(whole[k], torch.Tensor)
-                            else [whole[k][j] for j in part] for k in rows}})
+        out.append(
+            {
+                **b,
+                **{
+                    k: whole[k][index.to(whole[k].device)]
+                    if isinstance(whole[k], torch.Tensor)
+                    else [whole[k][j] for j in part]
+                    for k in rows
+                },
+            }
+        )
     return out
 
 

@@ -61,15 +61,22 @@ def batches(lengths: list[int], new_tokens: int, max_rows: int) -> list[list[int
     return out
 
 
-def batch(model, tokenizer, prompts: list, settings: GenerationSettings, batch_size: int = 64,
-          progress: Callable[[int, int], None] | None = None) -> list[Generation]:
+def batch(
+    model,
+    tokenizer,
+    prompts: list,
+    settings: GenerationSettings,
+    batch_size: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Generation]:
     """Answers in the prompts' order; prompt i draws from seed + i whatever batch it lands in."""
     ids = [prompt_ids(tokenizer, p) for p in prompts]
     config, out, done = generation_config(settings, tokenizer), [None] * len(ids), 0
     for part in batches([len(x) for x in ids], settings.max_new_tokens, max(1, batch_size)):
         t0 = time.perf_counter()
-        decoder = decoding.Decoder(model, [ids[i] for i in part], config,
-                                   generators=[seeded(settings.seed + i, model.device) for i in part])
+        decoder = decoding.Decoder(
+            model, [ids[i] for i in part], config, generators=[seeded(settings.seed + i, model.device) for i in part]
+        )
         while decoder.step():
             if progress and decoder.t % 16 == 0:  # answers finished so far, for a progress bar that moves
                 progress(done + int((decoder.length < decoder.t).sum()), len(ids))
@@ -93,8 +100,9 @@ def stream_together(models: list, tokenizer, prompt, settings: GenerationSetting
 
     def show(i: int) -> None:
         tokens = decoders[i].completions()[0]
-        answers[i] = Generation(tokenizer.decode(tokens, skip_special_tokens=True).strip(), len(tokens),
-                                time.perf_counter() - t0)
+        answers[i] = Generation(
+            tokenizer.decode(tokens, skip_special_tokens=True).strip(), len(tokens), time.perf_counter() - t0
+        )
 
     for i, model in enumerate(models):
         decoders.append(decoding.Decoder(model, [ids], config, generators=[seeded(settings.seed, model.device)]))

@@ -43,17 +43,24 @@ def check_scores(name: str, scores: list, n: int, step: int) -> None:
         if x is None:
             continue
         if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-            raise TrainingFault(f"The reward '{name}' returned {x!r} for completion {i + 1} at step {step}: "
-                                "rewards must be finite numbers (or None).")
+            raise TrainingFault(
+                f"The reward '{name}' returned {x!r} for completion {i + 1} at step {step}: "
+                "rewards must be finite numbers (or None)."
+            )
 
 
 def finite(tensors: list[torch.Tensor]) -> bool:
     return not tensors or bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors)))
 
 
-DISK_ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
-               errno.EROFS: "the disk is read-only", errno.EACCES: "permission denied",
-               errno.EPERM: "permission denied", errno.EFBIG: "the file size limit was reached"}
+DISK_ERRORS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the disk is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EFBIG: "the file size limit was reached",
+}
 
 
 def failure_message(e: BaseException, cfg: Config) -> str:
@@ -61,14 +68,18 @@ def failure_message(e: BaseException, cfg: Config) -> str:
     if isinstance(e, (TrainingFault, ConfigError)):
         return str(e)
     if out_of_memory(e):
-        return (f"Out of memory ({first_line(e)[:160]}). Lower grpo.per_device_train_batch_size, "
-                "grpo.num_generations, grpo.max_completion_length or grpo.max_prompt_length, or turn "
-                "gradient checkpointing on.")
+        return (
+            f"Out of memory ({first_line(e)[:160]}). Lower grpo.per_device_train_batch_size, "
+            "grpo.num_generations, grpo.max_completion_length or grpo.max_prompt_length, or turn "
+            "gradient checkpointing on."
+        )
     code = disk_errno(e)
     if code:
         where = f" {e.filename}" if isinstance(e, OSError) and e.filename else ""
-        return (f"Could not write{where}: {DISK_ERRORS[code]}. Files saved before (config, metrics, the last "
-                "adapter and checkpoint) are intact; free space or choose another run.root, then resume.")
+        return (
+            f"Could not write{where}: {DISK_ERRORS[code]}. Files saved before (config, metrics, the last "
+            "adapter and checkpoint) are intact; free space or choose another run.root, then resume."
+        )
     return f"{type(e).__name__}: {first_line(e)}"
 
 

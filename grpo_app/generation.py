@@ -45,8 +45,12 @@ def render_prompt(prompt, tokenizer) -> str:
 
 
 def generate_kwargs(settings: GenerationSettings, tokenizer) -> dict:
-    kwargs = dict(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
-                  repetition_penalty=settings.repetition_penalty, pad_token_id=tokenizer.pad_token_id)
+    kwargs = dict(
+        max_new_tokens=settings.max_new_tokens,
+        do_sample=settings.do_sample,
+        repetition_penalty=settings.repetition_penalty,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     if settings.do_sample:
         kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
         if settings.min_p > 0:
@@ -61,8 +65,9 @@ def _encode(texts: list[str], tokenizer, device) -> dict:
     return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
 
 
-def generate(model, tokenizer, prompts: list, settings: GenerationSettings, batch_size: int = 8,
-             progress=None) -> list[Generation]:
+def generate(
+    model, tokenizer, prompts: list, settings: GenerationSettings, batch_size: int = 8, progress=None
+) -> list[Generation]:
     """Completions for many prompts; each batch is seeded from `settings.seed`, so runs are repeatable."""
     out: list[Generation] = []
     for start in range(0, len(prompts), batch_size):
@@ -140,8 +145,9 @@ class InferenceModels:
         reason = decoding.supports(self.base, fastgen.generation_config(settings, self.tokenizer))
         if reason and reason not in self.said:
             self.said.add(reason)
-            log.warning("Generation falls back to transformers' generate (slower): the fast decoder does not "
-                        "handle %s.", reason)
+            log.warning(
+                "Generation falls back to transformers' generate (slower): the fast decoder does not handle %s.", reason
+            )
         return reason
 
     @staticmethod
@@ -203,14 +209,21 @@ class InferenceModels:
         self.model.set_adapter(name)
         return self.model
 
-    def generate(self, prompts: list, settings: GenerationSettings, adapter: str | None = None,
-                 batch_size: int = 64, progress=None) -> list[Generation]:
+    def generate(
+        self,
+        prompts: list,
+        settings: GenerationSettings,
+        adapter: str | None = None,
+        batch_size: int = 64,
+        progress=None,
+    ) -> list[Generation]:
         from . import fastgen
 
         with self.lock:
             if not self.fallback_reason(settings):
-                return fastgen.batch(self.decoder_model(adapter), self.tokenizer, prompts, settings, batch_size,
-                                     progress)
+                return fastgen.batch(
+                    self.decoder_model(adapter), self.tokenizer, prompts, settings, batch_size, progress
+                )
             model = self.select(adapter)
             with _adapters_off(model):
                 return generate(model, self.tokenizer, prompts, settings, batch_size, progress)
@@ -220,16 +233,18 @@ class InferenceModels:
         for base, tuned in self.stream_pair(prompt, settings, adapter, base=adapter is None):
             yield base if adapter is None else tuned
 
-    def stream_pair(self, prompt, settings: GenerationSettings, adapter: str | None,
-                    base: bool = True) -> Iterator[tuple[Generation | None, Generation | None]]:
+    def stream_pair(
+        self, prompt, settings: GenerationSettings, adapter: str | None, base: bool = True
+    ) -> Iterator[tuple[Generation | None, Generation | None]]:
         """(base answer, tuned answer) growing together, token by token (`adapter` None: the base alone)."""
         from . import fastgen
 
         empty = Generation("", 0, 0.0)
         with self.lock:
             if not self.fallback_reason(settings):
-                models = ([self.decoder_model(None)] if base else []) + ([self.decoder_model(adapter)] if adapter
-                                                                         else [])
+                models = ([self.decoder_model(None)] if base else []) + (
+                    [self.decoder_model(adapter)] if adapter else []
+                )
                 for answers in fastgen.stream_together(models, self.tokenizer, prompt, settings):
                     if base and adapter:
                         yield answers[0], answers[1]

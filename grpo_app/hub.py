@@ -56,8 +56,10 @@ def check(name: str, kind: str, filename: str, fallback: str, error: type[Except
 
     error = error or ConfigError
     if not valid_id(name):
-        raise error(f"'{name}' is neither a local {'folder' if kind == 'model' else 'file'} nor a valid Hub "
-                          f"{kind} id (user/name). {fallback}")
+        raise error(
+            f"'{name}' is neither a local {'folder' if kind == 'model' else 'file'} nor a valid Hub "
+            f"{kind} id (user/name). {fallback}"
+        )
     if cached(name, filename, kind) or (not offline() and reachable()):
         return
     why = "HF_HUB_OFFLINE is set" if offline() else "the Hugging Face Hub cannot be reached (no internet?)"
@@ -80,8 +82,9 @@ def explain(name: str, kind: str, error: BaseException, fallback: str) -> str:
     if any(isinstance(x, GatedRepoError) for x in seen):
         return f"The {kind} '{name}' is gated: accept its terms on huggingface.co and set HF_TOKEN. {fallback}"
     if any(isinstance(x, RepositoryNotFoundError) for x in seen):
-        return (f"No {kind} '{name}' on the Hugging Face Hub (check the spelling; a private one needs HF_TOKEN). "
-                f"{fallback}")
+        return (
+            f"No {kind} '{name}' on the Hugging Face Hub (check the spelling; a private one needs HF_TOKEN). {fallback}"
+        )
     if any(isinstance(x, HFValidationError) for x in seen):
         return f"'{name}' is not a valid Hub {kind} id (user/name). {fallback}"
     if any(isinstance(x, (LocalEntryNotFoundError, ConnectionError, socket.gaierror)) for x in seen):

@@ -160,8 +160,9 @@ class TrainingJob(Reporter):
     def snapshot(self) -> JobSnapshot:
         with self._lock:
             s = self._state
-            copy = JobSnapshot(**{**s.__dict__, "metrics": list(s.metrics), "completions": list(s.completions),
-                                  "log": list(self._log)})
+            copy = JobSnapshot(
+                **{**s.__dict__, "metrics": list(s.metrics), "completions": list(s.completions), "log": list(self._log)}
+            )
         copy.elapsed = self._elapsed_before + ((self._ended or time.time()) - self._started if self._started else 0)
         copy.run_dir = copy.run_dir or self.cfg.run.dir
         return copy
@@ -195,8 +196,10 @@ class JobRegistry:
                 s = self.current.snapshot()
                 if s.status == "stopping":
                     raise JobBusy("The current run is stopping and saving; start again in a moment.")
-                raise JobBusy(f"A run is already in progress (step {s.step}/{s.total or '?'}). "
-                              "Stop it first, or wait for it to finish.")
+                raise JobBusy(
+                    f"A run is already in progress (step {s.step}/{s.total or '?'}). "
+                    "Stop it first, or wait for it to finish."
+                )
             self.current = TrainingJob(cfg, resume, owner, max_seconds)
             self.current.start()
             return self.current
@@ -204,11 +207,17 @@ class JobRegistry:
     def stop(self, requester: str | None = None) -> bool:
         """Stop the current run; `requester` (visitor ids, space-separated) must share one with its owner's."""
         job = self.current
-        if (job is not None and job.owner and requester is not None
-                and not set(requester.split()) & set(job.owner.split())):
+        if (
+            job is not None
+            and job.owner
+            and requester is not None
+            and not set(requester.split()) & set(job.owner.split())
+        ):
             if job.snapshot().active:
-                raise NotYourRun("Another visitor started this run, so only they can stop it: watch it live here, "
-                                 "or duplicate the Space to train your own.")
+                raise NotYourRun(
+                    "Another visitor started this run, so only they can stop it: watch it live here, "
+                    "or duplicate the Space to train your own."
+                )
         return job.stop() if job is not None else False
 
     def shutdown(self, timeout: float = 30.0) -> JobSnapshot | None:

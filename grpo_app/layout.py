@@ -17,13 +17,16 @@ from functools import lru_cache
 # Labels that open a line of a structured text; the value after a BODY label is the text itself.
 TITLE_LABELS = frozenset({"title", "subject", "headline", "heading", "re"})
 BODY_LABELS = frozenset({"post", "text", "body", "content", "article", "document", "story", "message"})
-OTHER_LABELS = frozenset({"subreddit", "from", "to", "date", "topic", "category", "tags", "author", "by", "cc",
-                          "source", "section", "flair"})
+OTHER_LABELS = frozenset(
+    {"subreddit", "from", "to", "date", "topic", "category", "tags", "author", "by", "cc", "source", "section", "flair"}
+)
 LABEL_LINE = re.compile(r"^\s*([A-Za-z][A-Za-z/_-]{0,15}(?: [A-Za-z]{1,15})?)\s*:\s*(.*)$")
 HEADING_LINE = re.compile(r"^\s*#{1,6}\s+(.*?)\s*#*\s*$")
 INSTRUCTION = re.compile(
     r"^\s*(please\s+)?(summari[sz]e|write|give|provide|condense|shorten|explain|describe|tl;?dr|read|"
-    r"in one sentence|what is|what's)\b", re.IGNORECASE)
+    r"in one sentence|what is|what's)\b",
+    re.IGNORECASE,
+)
 SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 MAX_TITLE_WORDS = 14
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")  # a word, as the quality checks count them (lowercased text)
@@ -89,8 +92,11 @@ def sentences(text: str) -> list[str]:
 def _looks_like_title(line: str, rest: str) -> bool:
     """A short first line without a final full stop, with more text after it: a title without a marker."""
     words = line.split()
-    return (0 < len(words) <= MAX_TITLE_WORDS and not line.rstrip().endswith((".", ",", ";", ":"))
-            and len(sentences(rest)) >= 2)
+    return (
+        0 < len(words) <= MAX_TITLE_WORDS
+        and not line.rstrip().endswith((".", ",", ";", ":"))
+        and len(sentences(rest)) >= 2
+    )
 
 
 @lru_cache(maxsize=512)

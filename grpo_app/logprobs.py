@@ -19,8 +19,14 @@ from torch import nn
 from transformers import DynamicCache
 
 # config fields of models whose forward rescales or caps the LM head's output: those keep TRL's path
-_SCALED_HEADS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale",
-                 "lm_head_multiplier", "output_multiplier")
+_SCALED_HEADS = (
+    "final_logit_softcapping",
+    "logit_scale",
+    "logits_scaling",
+    "output_multiplier_scale",
+    "lm_head_multiplier",
+    "output_multiplier",
+)
 
 
 def lean_parts(model) -> tuple[nn.Module, nn.Module] | None:
@@ -71,14 +77,16 @@ class _TokenLogProbs(torch.autograd.Function):
         return grad, None, None, None
 
 
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0,
-                   chunk: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+def token_logprobs(
+    logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0, chunk: int = 32
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(log-prob of each row's token, entropy of each row) for logits [N, V] and tokens [N]."""
     return _TokenLogProbs.apply(logits, tokens, float(temperature), chunk)
 
 
-def completion_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor, logits_to_keep: int,
-                      shared: bool) -> torch.Tensor:
+def completion_hidden(
+    decoder, ids: torch.Tensor, mask: torch.Tensor, logits_to_keep: int, shared: bool
+) -> torch.Tensor:
     """Final hidden states [n, logits_to_keep, H] at the positions that predict the completion tokens.
 
     With `shared`, each distinct prompt is forwarded once: causal attention makes a prompt's states
@@ -92,13 +100,19 @@ def completion_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor, logits_to_
     if not shared:
         return decoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, width - 1 : -1]
     first = torch.full((unique.size(0),), n, device=ids.device).scatter_reduce_(
-        0, inverse, torch.arange(n, device=ids.device), "amin")
+        0, inverse, torch.arange(n, device=ids.device), "amin"
+    )
     prompt_mask = mask[first, :width]
     skip = int((prompt_mask.cumsum(-1) == 0).sum(-1).min())  # left padding common to every prompt
     positions = torch.arange(skip, ids.size(1) - 1, device=ids.device)[None]
     cache = DynamicCache(config=decoder.config)
-    head = decoder(input_ids=ids[first, skip:width], attention_mask=prompt_mask[:, skip:], use_cache=True,
-                   position_ids=positions[:, : width - skip], past_key_values=cache).last_hidden_state[:, -1:]
+    head = decoder(
+        input_ids=ids[first, skip:width],
+        attention_mask=prompt_mask[:, skip:],
+        use_cache=True,
+        position_ids=positions[:, : width - skip],
+        past_key_values=cache,
+    ).last_hidden_state[:, -1:]
     if logits_to_keep == 1:
         return head[inverse]
     # completions are right-padded: each group of rows runs only as far as its own longest completion
@@ -113,9 +127,12 @@ def completion_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor, logits_to_
         for i, layer in enumerate(cache.layers):
             expanded.update(layer.keys[inverse[idx]], layer.values[inverse[idx]], i)
         tail[idx, :steps] = decoder(
-            input_ids=ids[idx, width : width + steps], attention_mask=mask[idx, skip : width + steps],
-            position_ids=positions[:, width - skip : width - skip + steps], past_key_values=expanded,
-            use_cache=True).last_hidden_state
+            input_ids=ids[idx, width : width + steps],
+            attention_mask=mask[idx, skip : width + steps],
+            position_ids=positions[:, width - skip : width - skip + steps],
+            past_key_values=expanded,
+            use_cache=True,
+        ).last_hidden_state
     return torch.cat([head[inverse], tail], 1)
 
 
@@ -139,8 +156,14 @@ def length_groups(lengths: list[int], overhead: int = 16) -> list[list[int]]:
     return groups[::-1]
 
 
-def completion_logprobs(parts: tuple[nn.Module, nn.Module], ids: torch.Tensor, mask: torch.Tensor,
-                        logits_to_keep: int, temperature: float, shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def completion_logprobs(
+    parts: tuple[nn.Module, nn.Module],
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    logits_to_keep: int,
+    temperature: float,
+    shared: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(log-probs, entropies), each [n, logits_to_keep], of the completion tokens; 0 where padded."""
     decoder, lm_head = parts
     hidden = completion_hidden(decoder, ids, mask, logits_to_keep, shared)

@@ -56,4 +56,5 @@ def check_fits(cfg: Config, model_path: str, device: str, dtype: str) -> None:
             f"Out of memory before it starts: a step needs at least {need / GB:,.1f} GB and {free / GB:,.1f} GB is "
             f"free on the {device}. Lower grpo.per_device_train_batch_size x gradient_accumulation_steps (the "
             f"{cfg.grpo.per_device_train_batch_size * cfg.grpo.gradient_accumulation_steps} completions sampled at "
-            "once) or grpo.max_completion_length.")
+            "once) or grpo.max_completion_length."
+        )

@@ -76,8 +76,9 @@ def pin_default(name: str) -> str:
     resumes and exports against the model it was trained on wherever it is opened."""
     if name not in ("", "default"):
         return name
-    chosen = os.environ.get("GRPO_STUDIO_DEFAULT_MODEL", "").strip() or (SPACE_HUB_ID if os.environ.get("SPACE_ID")
-                                                                       else "")
+    chosen = os.environ.get("GRPO_STUDIO_DEFAULT_MODEL", "").strip() or (
+        SPACE_HUB_ID if os.environ.get("SPACE_ID") else ""
+    )
     return "default" if chosen in ("", "offline", "default") else chosen
 
 
@@ -172,8 +173,10 @@ def _check_causal_lm(path: str, name: str, trust_remote_code: bool) -> None:
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     archs = getattr(config, "architectures", None) or []
     if getattr(config, "is_encoder_decoder", False) or (archs and not any(a.endswith(CAUSAL_SUFFIXES) for a in archs)):
-        raise ModelError(f"'{name}' is not a causal language model ({', '.join(archs) or config.model_type}), so "
-                         "GRPO cannot train it. Pick a chat/instruct LLM such as the default SmolLM2.")
+        raise ModelError(
+            f"'{name}' is not a causal language model ({', '.join(archs) or config.model_type}), so "
+            "GRPO cannot train it. Pick a chat/instruct LLM such as the default SmolLM2."
+        )
 
 
 OFFLINE_HINT = "Use model 'default' for the offline SmolLM2-135M-Instruct, or a local model folder."
@@ -217,7 +220,9 @@ def load_model(cfg: Config, host: HostSettings | None = None, located: tuple[str
     path, tokenizer = located or locate_model(cfg)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=getattr(torch, host.dtype), attn_implementation=host.attn_implementation,
+            path,
+            dtype=getattr(torch, host.dtype),
+            attn_implementation=host.attn_implementation,
             trust_remote_code=cfg.model.trust_remote_code,
         )
     except Exception as e:

@@ -16,34 +16,59 @@ PRESETS: dict[str, dict] = {
         "model": {"name": "HuggingFaceTB/SmolLM-135M-Instruct"},
         "data": {"path": "mlabonne/smoltldr", "prompt_column": "prompt", "overlong": "truncate_left"},
         "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear", "lora_dropout": 0.0},
-        "grpo": {"learning_rate": 2e-5, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 2,
-                 "max_prompt_length": 512, "max_completion_length": 96, "num_generations": 8,
-                 "optim": "adamw_8bit", "bf16": True, "num_train_epochs": 1, "max_steps": -1, "logging_steps": 1,
-                 # TRL 0.14 defaults the course inherited (TRL 1.16's own default in the comment)
-                 "beta": 0.04,  # 0.0: no KL term, no reference model
-                 "loss_type": "grpo",  # dapo: token-level normalisation
-                 "scale_rewards": "group",  # group (unchanged): advantages divided by the group's std
-                 "temperature": 0.9,  # 1.0
-                 "top_p": 1.0,
-                 "top_k": 50,  # 0 (off); 0.14 sampled with GenerationConfig's default top_k=50
-                 "use_bias_correction_kl": False,  # True: KL multiplied by the importance ratio
-                 "gradient_checkpointing": False,  # True (memory only, same maths)
-                 "lr_scheduler_type": "linear", "warmup_steps": 0, "num_iterations": 1, "epsilon": 0.2,
-                 "mask_truncated_completions": False},
+        "grpo": {
+            "learning_rate": 2e-5,
+            "per_device_train_batch_size": 8,
+            "gradient_accumulation_steps": 2,
+            "max_prompt_length": 512,
+            "max_completion_length": 96,
+            "num_generations": 8,
+            "optim": "adamw_8bit",
+            "bf16": True,
+            "num_train_epochs": 1,
+            "max_steps": -1,
+            "logging_steps": 1,
+            # TRL 0.14 defaults the course inherited (TRL 1.16's own default in the comment)
+            "beta": 0.04,  # 0.0: no KL term, no reference model
+            "loss_type": "grpo",  # dapo: token-level normalisation
+            "scale_rewards": "group",  # group (unchanged): advantages divided by the group's std
+            "temperature": 0.9,  # 1.0
+            "top_p": 1.0,
+            "top_k": 50,  # 0 (off); 0.14 sampled with GenerationConfig's default top_k=50
+            "use_bias_correction_kl": False,  # True: KL multiplied by the importance ratio
+            "gradient_checkpointing": False,  # True (memory only, same maths)
+            "lr_scheduler_type": "linear",
+            "warmup_steps": 0,
+            "num_iterations": 1,
+            "epsilon": 0.2,
+            "mask_truncated_completions": False,
+        },
         "reward": {"functions": ["length"], "ideal_length": 50},
         "generation": {"max_new_tokens": 256, "temperature": 0.5, "min_p": 0.1, "do_sample": True},
     },
     # Chosen by measurement on the 2-core dev machine (README, "The quick preset": the table of what was tried).
     "quick": {
         "model": {"name": "default"},
-        "data": {"path": "bundled-mixed", "instruction": "Summarize this text in one sentence.",
-                 "chat_format": True},
+        "data": {"path": "bundled-mixed", "instruction": "Summarize this text in one sentence.", "chat_format": True},
         "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
-        "grpo": {"learning_rate": 2e-4, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
-                 "num_generations": 4, "max_prompt_length": 768, "max_completion_length": 48, "temperature": 0.8,
-                 "beta": 0.04, "max_steps": 60, "gradient_checkpointing": False, "save_steps": 20},
-        "reward": {"functions": ["length", "grounding", "summary", "no_repeat"], "weights": [1, 50, 100, 50],
-                   "ideal_length": 50},
+        "grpo": {
+            "learning_rate": 2e-4,
+            "per_device_train_batch_size": 8,
+            "gradient_accumulation_steps": 1,
+            "num_generations": 4,
+            "max_prompt_length": 768,
+            "max_completion_length": 48,
+            "temperature": 0.8,
+            "beta": 0.04,
+            "max_steps": 60,
+            "gradient_checkpointing": False,
+            "save_steps": 20,
+        },
+        "reward": {
+            "functions": ["length", "grounding", "summary", "no_repeat"],
+            "weights": [1, 50, 100, 50],
+            "ideal_length": 50,
+        },
     },
 }
 

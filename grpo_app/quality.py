@@ -181,8 +181,10 @@ def copied(source: str, answer: str, layout: Layout | None = None) -> str:
         needed, distinct = SENTENCE_COPY * len(tokens), set(tokens)
         for i, sentence in enumerate(layout.sentences):
             theirs = words(sentence)
-            if (len(distinct & set(theirs)) >= SENTENCE_COPY * len(distinct)
-                    and _common_subsequence(tokens, theirs) >= needed):
+            if (
+                len(distinct & set(theirs)) >= SENTENCE_COPY * len(distinct)
+                and _common_subsequence(tokens, theirs) >= needed
+            ):
                 return "copies the first sentence" if i == 0 else "copies a sentence of the text"
     if len(tokens) >= 2 * COPIED_RUN:  # several sentences, or pieces of them, pasted together
         runs, covered = layout.word_runs(COPIED_RUN), set()
@@ -203,8 +205,7 @@ def coverage(source: str, answer: str, layout: Layout | None = None) -> float:
     layout = layout or split_layout(source)
     opening = set().union(_stems(layout.lead), *(_stems(text) for _, text in layout.headers))
     rest = " ".join(layout.sentences[1:])
-    weights = Counter(s for s in (stem(w) for w in content_words(rest) if w not in SUMMARY_WORDS)
-                      if s not in opening)
+    weights = Counter(s for s in (stem(w) for w in content_words(rest) if w not in SUMMARY_WORDS) if s not in opening)
     if not weights:
         return 0.0
     best = sum(sorted(weights.values(), reverse=True)[:COVERAGE_WORDS])

@@ -83,11 +83,11 @@ BUILTIN_REWARDS: dict[str, str] = {
     "grounding": "share of the completion's content words found in the prompt (0..1)",
     "no_repeat": "minus the share of repeated 3-word sequences (0 is best)",
     "summary": "1 if the completion passes the 'is a summary' rule (grounded, not repetitive, not filler, copies "
-               "no title, heading, label, instruction or sentence, shorter than the text, carries more than the "
-               "first sentence), else 0",
+    "no title, heading, label, instruction or sentence, shorter than the text, carries more than the "
+    "first sentence), else 0",
     "coverage": "how much of the text's content beyond its title and first sentence the completion carries (0..1)",
     "no_copy": "-1 if the completion copies the title, a heading, a label line, the instruction or one sentence "
-               "of the text, else 0",
+    "of the text, else 0",
 }
 
 
@@ -138,6 +138,7 @@ def score(settings: RewardSettings, prompts: list, completions: list) -> dict[st
     funcs, weights = build_rewards(settings)
     scores = {f.__name__: [float(x) for x in f(prompts=prompts, completions=completions)] for f in funcs}
     columns = list(scores.values())
-    scores["total"] = [sum(w * col[i] for w, col in zip(weights, columns, strict=True))
-                       for i in range(len(completions))]
+    scores["total"] = [
+        sum(w * col[i] for w, col in zip(weights, columns, strict=True)) for i in range(len(completions))
+    ]
     return scores

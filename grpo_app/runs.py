@@ -109,8 +109,7 @@ def read_status(run_dir: Path) -> dict:
     except (OSError, json.JSONDecodeError):
         return {"status": "unknown", "message": ""}
     pid = int(data.get("pid") or 0)
-    if data.get("status") == "running" and (pid <= 0 or (data.get("host") == socket.gethostname()
-                                                         and not _alive(pid))):
+    if data.get("status") == "running" and (pid <= 0 or (data.get("host") == socket.gethostname() and not _alive(pid))):
         data["status"] = "interrupted"
         data["message"] = "The process running it ended without saying so (crash, kill or restart): resume it."
     return data
@@ -190,8 +189,14 @@ class Run:
         if status == "unknown":
             status = "damaged"
         stamps = [p.stat().st_mtime for p in (self.config_file, self.status_file, self.metrics_file) if p.exists()]
-        return RunInfo(self.path, model, status, metrics[-1].get("step", 0) if metrics else 0,
-                       self.has_adapter(), min(stamps, default=0.0))
+        return RunInfo(
+            self.path,
+            model,
+            status,
+            metrics[-1].get("step", 0) if metrics else 0,
+            self.has_adapter(),
+            min(stamps, default=0.0),
+        )
 
     def active(self) -> bool:
         """Training right now, in this process or another one on this machine."""

@@ -97,8 +97,9 @@ class CompletionRecorder:
             except Exception as e:
                 if out_of_memory(e):
                     raise
-                raise TrainingFault(f"The reward '{func.__name__}' failed at step {step}: {type(e).__name__}: "
-                                    f"{first_line(e)}") from e
+                raise TrainingFault(
+                    f"The reward '{func.__name__}' failed at step {step}: {type(e).__name__}: {first_line(e)}"
+                ) from e
             check_scores(func.__name__, scores, len(completions), step)
             self._scores[func.__name__] = scores
             if index == len(self.funcs) - 1:
@@ -115,8 +116,15 @@ class CompletionRecorder:
         for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
             rewards = {name: float(s[i]) if s[i] is not None else None for name, s in self._scores.items()}
             total = sum(w * (r or 0.0) for w, r in zip(self.weights, rewards.values(), strict=True))
-            rows.append({"step": step, "prompt": prompt_text(p), "completion": completion_text(c),
-                         "rewards": rewards, "total": total})
+            rows.append(
+                {
+                    "step": step,
+                    "prompt": prompt_text(p),
+                    "completion": completion_text(c),
+                    "rewards": rewards,
+                    "total": total,
+                }
+            )
         for row in rows:
             append_jsonl(self.run_dir / "completions.jsonl", row)
         self.reporter.on_completions(step, rows)
@@ -125,8 +133,15 @@ class CompletionRecorder:
 class LiveCallback(TrainerCallback):
     """Appends each log to metrics.jsonl, reports progress, honours stop, saves the adapter periodically."""
 
-    def __init__(self, run_dir: Path, reporter: Reporter, stop: threading.Event, save_steps: int,
-                 completions_per_step: int, started: float):
+    def __init__(
+        self,
+        run_dir: Path,
+        reporter: Reporter,
+        stop: threading.Event,
+        save_steps: int,
+        completions_per_step: int,
+        started: float,
+    ):
         self.run_dir, self.reporter, self.stop = run_dir, reporter, stop
         self.save_steps, self.completions_per_step = save_steps, completions_per_step
         self.started = started  # the run's clock: model loading included, earlier sessions of a resume too
@@ -145,7 +160,8 @@ class LiveCallback(TrainerCallback):
         row = {"step": state.global_step, "elapsed": round(time.time() - self.started, 2), **logs}
         if logs.get("step_time") and logs.get("completions/mean_length") is not None:
             row["completion_tokens_per_s"] = (
-                logs["completions/mean_length"] * self.completions_per_step / max(logs["step_time"], 1e-9))
+                logs["completions/mean_length"] * self.completions_per_step / max(logs["step_time"], 1e-9)
+            )
         append_jsonl(self.run_dir / "metrics.jsonl", row)
         self.reporter.on_metrics(row)
 
@@ -153,21 +169,30 @@ class LiveCallback(TrainerCallback):
         """NaN/inf gradients stop the run before they reach the weights (the last save stays good)."""
         grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None] if model else []
         if not finite(grads):
-            raise TrainingFault(f"The gradients became NaN or inf at step {state.global_step + 1} (a learning rate "
-                                "too high, or huge rewards with scale_rewards=none). The run stopped before updating "
-                                "the weights; the adapter and checkpoints saved before are kept.", keep_adapter=False)
+            raise TrainingFault(
+                f"The gradients became NaN or inf at step {state.global_step + 1} (a learning rate "
+                "too high, or huge rewards with scale_rewards=none). The run stopped before updating "
+                "the weights; the adapter and checkpoints saved before are kept.",
+                keep_adapter=False,
+            )
 
     def on_optimizer_step(self, args, state, control, model=None, **kw):
         weights = [p for p in model.parameters() if p.requires_grad] if model else []
         if not finite([w.detach() for w in weights]):
-            raise TrainingFault(f"The weights became NaN or inf at step {state.global_step + 1} (the learning rate "
-                                "is too high). The run stopped; the adapter and checkpoints saved before are kept.",
-                                keep_adapter=False)
+            raise TrainingFault(
+                f"The weights became NaN or inf at step {state.global_step + 1} (the learning rate "
+                "is too high). The run stopped; the adapter and checkpoints saved before are kept.",
+                keep_adapter=False,
+            )
 
     def on_step_end(self, args, state, control, model=None, **kw):
         self.reporter.on_progress(state.global_step, state.max_steps)
-        if (self.save_steps and state.global_step % self.save_steps == 0 and model is not None
-                and state.is_world_process_zero):
+        if (
+            self.save_steps
+            and state.global_step % self.save_steps == 0
+            and model is not None
+            and state.is_world_process_zero
+        ):
             save_adapter(model, kw.get("processing_class"), self.run_dir / "adapter")
         if self.stop.is_set():
             control.should_training_stop = True
@@ -182,19 +207,38 @@ def grpo_args(cfg: Config, host: HostSettings, output_dir: Path):
 
     g = cfg.grpo
     kwargs = dict(
-        output_dir=str(output_dir), learning_rate=g.learning_rate,
+        output_dir=str(output_dir),
+        learning_rate=g.learning_rate,
         per_device_train_batch_size=g.per_device_train_batch_size,
-        gradient_accumulation_steps=g.gradient_accumulation_steps, num_generations=g.num_generations,
-        max_completion_length=g.max_completion_length, temperature=g.temperature, top_p=g.top_p, beta=g.beta,
-        loss_type=g.loss_type, scale_rewards=g.scale_rewards, num_train_epochs=g.num_train_epochs,
-        max_steps=g.max_steps, optim=host.optim, bf16=host.bf16_autocast,
-        gradient_checkpointing=g.gradient_checkpointing, lr_scheduler_type=g.lr_scheduler_type,
-        warmup_steps=g.warmup_steps, logging_steps=g.logging_steps, seed=g.seed,
-        save_strategy="steps" if g.save_steps > 0 else "no", save_steps=g.save_steps or 500,
+        gradient_accumulation_steps=g.gradient_accumulation_steps,
+        num_generations=g.num_generations,
+        max_completion_length=g.max_completion_length,
+        temperature=g.temperature,
+        top_p=g.top_p,
+        beta=g.beta,
+        loss_type=g.loss_type,
+        scale_rewards=g.scale_rewards,
+        num_train_epochs=g.num_train_epochs,
+        max_steps=g.max_steps,
+        optim=host.optim,
+        bf16=host.bf16_autocast,
+        gradient_checkpointing=g.gradient_checkpointing,
+        lr_scheduler_type=g.lr_scheduler_type,
+        warmup_steps=g.warmup_steps,
+        logging_steps=g.logging_steps,
+        seed=g.seed,
+        save_strategy="steps" if g.save_steps > 0 else "no",
+        save_steps=g.save_steps or 500,
         save_total_limit=g.save_total_limit or None,
-        report_to=trackers(cfg.run.report_to) or "none", project="grpo-studio", run_name=output_dir.parent.name,
-        use_cpu=host.device == "cpu", reward_weights=None, use_vllm=g.use_vllm, vllm_mode=g.vllm_mode,
-        vllm_server_base_url=g.vllm_server_base_url or None, vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
+        report_to=trackers(cfg.run.report_to) or "none",
+        project="grpo-studio",
+        run_name=output_dir.parent.name,
+        use_cpu=host.device == "cpu",
+        reward_weights=None,
+        use_vllm=g.use_vllm,
+        vllm_mode=g.vllm_mode,
+        vllm_server_base_url=g.vllm_server_base_url or None,
+        vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
     )
     if "wandb" in trackers(cfg.run.report_to) and not os.environ.get("WANDB_API_KEY"):
         os.environ.setdefault("WANDB_MODE", "offline")  # the recipe logged to wandb; no key, no network needed
@@ -211,8 +255,9 @@ def _resolve_into(cfg: Config, host: HostSettings) -> None:
     cfg.model.name = pin_default(cfg.model.name)
 
 
-def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event | None = None,
-          resume: bool = False) -> RunResult:
+def train(
+    cfg: Config, reporter: Reporter | None = None, stop: threading.Event | None = None, resume: bool = False
+) -> RunResult:
     """Run one training from config to saved adapter.
 
     Everything that can be checked (settings, model id, tokenizer, prompts, rewards) is checked before a run folder
@@ -224,8 +269,10 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
     began = time.time()
     validate(cfg)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not cfg.run.dir:
-        raise ConfigError("Several processes are training together: set run.dir so they share one run folder, "
-                          "e.g. --set run.dir=runs/recipe-8gpu.")
+        raise ConfigError(
+            "Several processes are training together: set run.dir so they share one run folder, "
+            "e.g. --set run.dir=runs/recipe-8gpu."
+        )
     checkpoint = resume_point(Path(cfg.run.dir)) if resume else None
     build_rewards(cfg.reward)  # a custom reward that does not load is one sentence, before anything else
     host = host_settings(cfg)
@@ -249,8 +296,10 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
         reporter.on_status("loading", f"Loading model {cfg.model.name}…")
         for note in host.notes:
             reporter.on_log(note)
-        reporter.on_log(f"Host: {host.device}, weights {host.dtype}, attention {host.attn_implementation}, "
-                        f"optimizer {host.optim}, bf16 autocast {host.bf16_autocast}.")
+        reporter.on_log(
+            f"Host: {host.device}, weights {host.dtype}, attention {host.attn_implementation}, "
+            f"optimizer {host.optim}, bf16 autocast {host.bf16_autocast}."
+        )
         model, tokenizer, _ = load_model(cfg, host, located)
         reporter.on_log(f"Data: {report.summary()}.")
         trainer = _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop, clock)
@@ -266,8 +315,14 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
     except KeyboardInterrupt:  # a second Ctrl-C: save what there is, then let it end the process
         _save_adapter(trainer, run_dir, reporter)
         step = trainer.state.global_step if trainer else 0
-        _status(run_dir, "stopped", f"Interrupted after {_steps(step)}; resume it from its last checkpoint.",
-                steps=step, elapsed=round(time.time() - clock, 2), reporter=reporter)
+        _status(
+            run_dir,
+            "stopped",
+            f"Interrupted after {_steps(step)}; resume it from its last checkpoint.",
+            steps=step,
+            elapsed=round(time.time() - clock, 2),
+            reporter=reporter,
+        )
         raise
     except Exception as e:
         message = failure_message(e, cfg)
@@ -289,11 +344,19 @@ def train(cfg: Config, reporter: Reporter | None = None, stop: threading.Event |
     step = trainer.state.global_step if trainer else 0
     message = f"{status.capitalize()} after {_steps(step)}; adapter saved to {run_dir / 'adapter'}."
     elapsed = round(time.time() - clock, 2)
-    _status(run_dir, status, message, steps=step, elapsed=elapsed, reporter=reporter,
-            processes=int(os.environ.get("WORLD_SIZE", "1")))
+    _status(
+        run_dir,
+        status,
+        message,
+        steps=step,
+        elapsed=elapsed,
+        reporter=reporter,
+        processes=int(os.environ.get("WORLD_SIZE", "1")),
+    )
     reporter.on_status(status, message)
-    return RunResult(run_dir, status, message, metrics=list(trainer.state.log_history) if trainer else [],
-                     elapsed=elapsed)
+    return RunResult(
+        run_dir, status, message, metrics=list(trainer.state.log_history) if trainer else [], elapsed=elapsed
+    )
 
 
 def _steps(n: int) -> str:
@@ -309,8 +372,9 @@ def _open_run_dir(cfg: Config, resume: bool) -> Path:
     try:
         return new_run_dir(cfg)
     except OSError as e:
-        raise ConfigError(f"Cannot create the run folder under '{cfg.run.dir or cfg.run.root}': "
-                          f"{e.strerror or e}.") from None
+        raise ConfigError(
+            f"Cannot create the run folder under '{cfg.run.dir or cfg.run.root}': {e.strerror or e}."
+        ) from None
 
 
 def _rewind(run_dir: Path, checkpoint: Path, reporter: Reporter) -> float:
@@ -319,8 +383,9 @@ def _rewind(run_dir: Path, checkpoint: Path, reporter: Reporter) -> float:
     step = int(checkpoint.name.rpartition("-")[2])
     dropped = keep_steps_up_to(run_dir / "metrics.jsonl", step)
     keep_steps_up_to(run_dir / "completions.jsonl", step)
-    reporter.on_log(f"Resuming from {checkpoint.name}" + (f"; {dropped} logged steps after it run again."
-                                                          if dropped else "."))
+    reporter.on_log(
+        f"Resuming from {checkpoint.name}" + (f"; {dropped} logged steps after it run again." if dropped else ".")
+    )
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     elapsed = metrics[-1].get("elapsed", 0.0) if metrics else 0.0
     reporter.on_history(metrics, read_jsonl(run_dir / "completions.jsonl"), elapsed)
@@ -336,8 +401,9 @@ def resume_point(run_dir: Path) -> Path:
         raise ConfigError(f"The run in '{run_dir}' has finished; start a new run (or continue from its adapter).")
     checkpoint = last_checkpoint(run_dir)
     if checkpoint is None:
-        raise ConfigError(f"The run in '{run_dir}' has no checkpoint to resume from yet (one is saved every "
-                          "grpo.save_steps steps).")
+        raise ConfigError(
+            f"The run in '{run_dir}' has no checkpoint to resume from yet (one is saved every grpo.save_steps steps)."
+        )
     return checkpoint
 
 
@@ -364,11 +430,15 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
     from . import decoding
     from .fast import FastGRPOTrainer
 
-    if cfg.grpo.gradient_checkpointing and _lever(cfg.speed.skip_checkpointing, host) and (
-            sum(p.numel() for p in model.parameters()) < 1_000_000_000):
+    if (
+        cfg.grpo.gradient_checkpointing
+        and _lever(cfg.speed.skip_checkpointing, host)
+        and (sum(p.numel() for p in model.parameters()) < 1_000_000_000)
+    ):
         cfg.grpo.gradient_checkpointing = False
-        reporter.on_log("Gradient checkpointing off: a small model on this host has the memory "
-                        "(speed.skip_checkpointing).")
+        reporter.on_log(
+            "Gradient checkpointing off: a small model on this host has the memory (speed.skip_checkpointing)."
+        )
     if _lever(cfg.speed.grouped_attention, host) and decoding.plain_attention(model.config):
         decoding.use_grouped_attention(model)
     funcs, weights = build_rewards(cfg.reward)
@@ -377,7 +447,10 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
     args.reward_weights = weights
     targets = cfg.lora.target_modules
     lora = LoraConfig(
-        r=cfg.lora.r, lora_alpha=cfg.lora.lora_alpha, lora_dropout=cfg.lora.lora_dropout, task_type="CAUSAL_LM",
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.lora_alpha,
+        lora_dropout=cfg.lora.lora_dropout,
+        task_type="CAUSAL_LM",
         target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
     )
     if cfg.run.resume_from:
@@ -387,12 +460,19 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
     callback = LiveCallback(run_dir, reporter, stop, cfg.grpo.save_steps, args.generation_batch_size, clock)
     if cfg.speed.threads > 0:
         torch.set_num_threads(cfg.speed.threads)
-    return FastGRPOTrainer(model=model, reward_funcs=recorder.wrapped(), args=args, train_dataset=dataset,
-                           processing_class=tokenizer, peft_config=lora, callbacks=[callback],
-                           logits_head=_lever(cfg.speed.logits_head, host),
-                           merged_generation=_lever(cfg.speed.merged_generation, host),
-                           shared_prefix=_lever(cfg.speed.shared_prefix, host),
-                           fast_decode=_lever(cfg.speed.fast_decode, host))
+    return FastGRPOTrainer(
+        model=model,
+        reward_funcs=recorder.wrapped(),
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[callback],
+        logits_head=_lever(cfg.speed.logits_head, host),
+        merged_generation=_lever(cfg.speed.merged_generation, host),
+        shared_prefix=_lever(cfg.speed.shared_prefix, host),
+        fast_decode=_lever(cfg.speed.fast_decode, host),
+    )
 
 
 def _lever(value: str, host: HostSettings) -> bool:

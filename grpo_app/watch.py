@@ -60,7 +60,9 @@ def hacking_warning(rows: list[dict], window: int = WINDOW) -> str:
     what = " and ".join(p for p in parts if p) or low
     if not what:
         return ""
-    return (f"Reward hacking? The reward rose from {early:.2f} to {late:.2f} while {what}. The model is learning "
-            "to please the reward, not to do the task: read the completions below (failing ones are marked), then "
-            "add grounding, summary, coverage or no_copy to the rewards, raise beta (KL) or lower the learning "
-            "rate.")
+    return (
+        f"Reward hacking? The reward rose from {early:.2f} to {late:.2f} while {what}. The model is learning "
+        "to please the reward, not to do the task: read the completions below (failing ones are marked), then "
+        "add grounding, summary, coverage or no_copy to the rewards, raise beta (KL) or lower the learning "
+        "rate."
+    )

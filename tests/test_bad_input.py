@@ -26,16 +26,18 @@ def _files(folder: Path, tiny_model_dir: Path) -> dict[str, str]:
     (folder / "latin1.txt").write_bytes("Un café très crème, s'il vous plaît\n".encode("latin-1"))
     (folder / "truncated.json").write_text('[{"prompt": "A post about a cat"}, {"prompt": "Another po')
     (folder / "nocolumn.csv").write_text("a,b\n1,2\n3,4\n")
-    (folder / "posts.jsonl").write_text("".join(json.dumps({"prompt": f"Post number {i} about my cat."}) + "\n"
-                                               for i in range(8)))
+    (folder / "posts.jsonl").write_text(
+        "".join(json.dumps({"prompt": f"Post number {i} about my cat."}) + "\n" for i in range(8))
+    )
     (folder / "bad.yaml").write_text("grpo:\n  learning_rate: fast\n")
     (folder / "unknown.yaml").write_text("grpo:\n  no_such_setting: 1\n")
     (folder / "notmap.yaml").write_text("model: 5\n")
     (folder / "notamodel").mkdir(exist_ok=True)
     bert = folder / "bert"
     if not (bert / "config.json").is_file():
-        BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                             vocab_size=100)).save_pretrained(bert)
+        BertModel(
+            BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=100)
+        ).save_pretrained(bert)
     for p in folder.iterdir():
         out[p.name] = str(p)
     out["tiny"] = str(tiny_model_dir)
@@ -79,8 +81,10 @@ CASES = [
     ({"reward.weights": "1, 2, 3"}, "reward.weights has 3 values for 1 reward function."),
     ({"reward.functions": "lenght"}, "Unknown reward function(s) ['lenght']"),
     ({"reward.ideal_length": -5}, "reward.ideal_length must be at least 1 character"),
-    ({"reward.functions": "one_sentence", "reward.regex": "[a-"},
-     "reward.regex (the one_sentence pattern) is not a valid regular expression: unterminated character set"),
+    (
+        {"reward.functions": "one_sentence", "reward.regex": "[a-"},
+        "reward.regex (the one_sentence pattern) is not a valid regular expression: unterminated character set",
+    ),
     ({"reward.functions": "/nowhere/rewards.py:score"}, "Could not load reward function"),
     ({"run.resume_from": "runs/../../etc"}, "run.resume_from must not contain '..'"),
     ({"grpo.vllm_mode": "remote"}, "grpo.vllm_mode must be 'colocate' or 'server'"),
@@ -106,9 +110,18 @@ def _fill(settings: dict, files: dict) -> dict:
 
 
 def _base(files: dict, run_dir: Path) -> dict:
-    return {"model.name": files["tiny"], "data.path": files["posts.jsonl"], "grpo.per_device_train_batch_size": 4,
-            "grpo.gradient_accumulation_steps": 1, "grpo.num_generations": 4, "grpo.max_completion_length": 8,
-            "grpo.max_steps": 1, "reward.functions": "length", "reward.monitor": "", "run.dir": str(run_dir)}
+    return {
+        "model.name": files["tiny"],
+        "data.path": files["posts.jsonl"],
+        "grpo.per_device_train_batch_size": 4,
+        "grpo.gradient_accumulation_steps": 1,
+        "grpo.num_generations": 4,
+        "grpo.max_completion_length": 8,
+        "grpo.max_steps": 1,
+        "reward.functions": "length",
+        "reward.monitor": "",
+        "run.dir": str(run_dir),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +140,12 @@ def test_cli_answers_with_one_sentence(settings, sentence, files, tmp_path, caps
     settings = _fill(settings, files)
     config = settings.pop("--config", None)
     values = {**_base(files, run_dir), **settings}
-    argv = ["train", *(["--config", config] if config else []), "--set",
-            *[f"{k}={v}" for k, v in values.items() if not (config and k.startswith("grpo.learning"))]]
+    argv = [
+        "train",
+        *(["--config", config] if config else []),
+        "--set",
+        *[f"{k}={v}" for k, v in values.items() if not (config and k.startswith("grpo.learning"))],
+    ]
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2, err
@@ -189,16 +206,23 @@ def test_train_tab_answers_with_one_sentence(settings, sentence, files, train_ta
     assert not demo.registry.snapshot().active
 
 
-@pytest.mark.parametrize(("rows", "sentence"), [
-    ([["length", "heavy", False]], "The weight of reward 'length' must be a number, got 'heavy'."),
-    ([["length", 0, True]], "Choose at least one reward function."),
-    ([["lenght", 1, False]], "Unknown reward function(s) ['lenght']"),
-    ([["length", float("nan"), False], ["summary", "inf", False]], "reward.weights is inf"),
-])
+@pytest.mark.parametrize(
+    ("rows", "sentence"),
+    [
+        ([["length", "heavy", False]], "The weight of reward 'length' must be a number, got 'heavy'."),
+        ([["length", 0, True]], "Choose at least one reward function."),
+        ([["lenght", 1, False]], "Unknown reward function(s) ['lenght']"),
+        ([["length", float("nan"), False], ["summary", "inf", False]], "reward.weights is inf"),
+    ],
+)
 def test_the_rewards_table_answers_with_one_sentence(rows, sentence, train_tab, files):
     demo, tab, root = train_tab
-    form = {**config_to_values(Config()), "model.name": files["tiny"], "data.path": files["posts.jsonl"],
-            "reward.table": rows}
+    form = {
+        **config_to_values(Config()),
+        "model.name": files["tiny"],
+        "data.path": files["posts.jsonl"],
+        "reward.table": rows,
+    }
     status = _start(tab, form)
     assert "Not started" in status and sentence in status, status
 
@@ -215,12 +239,15 @@ def test_rename_refuses_separators_and_dots(train_tab, tiny_cfg):
     assert (root / "named-run" / "config.yaml").is_file()
 
 
-@pytest.mark.parametrize(("widget", "value", "sentence"), [
-    ("temperature", -1.0, "generation.temperature must be positive while sampling"),
-    ("top_p", float("nan"), "generation.top_p is nan"),
-    ("min_p", 1.5, "generation.min_p must be in [0, 1)"),
-    ("max_new", 0, "generation.max_new_tokens must be at least 1"),
-])
+@pytest.mark.parametrize(
+    ("widget", "value", "sentence"),
+    [
+        ("temperature", -1.0, "generation.temperature must be positive while sampling"),
+        ("top_p", float("nan"), "generation.top_p is nan"),
+        ("min_p", 1.5, "generation.min_p must be in [0, 1)"),
+        ("max_new", 0, "generation.max_new_tokens must be at least 1"),
+    ],
+)
 def test_compare_tab_answers_bad_generation_settings(train_tab, widget, value, sentence):
     """The Compare tab's Generate handler: the sentence in the tuned side's status, no model loaded."""
     demo, tab, _ = train_tab

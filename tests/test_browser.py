@@ -18,22 +18,30 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CANARY = "hf_CANARYbrowserToken0123456789"
-REWARD_POINTS = ("() => { const d = document.querySelector('#plot-reward .js-plotly-plot');"
-                 " if (!d || !d.data) return 0; const t = d.data.find(t => t.name === 'reward (mean)');"
-                 " return t ? t.x.length : 0; }")
-QUALITY_POINTS = ("() => { const d = document.querySelector('#plot-quality .js-plotly-plot');"
-                  " if (!d || !d.data) return {}; const out = {};"
-                  " for (const t of d.data) out[t.name] = t.x.length; return out; }")
+REWARD_POINTS = (
+    "() => { const d = document.querySelector('#plot-reward .js-plotly-plot');"
+    " if (!d || !d.data) return 0; const t = d.data.find(t => t.name === 'reward (mean)');"
+    " return t ? t.x.length : 0; }"
+)
+QUALITY_POINTS = (
+    "() => { const d = document.querySelector('#plot-quality .js-plotly-plot');"
+    " if (!d || !d.data) return {}; const out = {};"
+    " for (const t of d.data) out[t.name] = t.x.length; return out; }"
+)
 
-REWARD_XS = ("() => { const d = document.querySelector('#plot-reward .js-plotly-plot');"
-             " const t = d && d.data && d.data.find(t => t.name === 'reward (mean)');"
-             " return t ? Array.from(t.x) : []; }")
-WATCH_SIDES = ("() => { window.sides = []; const f = () => {"
-               " const b = document.querySelector('#base-output textarea').value.length;"
-               " const t = document.querySelector('#tuned-output textarea').value.length;"
-               " const last = window.sides[window.sides.length - 1];"
-               " if (!last || last[0] !== b || last[1] !== t) window.sides.push([b, t]);"
-               " requestAnimationFrame(f); }; f(); }")
+REWARD_XS = (
+    "() => { const d = document.querySelector('#plot-reward .js-plotly-plot');"
+    " const t = d && d.data && d.data.find(t => t.name === 'reward (mean)');"
+    " return t ? Array.from(t.x) : []; }"
+)
+WATCH_SIDES = (
+    "() => { window.sides = []; const f = () => {"
+    " const b = document.querySelector('#base-output textarea').value.length;"
+    " const t = document.querySelector('#tuned-output textarea').value.length;"
+    " const last = window.sides[window.sides.length - 1];"
+    " if (!last || last[0] !== b || last[1] !== t) window.sides.push([b, t]);"
+    " requestAnimationFrame(f); }; f(); }"
+)
 
 
 def _free_port() -> int:
@@ -45,8 +53,15 @@ def _free_port() -> int:
 def _launch(runs: Path, python: str = sys.executable, port: int = 0, **extra_env: str) -> tuple[subprocess.Popen, str]:
     """`python app.py` as a user runs it, its output in <runs>/app.log."""
     port = port or _free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRPO_STUDIO_RUNS": str(runs), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO), **extra_env}
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRPO_STUDIO_RUNS": str(runs),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONPATH": str(REPO),
+        **extra_env,
+    }
     env = {k: v for k, v in env.items() if v is not None}
     log = open(runs / "app.log", "w")
     proc = subprocess.Popen([python, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -79,9 +94,18 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         yield b
         b.close()
 
@@ -186,8 +210,13 @@ def test_compare_streams_both_sides_and_batch(app_url, browser):
     page.evaluate(WATCH_SIDES)
     page.click("#generate-btn")
     _wait(lambda: page.locator("#tuned-stats").get_by_text("tok/s").count() > 0, timeout=120)
-    _wait(lambda: page.evaluate("() => window.sides.length") == (time.sleep(1.5) or page.evaluate(
-        "() => window.sides.length")), timeout=120)  # settled: nothing changed for 1.5 s
+    _wait(
+        lambda: (
+            page.evaluate("() => window.sides.length")
+            == (time.sleep(1.5) or page.evaluate("() => window.sides.length"))
+        ),
+        timeout=120,
+    )  # settled: nothing changed for 1.5 s
     seen = page.evaluate("() => window.sides")  # (base chars, tuned chars) at every frame that changed them
     final_base = len(page.locator("#base-output textarea").input_value())
     assert final_base and page.locator("#tuned-output textarea").input_value().strip()
@@ -254,7 +283,8 @@ def test_a_start_in_the_first_second_starts_the_run(app_url, browser):
     quick = preset("quick")
     assert cfg.model.name == "default" and cfg.grpo.max_steps == quick.grpo.max_steps
     assert dict(zip(cfg.reward.functions, cfg.reward.weights, strict=True)) == dict(
-        zip(quick.reward.functions, quick.reward.weights, strict=True))
+        zip(quick.reward.functions, quick.reward.weights, strict=True)
+    )
     _wait(lambda: any(word in page.locator("#train-status").inner_text() for word in ("Loading", "Training")))
     page.click("#stop-btn")
     page.locator("#train-status").get_by_text("Stopped").wait_for(timeout=300_000)
@@ -359,9 +389,17 @@ def test_as_a_space_a_second_visitor_watches_but_cannot_stop(browser, space_pyth
             pytest.skip("port 7860 is taken on this machine")
     runs = tmp_path / "runs"
     runs.mkdir()
-    proc, url = _launch(runs, python=space_python, port=7860, GRADIO_SERVER_NAME=None, PYTHONPATH=None,
-                        SPACE_ID="someone/grpo-studio", GRPO_STUDIO_MAX_STEPS="50",
-                        GRPO_STUDIO_DEFAULT_MODEL="offline", GRPO_STUDIO_DEFAULT_DATASET="bundled-mixed")
+    proc, url = _launch(
+        runs,
+        python=space_python,
+        port=7860,
+        GRADIO_SERVER_NAME=None,
+        PYTHONPATH=None,
+        SPACE_ID="someone/grpo-studio",
+        GRPO_STUDIO_MAX_STEPS="50",
+        GRPO_STUDIO_DEFAULT_MODEL="offline",
+        GRPO_STUDIO_DEFAULT_DATASET="bundled-mixed",
+    )
     try:
         tcp = Path("/proc/net/tcp").read_text() if Path("/proc/net/tcp").is_file() else ""
         assert not tcp or " 00000000:1EB4 00000000:0000 0A " in tcp  # listening on 0.0.0.0:7860
@@ -370,8 +408,12 @@ def test_as_a_space_a_second_visitor_watches_but_cannot_stop(browser, space_pyth
         owner.get_by_text("206 rows").wait_for(timeout=60_000)
         assert "at most 50 steps per run" in owner.locator("#public-note").inner_text()
         assert "runs vanish when it restarts" in owner.locator("#storage-note").inner_text()
-        for elem_id, value in (("cfg-grpo-per_device_train_batch_size", 4), ("cfg-grpo-num_generations", 4),
-                               ("cfg-grpo-max_completion_length", 8), ("cfg-grpo-max_steps", 1000)):
+        for elem_id, value in (
+            ("cfg-grpo-per_device_train_batch_size", 4),
+            ("cfg-grpo-num_generations", 4),
+            ("cfg-grpo-max_completion_length", 8),
+            ("cfg-grpo-max_steps", 1000),
+        ):
             _set(owner, elem_id, value)
         owner.click("#start-btn")
         owner.get_by_text("runs at most 50 steps").first.wait_for(timeout=30_000)  # a toast, and the status

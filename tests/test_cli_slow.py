@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def cli(*args, cwd):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "grpo_app", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=900, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "grpo_app", *args], cwd=cwd, capture_output=True, text=True, timeout=900, env=env
+    )
 
 
 def test_cli_rejects_bad_input_without_traceback(tmp_path):
@@ -32,28 +33,51 @@ def test_cli_rejects_bad_input_without_traceback(tmp_path):
 
 def test_cli_train_then_generate_with_and_without_adapter(tmp_path):
     prompts = tmp_path / "new_posts.jsonl"
-    prompts.write_text("".join(json.dumps({"text": t}) + "\n" for t in [
-        "The bakery on my street closed after forty years. The owner says rent tripled and nobody took over.",
-        "I ran my first half marathon on Sunday. I walked twice, but I finished in two hours twenty.",
-    ]))
-    r = cli("train", "--preset", "quick", "--set", "grpo.max_steps=2", "grpo.per_device_train_batch_size=4",
-            "grpo.num_generations=4", "grpo.max_completion_length=16", "data.max_samples=8", "run.dir=out",
-            cwd=tmp_path)
+    prompts.write_text(
+        "".join(
+            json.dumps({"text": t}) + "\n"
+            for t in [
+                "The bakery on my street closed after forty years. The owner says rent tripled and nobody took over.",
+                "I ran my first half marathon on Sunday. I walked twice, but I finished in two hours twenty.",
+            ]
+        )
+    )
+    r = cli(
+        "train",
+        "--preset",
+        "quick",
+        "--set",
+        "grpo.max_steps=2",
+        "grpo.per_device_train_batch_size=4",
+        "grpo.num_generations=4",
+        "grpo.max_completion_length=16",
+        "data.max_samples=8",
+        "run.dir=out",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "mean reward: first" in r.stdout
     out = tmp_path / "out"
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     for extra in ([], ["--adapter", "out/adapter"]):
-        r = cli("generate", *extra, "--prompts", str(prompts), "--out", "gen.jsonl",
-                "--set", "generation.max_new_tokens=24", cwd=tmp_path)
+        r = cli(
+            "generate",
+            *extra,
+            "--prompts",
+            str(prompts),
+            "--out",
+            "gen.jsonl",
+            "--set",
+            "generation.max_new_tokens=24",
+            cwd=tmp_path,
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         rows = [json.loads(line) for line in (tmp_path / "gen.jsonl").read_text().splitlines()]
         assert len(rows) == 2 and all(row["completion"] for row in rows)
         assert "length" in rows[0]["rewards"] and "total" in rows[0]["rewards"]
     # eval: base vs tuned on the bundled held-out posts and long documents, a JSON report in the run folder
-    r = cli("eval", "--adapter", "out/adapter", "--limit", "2", "--set", "generation.max_new_tokens=24",
-            cwd=tmp_path)
+    r = cli("eval", "--adapter", "out/adapter", "--limit", "2", "--set", "generation.max_new_tokens=24", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "answers that are summaries" in r.stdout and "documents (2 prompts)" in r.stdout
     report = json.loads((out / "eval.json").read_text())
@@ -61,8 +85,14 @@ def test_cli_train_then_generate_with_and_without_adapter(tmp_path):
     for result in report["sets"].values():
         assert result["prompts"] == 2 and len(result["answers"]) == 2
         for side in ("base", "tuned"):
-            assert {"length_error", "summary_rate", "grounding", "repetition", "degenerate_rate",
-                    "reward/length"} <= set(result[side])
+            assert {
+                "length_error",
+                "summary_rate",
+                "grounding",
+                "repetition",
+                "degenerate_rate",
+                "reward/length",
+            } <= set(result[side])
         assert {"base_answer", "tuned_answer", "tuned_is_summary", "tuned_why_not"} <= set(result["answers"][0])
     # export --merge on the real model: plain transformers loads it and picks the same greedy tokens
     r = cli("export", "out", "--merge", cwd=tmp_path)
@@ -78,15 +108,23 @@ def _merged_matches_adapter(merged_dir, adapter_dir):
     from grpo_app.models import resolve_model
 
     tok = AutoTokenizer.from_pretrained(merged_dir)
-    text = tok.apply_chat_template([{"role": "user", "content": "Summarize this text in one sentence.\n\nThe "
-                                     "bakery on my street closed after forty years because the rent tripled."}],
-                                   tokenize=False, add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [
+            {
+                "role": "user",
+                "content": "Summarize this text in one sentence.\n\nThe "
+                "bakery on my street closed after forty years because the rent tripled.",
+            }
+        ],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
     ids = tok(text, return_tensors="pt", add_special_tokens=False)
 
     def greedy(model):
         with torch.inference_mode():
             out = model.generate(**ids, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
-        return out[0, ids["input_ids"].shape[1]:].tolist()
+        return out[0, ids["input_ids"].shape[1] :].tolist()
 
     merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
     base = AutoModelForCausalLM.from_pretrained(resolve_model("default"), dtype=torch.float32)

@@ -29,9 +29,19 @@ def test_recipe_preset_is_the_reference_recipe():
 
 
 def test_set_values_are_typed_and_checked():
-    cfg = load_config("quick", overrides=parse_set(["grpo.learning_rate=1e-4", "lora.r=8", "grpo.bf16=false",
-                                                    "reward.functions=length,on_topic", "run.dir=out",
-                                                    "grpo.epsilon_high=0.3"]))
+    cfg = load_config(
+        "quick",
+        overrides=parse_set(
+            [
+                "grpo.learning_rate=1e-4",
+                "lora.r=8",
+                "grpo.bf16=false",
+                "reward.functions=length,on_topic",
+                "run.dir=out",
+                "grpo.epsilon_high=0.3",
+            ]
+        ),
+    )
     assert cfg.grpo.learning_rate == 1e-4 and cfg.lora.r == 8 and cfg.grpo.bf16 is False
     assert cfg.reward.functions == ["length", "on_topic"] and cfg.run.dir == "out"
     assert cfg.grpo.extra == {"epsilon_high": 0.3}
@@ -43,15 +53,18 @@ def test_set_values_are_typed_and_checked():
         parse_set(["lora.r"])
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("grpo.num_generations", 1, "at least 2"),
-    ("grpo.num_generations", 3, "divisible by grpo.num_generations"),
-    ("grpo.learning_rate", 0, "learning_rate must be positive"),
-    ("grpo.max_steps", 0, "max_steps"),
-    ("reward.functions", ["nope"], "Unknown reward"),
-    ("reward.weights", [1, 2], "reward.weights has 2 values"),
-    ("data.overlong", "cut", "truncate"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("grpo.num_generations", 1, "at least 2"),
+        ("grpo.num_generations", 3, "divisible by grpo.num_generations"),
+        ("grpo.learning_rate", 0, "learning_rate must be positive"),
+        ("grpo.max_steps", 0, "max_steps"),
+        ("reward.functions", ["nope"], "Unknown reward"),
+        ("reward.weights", [1, 2], "reward.weights has 2 values"),
+        ("data.overlong", "cut", "truncate"),
+    ],
+)
 def test_validation_messages(key, value, message):
     cfg = preset("quick")
     set_value(cfg, key, value)

@@ -62,8 +62,13 @@ def test_hub_failure_is_one_clear_sentence():
 
 
 def test_chat_format_instruction_and_messages(tmp_path):
-    cfg = DataConfig(path="bundled", instruction="Summarize this post in one sentence.", chat_format=True,
-                     system_prompt="Be brief.", max_samples=3)
+    cfg = DataConfig(
+        path="bundled",
+        instruction="Summarize this post in one sentence.",
+        chat_format=True,
+        system_prompt="Be brief.",
+        max_samples=3,
+    )
     ds, _ = build_prompts(cfg)
     first = ds[0]["prompt"]
     assert first[0] == {"role": "system", "content": "Be brief."}

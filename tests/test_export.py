@@ -32,7 +32,7 @@ def _greedy(model, tok, text="Summarize: the tap drips and I fixed it with a was
     ids = tok(text, return_tensors="pt")
     with torch.inference_mode():
         out = model.generate(**ids, max_new_tokens=10, do_sample=False, pad_token_id=tok.pad_token_id)
-    return out[0, ids["input_ids"].shape[1]:].tolist()
+    return out[0, ids["input_ids"].shape[1] :].tolist()
 
 
 def test_merged_export_loads_plainly_and_matches_base_plus_adapter(trained_run, tiny_model_dir):
@@ -42,8 +42,14 @@ def test_merged_export_loads_plainly_and_matches_base_plus_adapter(trained_run, 
 
     folder = export_run(trained_run, merge=True)
     assert folder == trained_run / "merged"
-    assert {"model.safetensors", "config.json", "tokenizer_config.json", "generation_config.json", "README.md",
-            "reward.png"} <= {p.name for p in folder.iterdir()}
+    assert {
+        "model.safetensors",
+        "config.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+        "README.md",
+        "reward.png",
+    } <= {p.name for p in folder.iterdir()}
     assert not list(folder.glob("adapter_*"))  # plain weights, no PEFT needed
     tok = AutoTokenizer.from_pretrained(folder)
     assert tok.chat_template  # the chat template travels with the model
@@ -54,8 +60,9 @@ def test_merged_export_loads_plainly_and_matches_base_plus_adapter(trained_run, 
     gen = GenerationConfig.from_pretrained(folder)
     g = Run(trained_run).config().generation  # the run's settings: the recipe's, with the tests' 8 tokens
     assert (gen.max_new_tokens, gen.temperature, gen.min_p, gen.do_sample) == (g.max_new_tokens, 0.5, 0.1, True)
-    out = pipeline("text-generation", model=str(folder))([{"role": "user", "content": "Summarize: hello"}],
-                                                         max_new_tokens=4)
+    out = pipeline("text-generation", model=str(folder))(
+        [{"role": "user", "content": "Summarize: hello"}], max_new_tokens=4
+    )
     assert out[0]["generated_text"][-1]["role"] == "assistant"
     card = ModelCard.load(folder / "README.md")
     assert {"grpo", "trl"} <= set(card.data.tags) and card.data.pipeline_tag == "text-generation"
@@ -110,10 +117,20 @@ class _Refuse(BaseHTTPRequestHandler):
 def test_refused_push_from_the_cli_leaks_no_token(trained_run):
     server = HTTPServer(("127.0.0.1", 0), _Refuse)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_TOKEN": CANARY, "HF_HUB_OFFLINE": "0",
-           "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}"}
-    r = subprocess.run([sys.executable, "-m", "grpo_app", "export", str(trained_run), "--push", "me/model"],
-                       env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "HF_TOKEN": CANARY,
+        "HF_HUB_OFFLINE": "0",
+        "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "grpo_app", "export", str(trained_run), "--push", "me/model"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     server.shutdown()
     assert r.returncode == 2 and "refused the token" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert (trained_run / "export" / "README.md").is_file()  # the export is kept

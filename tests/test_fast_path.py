@@ -16,8 +16,15 @@ def _trainer(cfg, tmp_path, **levers):
     data, _ = build_prompts(cfg.data, tok, cfg.grpo.max_prompt_length)
     args = grpo_args(cfg, host, tmp_path / "t")
     lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = FastGRPOTrainer(model=model, reward_funcs=[lambda prompts, completions, **k: [0.0] * len(prompts)],
-                              args=args, train_dataset=data, processing_class=tok, peft_config=lora, **levers)
+    trainer = FastGRPOTrainer(
+        model=model,
+        reward_funcs=[lambda prompts, completions, **k: [0.0] * len(prompts)],
+        args=args,
+        train_dataset=data,
+        processing_class=tok,
+        peft_config=lora,
+        **levers,
+    )
     torch.manual_seed(1)
     for name, p in trainer.model.named_parameters():  # make the adapter non-trivial
         if "lora_B" in name:
@@ -31,8 +38,9 @@ def test_logits_head_matches_trl_kernel(tiny_cfg, tmp_path):
     mask = torch.ones_like(ids)
     mask[0, :3] = 0  # left padding
     trainer.logits_head = False
-    ref_logps, ref_ent, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 7,
-                                                                       compute_entropy=True)
+    ref_logps, ref_ent, _ = trainer._get_per_token_logps_and_entropies(
+        trainer.model, ids, mask, 7, compute_entropy=True
+    )
     trainer.logits_head = True
     logps, ent, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 7, compute_entropy=True)
     assert logps.shape == ref_logps.shape == (4, 7)
@@ -143,11 +151,11 @@ def test_fast_decode_greedy_equals_generate(tiny_cfg, tmp_path):
     peft_model = trainer.model.eval()  # the reference: transformers' generate on the PEFT model itself
     config = GenerationConfig(max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=2)
     with torch.no_grad():
-        first = peft_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, ids.size(1):]
+        first = peft_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, ids.size(1) :]
         # stop on tokens some rows emit early, so rows leave the batch at different steps
         config.eos_token_id = [int(first[0, 2]), int(first[3, 5])]
         ref = peft_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-        ref = ref[:, ids.size(1):].tolist()
+        ref = ref[:, ids.size(1) :].tolist()
     with trainer._merged_model_for_generation():
         gen = trainer._gen_model
         assert any(isinstance(m, decoding.PackedLinear) for m in gen.modules()) == (gen.dtype == torch.bfloat16)
@@ -191,8 +199,9 @@ def test_token_logprobs_match_autograd_reference():
         (log_softmax.gather(-1, tokens[:, None]).squeeze(-1) * weights).sum().backward()
         torch.testing.assert_close(logps, log_softmax.gather(-1, tokens[:, None]).squeeze(-1).detach())
         torch.testing.assert_close(entropy, -(log_softmax.exp() * log_softmax).sum(-1).detach())
-        torch.testing.assert_close(logits.grad.float(), ref.grad / 0.7, atol=1e-2 if dtype == torch.bfloat16 else 1e-5,
-                                   rtol=1e-2)
+        torch.testing.assert_close(
+            logits.grad.float(), ref.grad / 0.7, atol=1e-2 if dtype == torch.bfloat16 else 1e-5, rtol=1e-2
+        )
 
 
 def test_kl_run_with_every_lever_on(tiny_cfg):
@@ -212,10 +221,22 @@ def test_group_by_prompt_moves_whole_rows():
     from grpo_app.fast import group_by_prompt
 
     a, b = [1, 2, 3], [4, 5, 6]
-    batches = [{"prompt_ids": torch.tensor([a, b, a, b]), "advantages": torch.tensor([0.0, 1.0, 2.0, 3.0]),
-                "tags": ["a0", "b1", "a2", "b3"], "num_items_in_batch": torch.tensor(40), "old": None},
-               {"prompt_ids": torch.tensor([b, a, b, a]), "advantages": torch.tensor([4.0, 5.0, 6.0, 7.0]),
-                "tags": ["b4", "a5", "b6", "a7"], "num_items_in_batch": torch.tensor(40), "old": None}]
+    batches = [
+        {
+            "prompt_ids": torch.tensor([a, b, a, b]),
+            "advantages": torch.tensor([0.0, 1.0, 2.0, 3.0]),
+            "tags": ["a0", "b1", "a2", "b3"],
+            "num_items_in_batch": torch.tensor(40),
+            "old": None,
+        },
+        {
+            "prompt_ids": torch.tensor([b, a, b, a]),
+            "advantages": torch.tensor([4.0, 5.0, 6.0, 7.0]),
+            "tags": ["b4", "a5", "b6", "a7"],
+            "num_items_in_batch": torch.tensor(40),
+            "old": None,
+        },
+    ]
     first, second = group_by_prompt(batches)
     assert first["prompt_ids"].tolist() == [a] * 4 and second["prompt_ids"].tolist() == [b] * 4
     assert first["advantages"].tolist() == [0.0, 2.0, 5.0, 7.0] and first["tags"] == ["a0", "a2", "a5", "a7"]

@@ -26,9 +26,11 @@ REPO = Path(__file__).resolve().parent.parent
 def _reward_file(tmp_path: Path, body: str) -> str:
     """A custom reward that behaves from step 3 on as `body` says (steps 1-2 are fine, and saved)."""
     path = tmp_path / "faulty.py"
-    path.write_text("import torch\ncalls = [0]\n\ndef faulty(prompts, completions, **kw):\n    calls[0] += 1\n"
-                    "    if calls[0] <= 2:\n        return [float(i % 2) for i in range(len(completions))]\n"
-                    f"    {body}\n")
+    path.write_text(
+        "import torch\ncalls = [0]\n\ndef faulty(prompts, completions, **kw):\n    calls[0] += 1\n"
+        "    if calls[0] <= 2:\n        return [float(i % 2) for i in range(len(completions))]\n"
+        f"    {body}\n"
+    )
     return f"{path}:faulty"
 
 
@@ -42,11 +44,17 @@ def _assert_saved_before_survives(run_dir: Path, steps: int) -> None:
     assert load_file(run.adapter_dir / "adapter_model.safetensors")
 
 
-@pytest.mark.parametrize(("body", "words"), [
-    ("raise ValueError('the judge model timed out')", "The reward 'faulty' failed at step 3: ValueError: the judge"),
-    ("return [float('nan')] * len(completions)", "The reward 'faulty' returned nan for completion 1 at step 3"),
-    ("return [1.0]", "The reward 'faulty' returned 1 scores for 4 completions at step 3"),
-])
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (
+            "raise ValueError('the judge model timed out')",
+            "The reward 'faulty' failed at step 3: ValueError: the judge",
+        ),
+        ("return [float('nan')] * len(completions)", "The reward 'faulty' returned nan for completion 1 at step 3"),
+        ("return [1.0]", "The reward 'faulty' returned 1 scores for 4 completions at step 3"),
+    ],
+)
 def test_a_faulty_reward_stops_the_run_and_keeps_what_was_saved(tiny_cfg, tmp_path, body, words):
     tiny_cfg.reward.functions = [_reward_file(tmp_path, body)]
     tiny_cfg.grpo.max_steps, tiny_cfg.grpo.save_steps = 6, 1
@@ -59,8 +67,9 @@ def test_a_faulty_reward_stops_the_run_and_keeps_what_was_saved(tiny_cfg, tmp_pa
 
 def test_nan_gradients_stop_before_the_weights_change(tiny_cfg, tmp_path):
     """Rewards of ±3e38 with unscaled advantages overflow the loss: the gradients are inf/NaN at step 3."""
-    tiny_cfg.reward.functions = [_reward_file(tmp_path, "return [3e38 if i % 2 else -3e38 for i in "
-                                                        "range(len(completions))]")]
+    tiny_cfg.reward.functions = [
+        _reward_file(tmp_path, "return [3e38 if i % 2 else -3e38 for i in range(len(completions))]")
+    ]
     tiny_cfg.grpo.scale_rewards, tiny_cfg.grpo.max_steps, tiny_cfg.grpo.save_steps = "none", 6, 1
     result = train(tiny_cfg)
     assert result.status == "failed" and "gradients became NaN or inf at step 3" in result.message
@@ -135,10 +144,21 @@ def test_start_and_stop_races_leave_one_job_and_a_consistent_state(tiny_cfg, tmp
 
 def _cli(tiny_cfg, run_dir: Path, *extra: str) -> list[str]:
     g = tiny_cfg.grpo
-    return [sys.executable, "-m", "grpo_app", "train", "--set", f"model.name={tiny_cfg.model.name}",
-            f"data.path={tiny_cfg.data.path}", "grpo.per_device_train_batch_size=4",
-            "grpo.gradient_accumulation_steps=1", "grpo.num_generations=4",
-            f"grpo.max_completion_length={g.max_completion_length}", f"run.dir={run_dir}", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "grpo_app",
+        "train",
+        "--set",
+        f"model.name={tiny_cfg.model.name}",
+        f"data.path={tiny_cfg.data.path}",
+        "grpo.per_device_train_batch_size=4",
+        "grpo.gradient_accumulation_steps=1",
+        "grpo.num_generations=4",
+        f"grpo.max_completion_length={g.max_completion_length}",
+        f"run.dir={run_dir}",
+        *extra,
+    ]
 
 
 def _wait_for_steps(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 180) -> None:
@@ -153,8 +173,14 @@ def _wait_for_steps(run_dir: Path, n: int, proc: subprocess.Popen, timeout: floa
 def test_ctrl_c_and_sigterm_save_before_the_cli_exits(tiny_cfg, tmp_path, signum):
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(_cli(tiny_cfg, run_dir, "grpo.max_steps=100000", "grpo.save_steps=100000"),
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cli(tiny_cfg, run_dir, "grpo.max_steps=100000", "grpo.save_steps=100000"),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_steps(run_dir, 2, proc)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
@@ -170,9 +196,14 @@ def test_ctrl_c_and_sigterm_save_before_the_cli_exits(tiny_cfg, tmp_path, signum
 def test_a_second_ctrl_c_quits_at_once_and_still_saves(tiny_cfg, tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(_cli(tiny_cfg, run_dir, "grpo.max_steps=100000", "grpo.save_steps=100000",
-                                 "grpo.max_completion_length=64"),
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cli(tiny_cfg, run_dir, "grpo.max_steps=100000", "grpo.save_steps=100000", "grpo.max_completion_length=64"),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_steps(run_dir, 1, proc)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
@@ -185,8 +216,10 @@ def test_a_second_ctrl_c_quits_at_once_and_still_saves(tiny_cfg, tmp_path):
 
 
 def _namespaces_work() -> bool:
-    return shutil.which("unshare") is not None and subprocess.run(
-        ["unshare", "-rm", "true"], capture_output=True).returncode == 0
+    return (
+        shutil.which("unshare") is not None
+        and subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0
+    )
 
 
 def _on_own_disk(tiny_cfg, tmp_path: Path, size: str, then: str, *settings: str) -> tuple[str, Path]:
@@ -196,11 +229,18 @@ def _on_own_disk(tiny_cfg, tmp_path: Path, size: str, then: str, *settings: str)
     disk.mkdir()
     run_dir = disk / "run"
     cmd = " ".join(f"'{a}'" for a in _cli(tiny_cfg, run_dir, *settings))
-    script = (f"mount -t tmpfs -o size={size} tmpfs '{disk}' || exit 99\n"
-              f"{cmd} 2> '{tmp_path}/err' & pid=$!\n{then.format(run=run_dir, disk=disk)}\n"
-              f"wait $pid; echo $? > '{tmp_path}/exit'; cp -r '{run_dir}' '{copy}'\n")
-    subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
-                   timeout=300, check=True)
+    script = (
+        f"mount -t tmpfs -o size={size} tmpfs '{disk}' || exit 99\n"
+        f"{cmd} 2> '{tmp_path}/err' & pid=$!\n{then.format(run=run_dir, disk=disk)}\n"
+        f"wait $pid; echo $? > '{tmp_path}/exit'; cp -r '{run_dir}' '{copy}'\n"
+    )
+    subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+        check=True,
+    )
     return (tmp_path / "err").read_text(), copy
 
 
@@ -226,8 +266,10 @@ def test_a_full_disk_fails_clearly_and_keeps_earlier_files(tiny_cfg, tmp_path):
 
 @needs_mounts
 def test_a_disk_turning_read_only_mid_run_fails_clearly_and_keeps_earlier_files(tiny_cfg, tmp_path):
-    then = ("while [ \"$(cat '{run}/metrics.jsonl' 2>/dev/null | wc -l)\" -lt 3 ]; do sleep 0.2; done\n"
-            "until mount -o remount,ro '{disk}'; do sleep 0.05; done")
+    then = (
+        "while [ \"$(cat '{run}/metrics.jsonl' 2>/dev/null | wc -l)\" -lt 3 ]; do sleep 0.2; done\n"
+        "until mount -o remount,ro '{disk}'; do sleep 0.05; done"
+    )
     err, run_dir = _on_own_disk(tiny_cfg, tmp_path, "64m", then, "grpo.max_steps=100000", "grpo.save_steps=2")
     assert (tmp_path / "exit").read_text().strip() == "1", err
     assert "the disk is read-only" in err and "Traceback" not in err, err

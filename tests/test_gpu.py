@@ -33,8 +33,10 @@ def test_host_picks_the_cuda_stack(tiny_cfg):
 
 @pytest.mark.parametrize("levers", ["auto", "on"])
 def test_short_run_on_cuda(tiny_cfg, tmp_path, levers):
-    speed = {f"speed__{k}": levers for k in ("logits_head", "merged_generation", "shared_prefix", "fast_decode",
-                                              "grouped_attention")}
+    speed = {
+        f"speed__{k}": levers
+        for k in ("logits_head", "merged_generation", "shared_prefix", "fast_decode", "grouped_attention")
+    }
     result = train(_gpu_cfg(tiny_cfg, tmp_path, **speed))
     assert result.status == "finished", result.error
     rows = [m for m in result.metrics if "loss" in m]
@@ -44,8 +46,9 @@ def test_short_run_on_cuda(tiny_cfg, tmp_path, levers):
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed")
 def test_vllm_colocate_generation(tiny_cfg, tmp_path):
-    cfg = _gpu_cfg(tiny_cfg, tmp_path, grpo__use_vllm=True, grpo__vllm_mode="colocate",
-                   grpo__vllm_gpu_memory_utilization=0.3)
+    cfg = _gpu_cfg(
+        tiny_cfg, tmp_path, grpo__use_vllm=True, grpo__vllm_mode="colocate", grpo__vllm_gpu_memory_utilization=0.3
+    )
     result = train(cfg)
     assert result.status == "finished", result.error
 
@@ -55,8 +58,10 @@ def test_cuda_out_of_memory_is_reported_and_the_memory_given_back(tiny_cfg, tmp_
     from grpo_app.jobs import JobRegistry
 
     reward = tmp_path / "greedy.py"
-    reward.write_text("import torch\n\ndef greedy(prompts, completions, **kw):\n"
-                      "    torch.empty(2**42, dtype=torch.uint8, device='cuda')\n    return [0.0] * len(completions)\n")
+    reward.write_text(
+        "import torch\n\ndef greedy(prompts, completions, **kw):\n"
+        "    torch.empty(2**42, dtype=torch.uint8, device='cuda')\n    return [0.0] * len(completions)\n"
+    )
     cfg = _gpu_cfg(tiny_cfg, tmp_path, reward__functions=f"{reward}:greedy")
     registry = JobRegistry()
     snap = registry.start(cfg).wait(300)

@@ -38,8 +38,9 @@ def test_folder_without_config(tmp_path):
 def test_not_a_causal_lm(tmp_path):
     from transformers import BertConfig, BertModel
 
-    BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                         vocab_size=100)).save_pretrained(tmp_path)
+    BertModel(
+        BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=100)
+    ).save_pretrained(tmp_path)
     cfg = Config()
     cfg.model.name = str(tmp_path)
     with pytest.raises(ModelError, match="not a causal language model|Could not load the model folder"):

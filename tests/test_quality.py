@@ -5,15 +5,25 @@ import pytest
 from grpo_app.quality import assess, degenerate, grounding, is_summary, repetition
 from grpo_app.watch import hacking_warning
 
-POST = ("I moved out of my apartment after four years and just got my deposit statement. The landlord is keeping "
-        "650 dollars of my 1,200 deposit. The charges are for repainting the entire unit, replacing the carpet in "
-        "the living room, and a general cleaning fee with no breakdown. I cleaned the place top to bottom and have "
-        "photos. Is it worth taking him to small claims court?")
+POST = (
+    "I moved out of my apartment after four years and just got my deposit statement. The landlord is keeping "
+    "650 dollars of my 1,200 deposit. The charges are for repainting the entire unit, replacing the carpet in "
+    "the living room, and a general cleaning fee with no breakdown. I cleaned the place top to bottom and have "
+    "photos. Is it worth taking him to small claims court?"
+)
 
 # Outputs of the length-only quick preset (lr 3e-4, no KL) on held-out texts: a rising reward, no summaries.
-HACKED = ["Awesome!", "SUGGESTS", "SUGGESTSUPERBAD", "I'm sorry, but I'm sorry.",
-          "SUBJECT: SUBJECT: SUBJECT: SUBJECT: SUBJECT: SUBJECT: SUBJECT: SUBJECT:",
-          "You're a new AI, and you're not supposed to be here.", "Awesome, I'm glad I could help!", "", "   "]
+HACKED = [
+    "Awesome!",
+    "SUGGESTS",
+    "SUGGESTSUPERBAD",
+    "I'm sorry, but I'm sorry.",
+    "SUBJECT: SUBJECT: SUBJECT: SUBJECT: SUBJECT: SUBJECT: SUBJECT: SUBJECT:",
+    "You're a new AI, and you're not supposed to be here.",
+    "Awesome, I'm glad I could help!",
+    "",
+    "   ",
+]
 
 
 @pytest.mark.parametrize("answer", HACKED)
@@ -23,8 +33,10 @@ def test_hacked_answers_are_never_summaries(answer):
 
 
 def test_honest_summaries_pass():
-    for answer in ("The landlord is keeping 650 dollars of a 1,200 deposit for repainting and a new carpet.",
-                   "The author asks whether to take the landlord to small claims court over a withheld deposit."):
+    for answer in (
+        "The landlord is keeping 650 dollars of a 1,200 deposit for repainting and a new carpet.",
+        "The author asks whether to take the landlord to small claims court over a withheld deposit.",
+    ):
         q = assess(POST, answer)
         assert q.summary, (answer, q)
     # the lazy copy of the first line passed the rule of the last round; it is lead-1, not a summary
@@ -56,8 +68,17 @@ def test_metric_values():
 
 
 def _rows(reward, summary, grounding_, steps=12):
-    return [{"step": i + 1, "reward": reward(i), "reward_std": 20.0, "rewards/summary/mean": summary(i),
-             "rewards/grounding/mean": grounding_(i), "rewards/no_repeat/mean": 0.0} for i in range(steps)]
+    return [
+        {
+            "step": i + 1,
+            "reward": reward(i),
+            "reward_std": 20.0,
+            "rewards/summary/mean": summary(i),
+            "rewards/grounding/mean": grounding_(i),
+            "rewards/no_repeat/mean": 0.0,
+        }
+        for i in range(steps)
+    ]
 
 
 def test_hacking_warning_when_reward_rises_and_quality_falls():

@@ -14,8 +14,9 @@ from grpo_app.runs import Run, last_checkpoint, list_runs, read_status
 from grpo_app.training import Reporter, train
 
 REPO = Path(__file__).resolve().parent.parent
-SLOW_REWARD = ("import time\n\n\ndef slow(prompts, completions, **kw):\n    time.sleep(0.4)\n"
-               "    return [0.0] * len(completions)\n")
+SLOW_REWARD = (
+    "import time\n\n\ndef slow(prompts, completions, **kw):\n    time.sleep(0.4)\n    return [0.0] * len(completions)\n"
+)
 
 
 def _cli(*args):
@@ -77,7 +78,8 @@ def test_kill_9_then_resume_continues_the_same_run(resumable, tmp_path):
     cfg.run.dir = str(tmp_path / "reference")
     reference = train(cfg)
     assert [m["learning_rate"] for m in metrics] == pytest.approx(
-        [m["learning_rate"] for m in Run(reference.run_dir).metrics()])
+        [m["learning_rate"] for m in Run(reference.run_dir).metrics()]
+    )
 
 
 def test_resume_refuses_what_it_cannot_continue(tiny_cfg, tmp_path):

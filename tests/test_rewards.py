@@ -21,8 +21,12 @@ def test_completion_text_shapes():
 
 
 def test_builtins_and_weights():
-    settings = RewardSettings(functions=["length", "one_sentence", "on_topic", "no_repeat"],
-                              weights=[1.0, 2.0, 3.0, 4.0], ideal_length=10, monitor=[])
+    settings = RewardSettings(
+        functions=["length", "one_sentence", "on_topic", "no_repeat"],
+        weights=[1.0, 2.0, 3.0, 4.0],
+        ideal_length=10,
+        monitor=[],
+    )
     funcs, weights = build_rewards(settings)
     assert [f.__name__ for f in funcs] == ["length", "one_sentence", "on_topic", "no_repeat"]  # on_topic: old name
     assert weights == [1.0, 2.0, 3.0, 4.0]
@@ -45,8 +49,12 @@ def test_custom_reward_from_file(tmp_path):
 
 
 def test_monitored_rewards_are_logged_with_weight_zero():
-    settings = RewardSettings(functions=["length", "grounding"], weights=[1.0, 10.0],
-                              monitor=["grounding", "summary", "no_repeat"], ideal_length=20)
+    settings = RewardSettings(
+        functions=["length", "grounding"],
+        weights=[1.0, 10.0],
+        monitor=["grounding", "summary", "no_repeat"],
+        ideal_length=20,
+    )
     funcs, weights = build_rewards(settings)
     # a monitor already optimised is not added twice; the others come last with weight 0
     assert [f.__name__ for f in funcs] == ["length", "grounding", "summary", "no_repeat"]

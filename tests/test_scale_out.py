@@ -33,12 +33,32 @@ LAUNCHERS = {
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_two_processes_write_one_coherent_run_folder(tiny_cfg, tmp_path, launcher):
     run_dir = tmp_path / "ddp"
-    cmd = [sys.executable, *LAUNCHERS[launcher], str(_free_port()), "-m", "grpo_app", "train", "--set",
-           f"model.name={tiny_cfg.model.name}", f"data.path={tiny_cfg.data.path}", "grpo.per_device_train_batch_size=4",
-           "grpo.gradient_accumulation_steps=1", "grpo.num_generations=4", "grpo.max_completion_length=8",
-           "grpo.max_steps=2", "grpo.save_steps=1", f"run.dir={run_dir}"]
-    r = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
-                       capture_output=True, text=True, timeout=600)
+    cmd = [
+        sys.executable,
+        *LAUNCHERS[launcher],
+        str(_free_port()),
+        "-m",
+        "grpo_app",
+        "train",
+        "--set",
+        f"model.name={tiny_cfg.model.name}",
+        f"data.path={tiny_cfg.data.path}",
+        "grpo.per_device_train_batch_size=4",
+        "grpo.gradient_accumulation_steps=1",
+        "grpo.num_generations=4",
+        "grpo.max_completion_length=8",
+        "grpo.max_steps=2",
+        "grpo.save_steps=1",
+        f"run.dir={run_dir}",
+    ]
+    r = subprocess.run(
+        cmd,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("run folder:") == 1 and r.stderr.count("[finished]") == 1  # rank 0 speaks for the run
     assert "mean reward: first 2 steps" in r.stdout
@@ -62,7 +82,11 @@ def test_shipped_accelerate_configs_load_and_the_page_offers_them():
 
     kinds = {name: ClusterConfig.from_yaml_file(str(REPO / "configs" / f"{name}.yaml")) for name in ENGINES}
     assert {k: v.distributed_type.value for k, v in kinds.items()} == {
-        "ddp": "MULTI_GPU", "deepspeed_zero2": "DEEPSPEED", "deepspeed_zero3": "DEEPSPEED", "fsdp": "FSDP"}
+        "ddp": "MULTI_GPU",
+        "deepspeed_zero2": "DEEPSPEED",
+        "deepspeed_zero3": "DEEPSPEED",
+        "fsdp": "FSDP",
+    }
     assert kinds["deepspeed_zero3"].deepspeed_config["zero_stage"] == 3
     text = cluster_commands()
     assert all(f"--config_file configs/{name}.yaml -m grpo_app train --config run.yaml" in text for name in ENGINES)

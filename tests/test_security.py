@@ -22,8 +22,15 @@ from grpo_app.ui import create_ui
 from grpo_app.ui.forms import FORM_KEYS, config_to_values
 
 REPO = Path(__file__).resolve().parent.parent
-SERVER_PATHS = ["/etc/passwd", "assets/posts/train.jsonl", "runs/some-run/completions.jsonl", "../secrets.jsonl",
-                "~/.ssh/id_rsa", str(REPO / "app.py"), "C:\\data\\x.csv"]
+SERVER_PATHS = [
+    "/etc/passwd",
+    "assets/posts/train.jsonl",
+    "runs/some-run/completions.jsonl",
+    "../secrets.jsonl",
+    "~/.ssh/id_rsa",
+    str(REPO / "app.py"),
+    "C:\\data\\x.csv",
+]
 
 
 @pytest.fixture
@@ -106,16 +113,19 @@ def test_public_app_handlers_refuse_what_the_policy_refuses(public, tiny_cfg):
     demo = create_ui(str(public.runs_root), public)
     tab, v = demo.train, demo.train.view
     form = config_to_values(Config())
-    for field, value, words in [("data.path", "/etc/passwd", "server paths are not read"),
-                                ("model.name", str(tiny_cfg.model.name), "server folders are not loaded"),
-                                ("run.resume_from", "/etc", "other server folders are not loaded")]:
+    for field, value, words in [
+        ("data.path", "/etc/passwd", "server paths are not read"),
+        ("model.name", str(tiny_cfg.model.name), "server folders are not loaded"),
+        ("run.resume_from", "/etc", "other server folders are not loaded"),
+    ]:
         data = {v.visitor: "visitor-1", **{v.fields[k]: value if k == field else form[k] for k in FORM_KEYS}}
         status = tab.start_run(data)[v.status]
         assert "Not started" in status and words in status, status
     assert demo.registry.current is None
     f = v.fields
-    info = tab.show_data({f["data.path"]: "/etc/passwd", f["data.split"]: "train",
-                          f["data.prompt_column"]: "auto"})[v.data_info]
+    info = tab.show_data({f["data.path"]: "/etc/passwd", f["data.split"]: "train", f["data.prompt_column"]: "auto"})[
+        v.data_info
+    ]
     assert info.startswith("❌") and "server paths are not read" in info
     note = tab.manage["ask"](tiny_cfg.run.dir)[2]
     assert "off on this public app" in note
@@ -145,8 +155,15 @@ def public_app(tmp_path_factory):
     (runs / "a-run").mkdir(parents=True)
     (runs / "a-run" / "config.yaml").write_text(Config().to_yaml())
     port = _free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRPO_STUDIO_RUNS": str(runs), "GRPO_STUDIO_PUBLIC": "1",
-           "GRPO_STUDIO_MAX_UPLOAD_MB": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_PORT": str(port),
+        "GRPO_STUDIO_RUNS": str(runs),
+        "GRPO_STUDIO_PUBLIC": "1",
+        "GRPO_STUDIO_MAX_UPLOAD_MB": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONPATH": str(REPO),
+    }
     env.pop("GRADIO_SERVER_NAME", None)
     env.pop("SPACE_ID", None)
     log = open(root / "app.log", "w")
@@ -172,9 +189,17 @@ def _get(url: str) -> int:
         return e.code
 
 
-@pytest.mark.parametrize("path", ["/etc/passwd", str(REPO / "app.py"), "{runs}/a-run/../..",
-                                  "{runs}/" + "../" * 12 + str(REPO / "app.py").lstrip("/"),
-                                  str(REPO / ".git" / "config"), "app.py"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/passwd",
+        str(REPO / "app.py"),
+        "{runs}/a-run/../..",
+        "{runs}/" + "../" * 12 + str(REPO / "app.py").lstrip("/"),
+        str(REPO / ".git" / "config"),
+        "app.py",
+    ],
+)
 def test_the_server_serves_no_file_outside_runs_and_assets(public_app, path):
     url, _, runs = public_app
     assert _get(f"{url}/gradio_api/file={path.format(runs=runs)}") in (400, 403, 404)
@@ -189,11 +214,20 @@ def test_the_server_serves_run_folders_and_assets(public_app):
 def test_uploads_over_the_limit_are_refused(public_app):
     url, _, _ = public_app
     boundary = "gs-test-boundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.jsonl\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode() + b"x" * (2 * 2**20) + \
-        f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(f"{url}/gradio_api/upload", data=body, method="POST",
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.jsonl"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + b"x" * (2 * 2**20)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        f"{url}/gradio_api/upload",
+        data=body,
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(request, timeout=30)
     assert e.value.code in (400, 413)
@@ -204,8 +238,11 @@ def test_the_app_listens_on_loopback_only(public_app):
     tcp = Path("/proc/net/tcp")
     if not tcp.is_file():
         pytest.skip("no /proc/net/tcp on this system")
-    listening = [line.split()[1] for line in tcp.read_text().splitlines()[1:]
-                 if line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == port]
+    listening = [
+        line.split()[1]
+        for line in tcp.read_text().splitlines()[1:]
+        if line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == port
+    ]
     assert listening == [f"0100007F:{port:04X}"]  # 127.0.0.1, not 0.0.0.0
 
 

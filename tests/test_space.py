@@ -19,8 +19,11 @@ def test_readme_front_matter_is_a_valid_space_config():
     assert meta["colorFrom"] in COLORS and meta["colorTo"] in COLORS
     assert 0 < len(meta["short_description"]) <= 60 and meta["title"] and meta["emoji"]
     assert (README.parent / card.app_file).is_file()
-    pinned = dict(line.split("==") for line in (README.parent / "requirements.txt").read_text().splitlines()
-                  if "==" in line and not line.startswith("#"))
+    pinned = dict(
+        line.split("==")
+        for line in (README.parent / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
     assert pinned["gradio"] == card.sdk_version
     assert "HuggingFaceTB/SmolLM-135M-Instruct" in card.models and "mlabonne/smoltldr" in card.datasets
 

@@ -16,10 +16,21 @@ def test_two_steps_are_recorded_by_trackio_and_tensorboard(tiny_cfg, tmp_path):
     tiny_cfg.run.report_to = "trackio,tensorboard"
     config = tmp_path / "run.yaml"
     tiny_cfg.save(config)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKIO_DIR": str(tmp_path / "trackio"),
-           "HF_TOKEN": CANARY, "HUGGING_FACE_HUB_TOKEN": CANARY, "WANDB_API_KEY": CANARY}
-    r = subprocess.run([sys.executable, "-m", "grpo_app", "train", "--config", str(config)], env=env,
-                       capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "TRACKIO_DIR": str(tmp_path / "trackio"),
+        "HF_TOKEN": CANARY,
+        "HUGGING_FACE_HUB_TOKEN": CANARY,
+        "WANDB_API_KEY": CANARY,
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "grpo_app", "train", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = Path(tiny_cfg.run.dir)
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2  # the app's own log is unchanged

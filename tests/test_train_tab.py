@@ -45,12 +45,14 @@ def test_each_weight_stays_with_its_reward():
         apply_reward_rows(out, pd.DataFrame(table, columns=["reward", "weight", "watch"]))
         assert dict(zip(out.reward.functions, out.reward.weights, strict=True)) == weights
     apply_reward_rows(cfg, off)
-    assert "grounding" not in cfg.reward.functions and cfg.reward.weights == [weights[f] for f in
-                                                                              cfg.reward.functions]
+    assert "grounding" not in cfg.reward.functions and cfg.reward.weights == [weights[f] for f in cfg.reward.functions]
     custom = [["length", 1, False], ["my_rewards.py:brevity", 2.5, False], ["summary", 0, True]]
     apply_reward_rows(cfg, custom)
     assert (cfg.reward.functions, cfg.reward.weights, cfg.reward.monitor) == (
-        ["length", "my_rewards.py:brevity"], [1.0, 2.5], ["summary"])
+        ["length", "my_rewards.py:brevity"],
+        [1.0, 2.5],
+        ["summary"],
+    )
     assert ["my_rewards.py:brevity", 2.5, False] in reward_rows(cfg)
 
 
@@ -167,8 +169,9 @@ def test_a_refused_dataset_leaves_no_stale_preview(app, tmp_path):
     ok = tab.show_data({f["data.path"]: "bundled", f["data.split"]: "train", f["data.prompt_column"]: "auto"})
     assert len(ok[tab.view.data_preview]) == 5
     (tmp_path / "empty.jsonl").write_text("")
-    bad = tab.show_data({f["data.path"]: str(tmp_path / "empty.jsonl"), f["data.split"]: "train",
-                         f["data.prompt_column"]: "auto"})
+    bad = tab.show_data(
+        {f["data.path"]: str(tmp_path / "empty.jsonl"), f["data.split"]: "train", f["data.prompt_column"]: "auto"}
+    )
     assert bad[tab.view.data_info].startswith("❌") and bad[tab.view.data_preview].empty
     assert bad[tab.view.data_preview].columns.empty
 
@@ -216,10 +219,14 @@ def test_batch_with_zero_prompts_takes_them_all(app, tiny_cfg):
 
 def test_captions_ticks_eta_and_plurals():
     """Mid-step captions, duplicate ticks, an ETA that counted warm-up, '1 steps' (#19.11)."""
-    s = JobSnapshot(status="training", step=1, total=60, completions_step=2,
-                    completions=[{"prompt": "p", "completion": "c", "rewards": {}, "total": 0.0}])
-    assert live.completions_caption(s) == ("**Step 2 (in progress)**: 1 completion sampled for 1 prompt, best "
-                                           "first.")
+    s = JobSnapshot(
+        status="training",
+        step=1,
+        total=60,
+        completions_step=2,
+        completions=[{"prompt": "p", "completion": "c", "rewards": {}, "total": 0.0}],
+    )
+    assert live.completions_caption(s) == ("**Step 2 (in progress)**: 1 completion sampled for 1 prompt, best first.")
     rows = [{"step": i, "reward": float(i), "loss": 0.1} for i in (1, 2)]
     for fig in charts.all_figures(rows):
         assert fig.layout.xaxis.dtick == 1

@@ -19,8 +19,17 @@ def test_train_writes_the_run_folder_and_changes_only_lora(tiny_cfg, tiny_model_
     assert cfg.model.device == "cpu" and cfg.grpo.optim == "adamw_torch"  # the host's choices are recorded
     metrics = run.metrics()
     assert [m["step"] for m in metrics] == [1, 2]
-    for key in ("reward", "reward_std", "rewards/length/mean", "loss", "completions/mean_length", "step_time",
-                "rewards/grounding/mean", "rewards/no_repeat/mean", "rewards/summary/mean"):  # watched by default
+    for key in (
+        "reward",
+        "reward_std",
+        "rewards/length/mean",
+        "loss",
+        "completions/mean_length",
+        "step_time",
+        "rewards/grounding/mean",
+        "rewards/no_repeat/mean",
+        "rewards/summary/mean",
+    ):  # watched by default
         assert key in metrics[0], key
     for m in metrics:  # the watched metrics are logged, not optimised: the reward is the length reward alone
         assert m["reward"] == pytest.approx(m["rewards/length/mean"], rel=1e-4, abs=1e-3)

@@ -42,12 +42,27 @@ def test_cli_command_reproduces_the_config():
 
 
 def _rows(n):
-    return [{"step": i + 1, "reward": -100 + i, "reward_std": 5.0, "rewards/length/mean": -100 + i,
-             "rewards/one_sentence/mean": 0.5,
-             "rewards/no_repeat/mean": 0.0, "rewards/summary/mean": 0.5, "loss": 0.1, "kl": 0.01,
-             "completions/mean_length": 30,
-             "completions/min_length": 10, "completions/max_length": 40, "completions/clipped_ratio": 0.2,
-             "entropy": 2.0, "learning_rate": 1e-4, "frac_reward_zero_std": 0.0} for i in range(n)]
+    return [
+        {
+            "step": i + 1,
+            "reward": -100 + i,
+            "reward_std": 5.0,
+            "rewards/length/mean": -100 + i,
+            "rewards/one_sentence/mean": 0.5,
+            "rewards/no_repeat/mean": 0.0,
+            "rewards/summary/mean": 0.5,
+            "loss": 0.1,
+            "kl": 0.01,
+            "completions/mean_length": 30,
+            "completions/min_length": 10,
+            "completions/max_length": 40,
+            "completions/clipped_ratio": 0.2,
+            "entropy": 2.0,
+            "learning_rate": 1e-4,
+            "frac_reward_zero_std": 0.0,
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.mark.parametrize("n", [0, 1, 2000])
@@ -74,10 +89,23 @@ def test_loss_figure_hides_kl_when_absent():
 
 
 def test_live_text():
-    s = JobSnapshot(status="training", message="Training: 10 steps.", step=3, total=10, elapsed=65, eta=130,
-                    metrics=[{"step": 3, "reward": -12.5, "completion_tokens_per_s": 9.5}],
-                    completions=[{"prompt": "Summarize.\n\nMy long post", "completion": "Short.",
-                                  "rewards": {"length": -44.0}, "total": -44.0}])
+    s = JobSnapshot(
+        status="training",
+        message="Training: 10 steps.",
+        step=3,
+        total=10,
+        elapsed=65,
+        eta=130,
+        metrics=[{"step": 3, "reward": -12.5, "completion_tokens_per_s": 9.5}],
+        completions=[
+            {
+                "prompt": "Summarize.\n\nMy long post",
+                "completion": "Short.",
+                "rewards": {"length": -44.0},
+                "total": -44.0,
+            }
+        ],
+    )
     html = live.progress_html(s)
     assert "3/10" in html and "1:05" in html and "2:10" in html and "9.5 completion tokens/s" in html
     frame = live.completions_frame(s.completions, "Summarize.").data

@@ -21,11 +21,15 @@ Fine-tune a small chat model with **LoRA + GRPO** and watch, live, whether it is
 Press **Start training** with the defaults: on a laptop CPU the first reward point arrives in under a minute."""
 
 
-PUBLIC_NOTE = ("*Public app: one training run at a time for everyone; the visitor who starts it can stop it, everyone "
-               "else watches it live (the Compare tab works meanwhile). Datasets are the bundled ones, Hub ids or "
-               "your uploads; models are 'default' or Hub ids. Limits: {caps}.*")
-LOST_NOTE = ("⚠️ *This Space has no persistent storage: runs vanish when it restarts. Enable persistent storage "
-             "(mounted at /data), or export and push your adapter before you leave.*")
+PUBLIC_NOTE = (
+    "*Public app: one training run at a time for everyone; the visitor who starts it can stop it, everyone "
+    "else watches it live (the Compare tab works meanwhile). Datasets are the bundled ones, Hub ids or "
+    "your uploads; models are 'default' or Hub ids. Limits: {caps}.*"
+)
+LOST_NOTE = (
+    "⚠️ *This Space has no persistent storage: runs vanish when it restarts. Enable persistent storage "
+    "(mounted at /data), or export and push your adapter before you leave.*"
+)
 
 
 def identify(browser_id: str, profile: gr.OAuthProfile | None) -> tuple[str, str]:

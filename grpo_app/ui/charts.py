@@ -36,14 +36,25 @@ def _mode(n: int) -> str:
 
 def _layout(fig: go.Figure, title: str, empty: bool) -> go.Figure:
     fig.update_layout(
-        title={"text": title, "x": 0.01, "font": {"size": 14}}, height=280, template="plotly_white",
-        margin={"l": 50, "r": 20, "t": 40, "b": 35}, legend={"orientation": "h", "y": -0.22, "font": {"size": 10}},
-        hovermode="x unified", uirevision=title,
+        title={"text": title, "x": 0.01, "font": {"size": 14}},
+        height=280,
+        template="plotly_white",
+        margin={"l": 50, "r": 20, "t": 40, "b": 35},
+        legend={"orientation": "h", "y": -0.22, "font": {"size": 10}},
+        hovermode="x unified",
+        uirevision=title,
     )
     fig.update_xaxes(title_text=None, rangemode="tozero", tickformat="d")
     if empty:
-        fig.add_annotation(text="waiting for the first step…", showarrow=False, xref="paper", yref="paper",
-                           x=0.5, y=0.5, font={"color": "#888"})
+        fig.add_annotation(
+            text="waiting for the first step…",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            font={"color": "#888"},
+        )
     return fig
 
 
@@ -53,21 +64,45 @@ def reward_figure(rows: list[dict]) -> go.Figure:
     x, y = series(rows, "reward")
     _, std = series(rows, "reward_std")
     if x and len(std) == len(y):
-        fig.add_trace(go.Scatter(x=x + x[::-1], y=[a + b for a, b in zip(y, std, strict=True)]
-                                 + [a - b for a, b in zip(y[::-1], std[::-1], strict=True)],
-                                 fill="toself", fillcolor="rgba(109,40,217,0.12)", line={"width": 0},
-                                 hoverinfo="skip", name="± std"))
+        fig.add_trace(
+            go.Scatter(
+                x=x + x[::-1],
+                y=[a + b for a, b in zip(y, std, strict=True)]
+                + [a - b for a, b in zip(y[::-1], std[::-1], strict=True)],
+                fill="toself",
+                fillcolor="rgba(109,40,217,0.12)",
+                line={"width": 0},
+                hoverinfo="skip",
+                name="± std",
+            )
+        )
     fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(x)), name="reward (mean)", line={"color": COLORS[0]}))
     if len(x) > 10:
-        fig.add_trace(go.Scatter(x=x, y=smooth(y), mode="lines", name="trend",
-                                 line={"color": COLORS[0], "width": 3, "dash": "dot"}))
-    names = sorted({k for r in rows for k in r if k.startswith("rewards/") and k.endswith("/mean")
-                    and k.split("/")[1] not in QUALITY_KEYS})  # those have their own chart, on their own scale
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=smooth(y), mode="lines", name="trend", line={"color": COLORS[0], "width": 3, "dash": "dot"}
+            )
+        )
+    names = sorted(
+        {
+            k
+            for r in rows
+            for k in r
+            if k.startswith("rewards/") and k.endswith("/mean") and k.split("/")[1] not in QUALITY_KEYS
+        }
+    )  # those have their own chart, on their own scale
     if len(names) > 1:
         for i, key in enumerate(names):
             fx, fy = series(rows, key)
-            fig.add_trace(go.Scatter(x=fx, y=fy, mode=_mode(len(fx)), name=key.split("/")[1],
-                                     line={"color": COLORS[(i + 1) % len(COLORS)], "width": 1.5}))
+            fig.add_trace(
+                go.Scatter(
+                    x=fx,
+                    y=fy,
+                    mode=_mode(len(fx)),
+                    name=key.split("/")[1],
+                    line={"color": COLORS[(i + 1) % len(COLORS)], "width": 1.5},
+                )
+            )
     return _layout(fig, "Reward", not x)
 
 
@@ -78,8 +113,9 @@ def loss_figure(rows: list[dict]) -> go.Figure:
     fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(x)), name="loss", line={"color": COLORS[1]}))
     kx, ky = series(rows, "kl")
     if kx:
-        fig.add_trace(go.Scatter(x=kx, y=ky, mode=_mode(len(kx)), name="KL", line={"color": COLORS[2]}),
-                      secondary_y=True)
+        fig.add_trace(
+            go.Scatter(x=kx, y=ky, mode=_mode(len(kx)), name="KL", line={"color": COLORS[2]}), secondary_y=True
+        )
     title = "Loss and KL (rising is expected)" if kx else "Loss"  # the policy moves away from the base
     return _layout(fig, title, not x)
 
@@ -91,12 +127,23 @@ def length_figure(rows: list[dict]) -> go.Figure:
     _, lo = series(rows, "completions/min_length")
     _, hi = series(rows, "completions/max_length")
     if x and len(lo) == len(hi) == len(x):
-        fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor="rgba(8,145,178,0.12)",
-                                 line={"width": 0}, hoverinfo="skip", name="min–max"))
+        fig.add_trace(
+            go.Scatter(
+                x=x + x[::-1],
+                y=hi + lo[::-1],
+                fill="toself",
+                fillcolor="rgba(8,145,178,0.12)",
+                line={"width": 0},
+                hoverinfo="skip",
+                name="min–max",
+            )
+        )
     fig.add_trace(go.Scatter(x=x, y=mean, mode=_mode(len(x)), name="mean length", line={"color": COLORS[1]}))
     cx, cy = series(rows, "completions/clipped_ratio")
-    fig.add_trace(go.Scatter(x=cx, y=cy, mode=_mode(len(cx)), name="clipped ratio",
-                             line={"color": COLORS[2], "dash": "dash"}), secondary_y=True)
+    fig.add_trace(
+        go.Scatter(x=cx, y=cy, mode=_mode(len(cx)), name="clipped ratio", line={"color": COLORS[2], "dash": "dash"}),
+        secondary_y=True,
+    )
     fig.update_yaxes(range=[0, 1.05], secondary_y=True)
     return _layout(fig, "Completion length (tokens)", not x)
 
@@ -107,12 +154,28 @@ def quality_figure(rows: list[dict]) -> go.Figure:
     watched = quality_series(rows)
     for i, (name, points) in enumerate(watched.items()):
         label = QUALITY_KEYS[name][0]
-        fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode=_mode(len(points)),
-                                 name=label, line={"color": COLORS[(i + 3) % len(COLORS)]}))
+        fig.add_trace(
+            go.Scatter(
+                x=[p[0] for p in points],
+                y=[p[1] for p in points],
+                mode=_mode(len(points)),
+                name=label,
+                line={"color": COLORS[(i + 3) % len(COLORS)]},
+            )
+        )
     x, y = series(rows, "reward")
     if watched and x:
-        fig.add_trace(go.Scatter(x=x, y=smooth(y, 0.7), mode="lines", name="reward (trend)", opacity=0.6,
-                                 line={"color": COLORS[0], "dash": "dot"}), secondary_y=True)
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=smooth(y, 0.7),
+                mode="lines",
+                name="reward (trend)",
+                opacity=0.6,
+                line={"color": COLORS[0], "dash": "dot"},
+            ),
+            secondary_y=True,
+        )
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%", secondary_y=False)
     fig = _layout(fig, "Quality (share of completions)", not watched)
     if not watched and x:
@@ -122,15 +185,21 @@ def quality_figure(rows: list[dict]) -> go.Figure:
 
 def health_figure(rows: list[dict]) -> go.Figure:
     """Entropy, learning rate and frac_reward_zero_std (groups that taught nothing), side by side."""
-    keys = [("entropy", "entropy"), ("learning_rate", "learning rate"),
-            ("frac_reward_zero_std", "groups with zero reward spread")]
+    keys = [
+        ("entropy", "entropy"),
+        ("learning_rate", "learning rate"),
+        ("frac_reward_zero_std", "groups with zero reward spread"),
+    ]
     fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t in keys], horizontal_spacing=0.09)
     empty = True
     for col, (key, title) in enumerate(keys, 1):
         x, y = series(rows, key)
         empty &= not x
-        fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(x)), name=title, showlegend=False,
-                                 line={"color": COLORS[col + 2]}), row=1, col=col)
+        fig.add_trace(
+            go.Scatter(x=x, y=y, mode=_mode(len(x)), name=title, showlegend=False, line={"color": COLORS[col + 2]}),
+            row=1,
+            col=col,
+        )
     fig.update_annotations(font_size=11)
     fig = _layout(fig, "", empty)
     fig.update_layout(margin={"t": 30}, height=230)
@@ -150,17 +219,29 @@ def all_figures(rows: list[dict]) -> list[go.Figure]:
 
 def quality_bars_figure(summary: dict) -> go.Figure:
     """Base vs tuned on the batch's quality figures (all shares, 0..1)."""
-    keys = [("summary_rate", "summaries ↑"), ("copy_rate", "copies ↓"), ("coverage", "coverage ↑"),
-            ("grounding", "grounding ↑"), ("repetition", "repetition ↓"), ("degenerate_rate", "degenerate ↓")]
+    keys = [
+        ("summary_rate", "summaries ↑"),
+        ("copy_rate", "copies ↓"),
+        ("coverage", "coverage ↑"),
+        ("grounding", "grounding ↑"),
+        ("repetition", "repetition ↓"),
+        ("degenerate_rate", "degenerate ↓"),
+    ]
     if "rougeL" in summary["base"]:
         keys.append(("rougeL", "ROUGE-L ↑"))
     fig = go.Figure()
     for i, side in enumerate(("base", "tuned")):
         values = [summary[side].get(k, 0.0) for k, _ in keys]
-        fig.add_trace(go.Bar(x=[label for _, label in keys], y=values, name=side, marker_color=COLORS[i * 2],
-                             text=[f"{v:.0%}" if k != "rougeL" else f"{v:.2f}" for v, (k, _) in zip(values, keys,
-                                                                                               strict=True)],
-                             textposition="outside"))
+        fig.add_trace(
+            go.Bar(
+                x=[label for _, label in keys],
+                y=values,
+                name=side,
+                marker_color=COLORS[i * 2],
+                text=[f"{v:.0%}" if k != "rougeL" else f"{v:.2f}" for v, (k, _) in zip(values, keys, strict=True)],
+                textposition="outside",
+            )
+        )
     fig.update_layout(barmode="group")
     fig = _layout(fig, "Quality: base vs tuned", False)
     fig.update_yaxes(range=[0, 1.15], tickformat=".0%")
@@ -172,8 +253,9 @@ def comparison_figure(df, ideal: int | None = None) -> go.Figure:
     """Base vs tuned completion lengths (characters) over the same prompts, with the ideal marked."""
     fig = go.Figure()
     for i, side in enumerate(("base", "tuned")):
-        fig.add_trace(go.Histogram(x=df[f"{side}_chars"], name=side, opacity=0.6, nbinsx=30,
-                                   marker_color=COLORS[i * 2]))
+        fig.add_trace(
+            go.Histogram(x=df[f"{side}_chars"], name=side, opacity=0.6, nbinsx=30, marker_color=COLORS[i * 2])
+        )
     if ideal:
         fig.add_vline(x=ideal, line_dash="dash", line_color="#16a34a", annotation_text=f"ideal {ideal}")
     fig.update_layout(barmode="overlay")

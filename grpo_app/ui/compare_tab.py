@@ -50,31 +50,41 @@ def run_config(adapter: str | None) -> Config:
 def side_stats(g, cfg: Config, prompt) -> str:
     scores = score(cfg.reward, [prompt], [g.text])
     rewards = " · ".join(f"{k} **{v[0]:.2f}**" for k, v in scores.items())
-    return (f"{len(g.text)} chars · {g.tokens} tokens · {g.seconds:.1f}s · {g.tokens_per_s:.1f} tok/s  \n"
-            f"{rewards}")
+    return f"{len(g.text)} chars · {g.tokens} tokens · {g.seconds:.1f}s · {g.tokens_per_s:.1f} tok/s  \n{rewards}"
 
 
 def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | None = None) -> dict:
     policy = policy or Policy(runs_root=runs_root)
 
     with gr.Row():
-        adapter = gr.Dropdown(label="Tuned model (a run's adapter)", choices=[], allow_custom_value=True,
-                              scale=4, elem_id="adapter-choice",
-                              info="Newest run first; a running job shows its last saved adapter.")
+        adapter = gr.Dropdown(
+            label="Tuned model (a run's adapter)",
+            choices=[],
+            allow_custom_value=True,
+            scale=4,
+            elem_id="adapter-choice",
+            info="Newest run first; a running job shows its last saved adapter.",
+        )
         refresh = gr.Button("↻ Refresh runs", size="sm", scale=1)
     custom = gr.Textbox(label="…or an adapter folder / Hub id", placeholder="runs/…/adapter or user/my-adapter")
     notice = gr.Markdown(elem_id="compare-notice")
     with gr.Row():
-        instruction = gr.Textbox(label="Instruction", value=preset("quick").data.instruction, scale=4, lines=2,
-                                 max_lines=4, info="Offered from the run's training config ({text} marks where the "
-                                 "text goes); empty = the text alone.")
+        instruction = gr.Textbox(
+            label="Instruction",
+            value=preset("quick").data.instruction,
+            scale=4,
+            lines=2,
+            max_lines=4,
+            info="Offered from the run's training config ({text} marks where the text goes); empty = the text alone.",
+        )
         chat = gr.Checkbox(label="Chat template", value=True, scale=1)
     prompt = gr.Textbox(label="Prompt", value=CAT_DOCUMENT, lines=8, max_lines=14, elem_id="compare-prompt")
     d = GenerationSettings()  # the recipe's generation settings
     with gr.Accordion("Generation settings (the recipe's by default)", open=False):
         with gr.Row():
-            max_new = gr.Number(d.max_new_tokens, label="Max new tokens", precision=0, min_width=90,
-                                elem_id="gen-max-new")
+            max_new = gr.Number(
+                d.max_new_tokens, label="Max new tokens", precision=0, min_width=90, elem_id="gen-max-new"
+            )
             temperature = gr.Number(d.temperature, label="Temperature", min_width=90)
             min_p = gr.Number(d.min_p, label="min_p", min_width=90)
             top_p = gr.Number(d.top_p, label="top_p", min_width=90)
@@ -90,32 +100,53 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
             gr.Markdown("### Tuned model")
             tuned_out = gr.Textbox(lines=8, max_lines=16, show_label=False, elem_id="tuned-output")
             tuned_stats = gr.Markdown(elem_id="tuned-stats", elem_classes="side-stats")
-    gr.Markdown("## Batch comparison\nThe same held-out prompts through both models with the same seeds: what "
-                "did training change? Length error, the share of answers that are summaries (grounded in the text, "
-                "not repetitive, not filler, no copied title, heading or sentence, shorter than the text), coverage, "
-                "ROUGE against the reference summaries, and every reward, beside two answers that need no model: "
-                "the text's title and its first sentence.")
+    gr.Markdown(
+        "## Batch comparison\nThe same held-out prompts through both models with the same seeds: what "
+        "did training change? Length error, the share of answers that are summaries (grounded in the text, "
+        "not repetitive, not filler, no copied title, heading or sentence, shorter than the text), coverage, "
+        "ROUGE against the reference summaries, and every reward, beside two answers that need no model: "
+        "the text's title and its first sentence."
+    )
     with gr.Row():
-        which = gr.Radio([*HELDOUT, "file"], value="posts", label="Held-out prompts", min_width=200,
-                         elem_id="batch-set", info="40 posts with a title line, 12 documents with a heading, 24 "
-                         "plain texts, or your file (a `reference` column adds ROUGE)")
-        n_prompts = gr.Number(20, label="Prompts", precision=0, min_width=90, elem_id="batch-n",
-                              info="at most (0 = all)")
-        batch_file = gr.File(label="Prompts file", file_types=[".jsonl", ".json", ".csv", ".parquet", ".txt"],
-                             type="filepath", height=90)
+        which = gr.Radio(
+            [*HELDOUT, "file"],
+            value="posts",
+            label="Held-out prompts",
+            min_width=200,
+            elem_id="batch-set",
+            info="40 posts with a title line, 12 documents with a heading, 24 "
+            "plain texts, or your file (a `reference` column adds ROUGE)",
+        )
+        n_prompts = gr.Number(
+            20, label="Prompts", precision=0, min_width=90, elem_id="batch-n", info="at most (0 = all)"
+        )
+        batch_file = gr.File(
+            label="Prompts file", file_types=[".jsonl", ".json", ".csv", ".parquet", ".txt"], type="filepath", height=90
+        )
         batch_btn = gr.Button("Run batch comparison", elem_id="batch-btn")
     batch_summary = gr.Markdown(elem_id="batch-summary")
     with gr.Row(visible=False) as batch_plots:
         batch_plot = gr.Plot(show_label=False, elem_id="batch-plot")
         quality_plot = gr.Plot(show_label=False, elem_id="batch-quality")
-    batch_table = gr.Dataframe(wrap=True, max_height=400, elem_id="batch-table", visible=False,
-                               column_widths=["16%", "30%", "12%", "30%", "12%"])
+    batch_table = gr.Dataframe(
+        wrap=True,
+        max_height=400,
+        elem_id="batch-table",
+        visible=False,
+        column_widths=["16%", "30%", "12%", "30%", "12%"],
+    )
     batch_files = gr.File(label="Export", file_count="multiple", interactive=False, visible=False)
 
     def settings(max_new, temperature, min_p, top_p, seed, greedy) -> GenerationSettings:
         """The widgets' values (blank = the default), checked by the config's own validation."""
-        values = {"max_new_tokens": max_new, "temperature": temperature, "min_p": min_p, "top_p": top_p,
-                  "seed": seed, "do_sample": not greedy}
+        values = {
+            "max_new_tokens": max_new,
+            "temperature": temperature,
+            "min_p": min_p,
+            "top_p": top_p,
+            "seed": seed,
+            "do_sample": not greedy,
+        }
         cfg = Config()
         for key, value in values.items():
             if value is not None:
@@ -189,15 +220,22 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
             prompts = prompt_set(data, file, limit) if which == "file" else heldout_set(data, which, limit)
             models = registry.inference(cfg)
             progress(0, desc="Generating…")
-            df = compare_batch(models, prompts, settings(*gen), chosen, cfg.reward,
-                               progress=lambda d, t: progress(d / t, desc=f"{d}/{t} answers"))
+            df = compare_batch(
+                models,
+                prompts,
+                settings(*gen),
+                chosen,
+                cfg.reward,
+                progress=lambda d, t: progress(d / t, desc=f"{d}/{t} answers"),
+            )
         except ConfigError as e:
             raise gr.Error(str(e)) from None
         ideal = cfg.reward.ideal_length
         summary = summarize(df, ideal)
         md = figures_markdown(summary, f"{len(df)} {which if which != 'file' else 'prompts'}") + (
             f"\n\nIdeal length {ideal} characters; **bold** = the better model. The first columns need no model: a "
-            "tuned model that does not beat them has not learned to summarise.")
+            "tuned model that does not beat them has not learned to summarise."
+        )
         run = run_of_adapter(chosen)
         out_dir = run.path if run else Path(tempfile.mkdtemp(prefix="grpo-compare-"))
         stem = out_dir / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -208,21 +246,39 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
         view = {"prompt": [live.shorten(without_instruction(x, instruction or ""), 80) for x in df["prompt"]]}
         for side in ("base", "tuned"):  # each answer beside its verdict; the numbers are in the exports
             view[f"{side} answer"] = df[f"{side}_answer"]
-            view[f"{side} summary?"] = [("✓" if ok else f"✗ {why}") for ok, why in
-                                        zip(df[f"{side}_is_summary"], df[f"{side}_why_not"], strict=True)]
+            view[f"{side} summary?"] = [
+                ("✓" if ok else f"✗ {why}")
+                for ok, why in zip(df[f"{side}_is_summary"], df[f"{side}_why_not"], strict=True)
+            ]
         view = pd.DataFrame(view)
         shown = gr.update(visible=True)
-        return (md, shown, comparison_figure(df, ideal), quality_bars_figure(summary),
-                gr.update(value=view, visible=True),
-                gr.update(value=[f"{stem}.csv", f"{stem}.jsonl"], visible=True))
+        return (
+            md,
+            shown,
+            comparison_figure(df, ideal),
+            quality_bars_figure(summary),
+            gr.update(value=view, visible=True),
+            gr.update(value=[f"{stem}.csv", f"{stem}.jsonl"], visible=True),
+        )
 
     gen_inputs = [max_new, temperature, min_p, top_p, seed, greedy]
     batch_file.upload(lambda: "file", None, which)
     refresh.click(refresh_runs, adapter, [adapter, notice])
     adapter.change(offer_format, adapter, [instruction, chat]).then(warm, adapter, None)
-    generate_btn.click(generate, [adapter, custom, instruction, chat, prompt, *gen_inputs],
-                       [base_out, base_stats, tuned_out, tuned_stats])
-    batch_btn.click(run_batch, [adapter, custom, instruction, chat, which, n_prompts, batch_file, *gen_inputs],
-                    [batch_summary, batch_plots, batch_plot, quality_plot, batch_table, batch_files])
-    return {"on_load": (refresh_runs, adapter, [adapter, notice]), "adapter": adapter, "generate": generate,
-            "run_batch": run_batch, "refresh_runs": refresh_runs}
+    generate_btn.click(
+        generate,
+        [adapter, custom, instruction, chat, prompt, *gen_inputs],
+        [base_out, base_stats, tuned_out, tuned_stats],
+    )
+    batch_btn.click(
+        run_batch,
+        [adapter, custom, instruction, chat, which, n_prompts, batch_file, *gen_inputs],
+        [batch_summary, batch_plots, batch_plot, quality_plot, batch_table, batch_files],
+    )
+    return {
+        "on_load": (refresh_runs, adapter, [adapter, notice]),
+        "adapter": adapter,
+        "generate": generate,
+        "run_batch": run_batch,
+        "refresh_runs": refresh_runs,
+    }

@@ -15,17 +15,47 @@ from ..config import Config, ConfigError, set_value
 # The fields the Train tab shows, in order. Keys are dotted config paths.
 FORM_KEYS = [
     "model.name",
-    "data.path", "data.split", "data.prompt_column", "data.instruction", "data.chat_format", "data.max_samples",
+    "data.path",
+    "data.split",
+    "data.prompt_column",
+    "data.instruction",
+    "data.chat_format",
+    "data.max_samples",
     "data.overlong",
-    "reward.table", "reward.ideal_length", "reward.regex",
-    "lora.r", "lora.lora_alpha", "lora.lora_dropout", "lora.target_modules",
-    "grpo.learning_rate", "grpo.per_device_train_batch_size", "grpo.gradient_accumulation_steps",
-    "grpo.num_generations", "grpo.max_prompt_length", "grpo.max_completion_length", "grpo.max_steps",
+    "reward.table",
+    "reward.ideal_length",
+    "reward.regex",
+    "lora.r",
+    "lora.lora_alpha",
+    "lora.lora_dropout",
+    "lora.target_modules",
+    "grpo.learning_rate",
+    "grpo.per_device_train_batch_size",
+    "grpo.gradient_accumulation_steps",
+    "grpo.num_generations",
+    "grpo.max_prompt_length",
+    "grpo.max_completion_length",
+    "grpo.max_steps",
     "grpo.num_train_epochs",
-    "grpo.temperature", "grpo.top_p", "grpo.beta", "grpo.loss_type", "grpo.scale_rewards", "grpo.optim",
-    "grpo.bf16", "grpo.gradient_checkpointing", "grpo.lr_scheduler_type", "grpo.warmup_steps", "grpo.save_steps",
-    "grpo.seed", "grpo.save_total_limit", "run.report_to", "run.resume_from",
-    "grpo.use_vllm", "grpo.vllm_mode", "grpo.vllm_server_base_url", "grpo.vllm_gpu_memory_utilization",
+    "grpo.temperature",
+    "grpo.top_p",
+    "grpo.beta",
+    "grpo.loss_type",
+    "grpo.scale_rewards",
+    "grpo.optim",
+    "grpo.bf16",
+    "grpo.gradient_checkpointing",
+    "grpo.lr_scheduler_type",
+    "grpo.warmup_steps",
+    "grpo.save_steps",
+    "grpo.seed",
+    "grpo.save_total_limit",
+    "run.report_to",
+    "run.resume_from",
+    "grpo.use_vllm",
+    "grpo.vllm_mode",
+    "grpo.vllm_server_base_url",
+    "grpo.vllm_gpu_memory_utilization",
 ]
 
 
@@ -158,14 +188,20 @@ def cli_command(cfg: Config) -> str:
     return cmd
 
 
-ENGINES = {"ddp": "one model copy per GPU", "deepspeed_zero2": "optimizer states sharded",
-           "deepspeed_zero3": "weights sharded too", "fsdp": "PyTorch's sharding"}
+ENGINES = {
+    "ddp": "one model copy per GPU",
+    "deepspeed_zero2": "optimizer states sharded",
+    "deepspeed_zero3": "weights sharded too",
+    "fsdp": "PyTorch's sharding",
+}
 
 
 def cluster_commands(config_file: str = "run.yaml") -> str:
     """The same run on several GPUs: save the settings as `config_file`, then one accelerate command per engine."""
     lines = [f"# Several GPUs: save these settings as {config_file} (Download settings), then one of:"]
     for name, what in ENGINES.items():
-        lines.append(f"accelerate launch --config_file configs/{name}.yaml -m grpo_app train --config {config_file} "
-                     f"--set run.dir=runs/cluster  # {what}")
+        lines.append(
+            f"accelerate launch --config_file configs/{name}.yaml -m grpo_app train --config {config_file} "
+            f"--set run.dir=runs/cluster  # {what}"
+        )
     return "\n".join(lines)

@@ -12,8 +12,18 @@ from ..quality import assess
 from ..runs import Run, read_status
 from ..watch import hacking_warning
 
-ICONS = {"idle": "⚪", "starting": "⏳", "loading": "⏳", "training": "🟢", "stopping": "🟠", "finished": "✅",
-         "stopped": "⏹️", "failed": "❌", "interrupted": "⚠️", "running": "🟢"}
+ICONS = {
+    "idle": "⚪",
+    "starting": "⏳",
+    "loading": "⏳",
+    "training": "🟢",
+    "stopping": "🟠",
+    "finished": "✅",
+    "stopped": "⏹️",
+    "failed": "❌",
+    "interrupted": "⚠️",
+    "running": "🟢",
+}
 
 
 FAIL_STYLE = "background-color: #fee2e2"
@@ -41,13 +51,18 @@ def progress_html(s: JobSnapshot) -> str:
     pct = 100 * s.step / s.total if s.total else 0
     tps = next((m["completion_tokens_per_s"] for m in reversed(s.metrics) if m.get("completion_tokens_per_s")), None)
     reward = next((m["reward"] for m in reversed(s.metrics) if m.get("reward") is not None), None)
-    stats = [f"step <b>{s.step}/{s.total or '?'}</b>", f"elapsed {clock(s.elapsed if s.status != 'idle' else 0)}",
-             f"ETA {clock(s.eta) if s.active else '–'}",
-             f"{tps:.1f} completion tokens/s" if tps else "– tokens/s",
-             f"reward {reward:.2f}" if reward is not None else ""]
-    return (f'<div class="gs-progress" data-step="{s.step}" data-status="{s.status}">'
-            f'<div class="gs-bar"><div class="gs-fill" style="width:{pct:.1f}%"></div></div>'
-            f'<div class="gs-stats">{" · ".join(x for x in stats if x)}</div></div>')
+    stats = [
+        f"step <b>{s.step}/{s.total or '?'}</b>",
+        f"elapsed {clock(s.elapsed if s.status != 'idle' else 0)}",
+        f"ETA {clock(s.eta) if s.active else '–'}",
+        f"{tps:.1f} completion tokens/s" if tps else "– tokens/s",
+        f"reward {reward:.2f}" if reward is not None else "",
+    ]
+    return (
+        f'<div class="gs-progress" data-step="{s.step}" data-status="{s.status}">'
+        f'<div class="gs-bar"><div class="gs-fill" style="width:{pct:.1f}%"></div></div>'
+        f'<div class="gs-stats">{" · ".join(x for x in stats if x)}</div></div>'
+    )
 
 
 def busy_hint() -> str:
@@ -55,8 +70,10 @@ def busy_hint() -> str:
     space = os.environ.get("SPACE_ID")
     if not space:
         return ""
-    return (f"Watch this run live, or [duplicate the Space](https://huggingface.co/spaces/{space}?duplicate=true) "
-            "to train your own.")
+    return (
+        f"Watch this run live, or [duplicate the Space](https://huggingface.co/spaces/{space}?duplicate=true) "
+        "to train your own."
+    )
 
 
 def shorten(text: str, n: int = 90) -> str:
@@ -79,8 +96,13 @@ def completions_frame(rows: list[dict], instruction: str = ""):
     for r in rows:
         prompt = without_instruction(r["prompt"], instruction)
         check = assess(r["prompt"], r["completion"])
-        item = {"prompt": shorten(prompt, 70), "completion": r["completion"], "chars": len(r["completion"]),
-                "summary?": "✓" if check.summary else f"✗ {check.reason}", "total": round(r.get("total", 0.0), 2)}
+        item = {
+            "prompt": shorten(prompt, 70),
+            "completion": r["completion"],
+            "chars": len(r["completion"]),
+            "summary?": "✓" if check.summary else f"✗ {check.reason}",
+            "total": round(r.get("total", 0.0), 2),
+        }
         for name in names:  # each reward after the total, which stays in view on a narrow table
             value = r["rewards"].get(name)
             item[name] = round(value, 2) if value is not None else None
@@ -102,7 +124,7 @@ def completions_caption(s: JobSnapshot) -> str:
         return "Completions appear here after the first step."
     n, prompts = len(s.completions), len({r["prompt"] for r in s.completions})
     when = f"Step {s.completions_step}" + (" (in progress)" if s.completions_step > s.step else "")
-    return (f"**{when}**: {plural(n, 'completion')} sampled for {plural(prompts, 'prompt')}, best first.")
+    return f"**{when}**: {plural(n, 'completion')} sampled for {plural(prompts, 'prompt')}, best first."
 
 
 def plural(n: int, word: str) -> str:
@@ -120,8 +142,15 @@ def run_snapshot(run: Run) -> JobSnapshot:
     except Exception:
         planned = -1
     state = status.get("status", "unknown")  # `interrupted` when the process that ran it is gone
-    return JobSnapshot(status=state, message=status.get("message") or f"Saved run, {step} steps.", step=step,
-                       total=planned if planned > 0 else step, run_dir=str(run.path),
-                       error=status.get("traceback", ""), metrics=metrics,
-                       completions=[c for c in completions if c.get("step") == last], completions_step=last,
-                       elapsed=status.get("elapsed") or (metrics[-1].get("elapsed", 0.0) if metrics else 0.0))
+    return JobSnapshot(
+        status=state,
+        message=status.get("message") or f"Saved run, {step} steps.",
+        step=step,
+        total=planned if planned > 0 else step,
+        run_dir=str(run.path),
+        error=status.get("traceback", ""),
+        metrics=metrics,
+        completions=[c for c in completions if c.get("step") == last],
+        completions_step=last,
+        elapsed=status.get("elapsed") or (metrics[-1].get("elapsed", 0.0) if metrics else 0.0),
+    )

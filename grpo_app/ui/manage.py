@@ -85,10 +85,15 @@ def create_export_panel(past: gr.Dropdown, policy: Policy) -> dict:
     and the box is cleared after each push."""
     with gr.Accordion("Export / push to the Hub", open=False):
         with gr.Row():
-            merge = gr.Checkbox(label="Merge the adapter into the model", value=True, elem_id="export-merge",
-                                info="off: the LoRA adapter alone (small; needs PEFT to load)")
-            out = gr.Textbox(label="Folder", placeholder="default: <run>/merged or <run>/export", scale=2,
-                             elem_id="export-out")
+            merge = gr.Checkbox(
+                label="Merge the adapter into the model",
+                value=True,
+                elem_id="export-merge",
+                info="off: the LoRA adapter alone (small; needs PEFT to load)",
+            )
+            out = gr.Textbox(
+                label="Folder", placeholder="default: <run>/merged or <run>/export", scale=2, elem_id="export-out"
+            )
         export_btn = gr.Button("Export", size="sm", elem_id="export-btn")
         with gr.Row():
             repo = gr.Textbox(label="Hub repo id", placeholder="user/SmolGRPO-135M", scale=2, elem_id="push-repo")

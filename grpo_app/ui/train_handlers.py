@@ -24,8 +24,7 @@ from .forms import FORM_KEYS, cli_command, cluster_commands, config_to_values, f
 if TYPE_CHECKING:
     from .train_tab import TrainView
 
-FORM_NOTE = ("🔒 *The form shows the settings of the run in progress; change them for the next run once it "
-             "ends.*")
+FORM_NOTE = "🔒 *The form shows the settings of the run in progress; change them for the next run once it ends.*"
 
 
 class TrainHandlers:
@@ -60,15 +59,22 @@ class TrainHandlers:
         path, split, column = (data.get(f[k]) for k in ("data.path", "data.split", "data.prompt_column"))
         try:
             self.policy.check_dataset(path or "bundled")
-            columns, detected, rows, count = preview(DataConfig(path=path or "bundled", split=split or "train",
-                                                                prompt_column=column or "auto"))
+            columns, detected, rows, count = preview(
+                DataConfig(path=path or "bundled", split=split or "train", prompt_column=column or "auto")
+            )
         except ConfigError as e:  # nothing of the last preview stays beside the refusal
-            return {self.view.data_info: f"❌ {e}", self.view.data_preview: pd.DataFrame(),
-                    f["data.prompt_column"]: gr.update(choices=["auto"], value="auto")}
+            return {
+                self.view.data_info: f"❌ {e}",
+                self.view.data_preview: pd.DataFrame(),
+                f["data.prompt_column"]: gr.update(choices=["auto"], value="auto"),
+            }
         info = f"**{count} rows** · prompt column **{detected}** · columns: {', '.join(columns)}"
         frame = pd.DataFrame([{c: live.shorten(r[c], 200) for c in columns} for r in rows])
-        return {self.view.data_info: info, self.view.data_preview: frame,
-                f["data.prompt_column"]: gr.update(choices=["auto", *columns], value=column or "auto")}
+        return {
+            self.view.data_info: info,
+            self.view.data_preview: frame,
+            f["data.prompt_column"]: gr.update(choices=["auto", *columns], value=column or "auto"),
+        }
 
     def upload_data(self, data: dict) -> dict:
         """An uploaded dataset is kept under <runs>/uploads by its own name (Gradio's temp copy is not)."""
@@ -169,10 +175,15 @@ class TrainHandlers:
     def dashboard(self, s, instruction: str = "") -> dict:
         """Status, progress, charts, warning, completions and log for a snapshot (of a job or a saved run)."""
         v = self.view
-        return {v.status: live.status_markdown(s), v.progress: live.progress_html(s),
-                **self.charts(s.metrics),
-                v.warning: live.warning_markdown(s.metrics), v.completions_caption: live.completions_caption(s),
-                v.completions: live.completions_frame(s.completions, instruction), v.log: live.log_text(s)}
+        return {
+            v.status: live.status_markdown(s),
+            v.progress: live.progress_html(s),
+            **self.charts(s.metrics),
+            v.warning: live.warning_markdown(s.metrics),
+            v.completions_caption: live.completions_caption(s),
+            v.completions: live.completions_frame(s.completions, instruction),
+            v.log: live.log_text(s),
+        }
 
     def refresh(self, data: dict) -> dict:
         """What changed since this page's last refresh. A run that has not passed its checks yet (no run folder)
@@ -194,8 +205,13 @@ class TrainHandlers:
             out.update(self.charts(s.metrics))
             out[v.warning] = live.warning_markdown(s.metrics)
         if changed:
-            out.update({v.completions_caption: live.completions_caption(s), v.log: live.log_text(s),
-                        v.completions: live.completions_frame(s.completions, instruction)})
+            out.update(
+                {
+                    v.completions_caption: live.completions_caption(s),
+                    v.log: live.log_text(s),
+                    v.completions: live.completions_frame(s.completions, instruction),
+                }
+            )
         if current != job_id and job is not None and s.active:  # a run this page has not shown: its settings
             out.update({**self.form_update(job.cfg), v.form_note: FORM_NOTE})
         elif changed and not s.active:

@@ -55,8 +55,15 @@ class TrainView:
     @property
     def dashboard(self) -> list[gr.components.Component]:
         """What shows a run: status, progress, charts, warning, completions and log."""
-        return [self.status, self.progress, *self.plots.values(), self.warning, self.completions_caption,
-                self.completions, self.log]
+        return [
+            self.status,
+            self.progress,
+            *self.plots.values(),
+            self.warning,
+            self.completions_caption,
+            self.completions,
+            self.log,
+        ]
 
 
 def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.UploadButton, gr.Markdown, gr.Dataframe]:
@@ -65,34 +72,60 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
     f: dict[str, gr.components.Component] = {}
     default = pin_default("default")
     default = "offline SmolLM2-135M-Instruct" if default == "default" else default
-    f["model.name"] = gr.Textbox(label="Model", info=f"'default' = {default}; or a Hub id "
-                                 "(HuggingFaceTB/SmolLM-135M-Instruct) or a local folder.")
+    f["model.name"] = gr.Textbox(
+        label="Model",
+        info=f"'default' = {default}; or a Hub id (HuggingFaceTB/SmolLM-135M-Instruct) or a local folder.",
+    )
     with gr.Group():
-        f["data.path"] = gr.Textbox(label="Dataset", info="'bundled' posts, a Hub dataset id, or a file "
-                                    "(upload below). Press Enter to preview.")
-        upload = gr.UploadButton("Upload a dataset file (.jsonl .json .csv .parquet .txt)", file_types=FILE_TYPES,
-                                 type="filepath", size="sm", elem_id="data-upload")
+        f["data.path"] = gr.Textbox(
+            label="Dataset", info="'bundled' posts, a Hub dataset id, or a file (upload below). Press Enter to preview."
+        )
+        upload = gr.UploadButton(
+            "Upload a dataset file (.jsonl .json .csv .parquet .txt)",
+            file_types=FILE_TYPES,
+            type="filepath",
+            size="sm",
+            elem_id="data-upload",
+        )
         with gr.Row():
             f["data.split"] = gr.Textbox(label="Split", min_width=80)
-            f["data.prompt_column"] = gr.Dropdown(["auto"], label="Prompt column", allow_custom_value=True,
-                                                  min_width=120)
+            f["data.prompt_column"] = gr.Dropdown(
+                ["auto"], label="Prompt column", allow_custom_value=True, min_width=120
+            )
             f["data.max_samples"] = gr.Number(label="Max prompts (0 = all)", precision=0, min_width=100)
-            f["data.overlong"] = gr.Dropdown(["truncate", "truncate_left", "drop"], label="Too-long prompts",
-                                             min_width=120, info="over the max prompt tokens")
-        f["data.instruction"] = gr.Textbox(label="Instruction", lines=2, max_lines=4,
-                                           info="Put before each text ('Summarize this post in one sentence.'), or a "
-                                           "template where {text} marks the text. Empty keeps prompts as they are.")
+            f["data.overlong"] = gr.Dropdown(
+                ["truncate", "truncate_left", "drop"],
+                label="Too-long prompts",
+                min_width=120,
+                info="over the max prompt tokens",
+            )
+        f["data.instruction"] = gr.Textbox(
+            label="Instruction",
+            lines=2,
+            max_lines=4,
+            info="Put before each text ('Summarize this post in one sentence.'), or a "
+            "template where {text} marks the text. Empty keeps prompts as they are.",
+        )
         f["data.chat_format"] = gr.Checkbox(label="Chat format (apply the model's chat template)")
     data_info = gr.Markdown(elem_id="data-info")
     with gr.Accordion("Dataset preview", open=False):
         data_preview = gr.Dataframe(wrap=True, max_height=260, elem_id="data-preview")
     with gr.Group():
         f[REWARD_TABLE] = gr.Dataframe(
-            headers=REWARD_HEADERS, datatype=["str", "number", "bool"], column_count=(3, "fixed"),
-            row_limits=(1, None), interactive=True, label="Rewards", column_widths=["50%", "25%", "25%"])
-        gr.Markdown("Each reward has its own **weight** (0 = not optimised); **watch** charts a reward every step "
-                    "without optimising it: if the reward rises while these fall, it is being gamed. Add a row for "
-                    "your own `file.py:function`.", elem_classes="gs-hint")
+            headers=REWARD_HEADERS,
+            datatype=["str", "number", "bool"],
+            column_count=(3, "fixed"),
+            row_limits=(1, None),
+            interactive=True,
+            label="Rewards",
+            column_widths=["50%", "25%", "25%"],
+        )
+        gr.Markdown(
+            "Each reward has its own **weight** (0 = not optimised); **watch** charts a reward every step "
+            "without optimising it: if the reward rises while these fall, it is being gamed. Add a row for "
+            "your own `file.py:function`.",
+            elem_classes="gs-hint",
+        )
         with gr.Accordion("What each reward scores", open=False):
             gr.Markdown("\n".join(f"- **{k}**: {v}" for k, v in BUILTIN_REWARDS.items()))
         with gr.Row():
@@ -104,12 +137,15 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
             f["grpo.max_steps"] = gr.Number(label="Max steps (-1 = epochs)", precision=0, min_width=100)
             f["grpo.num_train_epochs"] = gr.Number(label="Epochs", min_width=80)
         with gr.Row():
-            f["grpo.per_device_train_batch_size"] = gr.Number(label="Batch size", precision=0, min_width=80,
-                                                              info="completions per micro-batch")
-            f["grpo.gradient_accumulation_steps"] = gr.Number(label="Grad. accum.", precision=0, min_width=80,
-                                                              info="micro-batches per step")
-            f["grpo.num_generations"] = gr.Number(label="Generations", precision=0, min_width=80,
-                                                  info="completions per prompt")
+            f["grpo.per_device_train_batch_size"] = gr.Number(
+                label="Batch size", precision=0, min_width=80, info="completions per micro-batch"
+            )
+            f["grpo.gradient_accumulation_steps"] = gr.Number(
+                label="Grad. accum.", precision=0, min_width=80, info="micro-batches per step"
+            )
+            f["grpo.num_generations"] = gr.Number(
+                label="Generations", precision=0, min_width=80, info="completions per prompt"
+            )
         with gr.Row():
             f["grpo.max_prompt_length"] = gr.Number(label="Max prompt tokens", precision=0, min_width=100)
             f["grpo.max_completion_length"] = gr.Number(label="Max completion tokens", precision=0, min_width=100)
@@ -125,14 +161,27 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
             f["grpo.top_p"] = gr.Number(label="Top-p", min_width=80)
             f["grpo.beta"] = gr.Number(label="Beta (KL)", min_width=80, info="0 = no KL, no reference pass")
         with gr.Row():
-            f["grpo.loss_type"] = gr.Dropdown(["dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo"],
-                                              label="Loss type", allow_custom_value=True, min_width=100)
+            f["grpo.loss_type"] = gr.Dropdown(
+                ["dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo"],
+                label="Loss type",
+                allow_custom_value=True,
+                min_width=100,
+            )
             f["grpo.scale_rewards"] = gr.Dropdown(["group", "batch", "none"], label="Scale rewards", min_width=100)
-            f["grpo.optim"] = gr.Dropdown(["auto", "adamw_torch", "adamw_8bit", "adafactor"], label="Optimizer",
-                                          allow_custom_value=True, min_width=100, info="auto picks for the host")
+            f["grpo.optim"] = gr.Dropdown(
+                ["auto", "adamw_torch", "adamw_8bit", "adafactor"],
+                label="Optimizer",
+                allow_custom_value=True,
+                min_width=100,
+                info="auto picks for the host",
+            )
         with gr.Row():
-            f["grpo.lr_scheduler_type"] = gr.Dropdown(["linear", "cosine", "constant", "constant_with_warmup"],
-                                                      label="LR schedule", allow_custom_value=True, min_width=100)
+            f["grpo.lr_scheduler_type"] = gr.Dropdown(
+                ["linear", "cosine", "constant", "constant_with_warmup"],
+                label="LR schedule",
+                allow_custom_value=True,
+                min_width=100,
+            )
             f["grpo.warmup_steps"] = gr.Number(label="Warm-up (steps or fraction)", min_width=100)
             f["grpo.seed"] = gr.Number(label="Seed", precision=0, min_width=80)
         with gr.Row():
@@ -141,18 +190,27 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
             f["grpo.save_steps"] = gr.Number(label="Save adapter every N steps (0 = end)", precision=0, min_width=100)
         with gr.Row():
             f["grpo.save_total_limit"] = gr.Number(label="Checkpoints kept (0 = all)", precision=0, min_width=100)
-            f["run.report_to"] = gr.Dropdown(["none", "trackio", "tensorboard", "wandb", "trackio,tensorboard"],
-                                             label="Also log to", allow_custom_value=True, min_width=140,
-                                             info="trackio / tensorboard: local files; wandb: offline without a key")
+            f["run.report_to"] = gr.Dropdown(
+                ["none", "trackio", "tensorboard", "wandb", "trackio,tensorboard"],
+                label="Also log to",
+                allow_custom_value=True,
+                min_width=140,
+                info="trackio / tensorboard: local files; wandb: offline without a key",
+            )
         f["run.resume_from"] = gr.Textbox(label="Continue from adapter", info="A previous run's adapter/ folder.")
     with gr.Accordion("vLLM generation (CUDA)", open=False):
         with gr.Row():
             f["grpo.use_vllm"] = gr.Checkbox(label="Generate with vLLM", info="pip install vllm; CUDA only")
-            f["grpo.vllm_mode"] = gr.Radio(["colocate", "server"], label="Mode", min_width=160,
-                                           info="colocate: in this process; server: `trl vllm-serve` on other GPUs")
+            f["grpo.vllm_mode"] = gr.Radio(
+                ["colocate", "server"],
+                label="Mode",
+                min_width=160,
+                info="colocate: in this process; server: `trl vllm-serve` on other GPUs",
+            )
             f["grpo.vllm_gpu_memory_utilization"] = gr.Number(label="GPU memory share (colocate)", min_width=100)
-        f["grpo.vllm_server_base_url"] = gr.Textbox(label="vLLM server (server mode)",
-                                                    placeholder="http://0.0.0.0:8000 when empty")
+        f["grpo.vllm_server_base_url"] = gr.Textbox(
+            label="vLLM server (server mode)", placeholder="http://0.0.0.0:8000 when empty"
+        )
     assert set(f) == set(FORM_KEYS), set(f) ^ set(FORM_KEYS)
     for key, component in f.items():  # stable hooks for tests and custom CSS: #cfg-grpo-learning_rate
         component.elem_id = "cfg-" + key.replace(".", "-")
@@ -169,9 +227,13 @@ def _initial(component: gr.components.Component, value) -> None:
 def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainView:
     with gr.Row(elem_id="train-bar", equal_height=False):
         with gr.Column(scale=2, min_width=300):
-            preset_radio = gr.Radio(["quick", "recipe"], value=default.name, label="Preset",
-                                    info="quick: learns visibly on a laptop CPU in minutes. recipe: the Hugging "
-                                    "Face course's settings (needs the Hub; a GPU is best).")
+            preset_radio = gr.Radio(
+                ["quick", "recipe"],
+                value=default.name,
+                label="Preset",
+                info="quick: learns visibly on a laptop CPU in minutes. recipe: the Hugging "
+                "Face course's settings (needs the Hub; a GPU is best).",
+            )
             with gr.Row():
                 start = gr.Button("Start training", variant="primary", elem_id="start-btn")
                 stop = gr.Button("Stop", variant="stop", elem_id="stop-btn")
@@ -194,10 +256,19 @@ def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainVie
                 with gr.Row():
                     show = gr.Button("Show config", size="sm")
                     download = gr.Button("Download settings (YAML)", size="sm", elem_id="config-download")
-                    config_upload = gr.UploadButton("Load settings (YAML)", file_types=[".yaml", ".yml"],
-                                                    type="filepath", size="sm", elem_id="config-upload")
-                config_file = gr.File(label="Settings (the YAML `train --config` takes)", visible=False,
-                                      interactive=False, elem_id="config-file")
+                    config_upload = gr.UploadButton(
+                        "Load settings (YAML)",
+                        file_types=[".yaml", ".yml"],
+                        type="filepath",
+                        size="sm",
+                        elem_id="config-upload",
+                    )
+                config_file = gr.File(
+                    label="Settings (the YAML `train --config` takes)",
+                    visible=False,
+                    interactive=False,
+                    elem_id="config-file",
+                )
                 yaml_view = gr.Code(language="yaml", label="config.yaml", interactive=False)
                 cli_view = gr.Code(language="shell", label="Reproduce headless", interactive=False)
         with gr.Column(scale=3, min_width=340):
@@ -214,11 +285,38 @@ def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainVie
             completions = gr.Dataframe(wrap=True, max_height=420, elem_id="completions-table")
             with gr.Accordion("Log", open=False):
                 log = gr.Textbox(lines=10, max_lines=20, show_label=False, elem_id="train-log")
-    return TrainView(preset_radio, start, stop, status, progress, fields, upload, data_info, data_preview, form_note,
-                     past, yaml_view, cli_view, config_file, warning, plots, completions_caption, completions, log,
-                     gr.State((None, -1, -1)), visitor,
-                     {"past_refresh": past_refresh, "open": open_btn, "resume": resume_btn,
-                      "continue": continue_btn, "show": show, "download": download, "config_upload": config_upload})
+    return TrainView(
+        preset_radio,
+        start,
+        stop,
+        status,
+        progress,
+        fields,
+        upload,
+        data_info,
+        data_preview,
+        form_note,
+        past,
+        yaml_view,
+        cli_view,
+        config_file,
+        warning,
+        plots,
+        completions_caption,
+        completions,
+        log,
+        gr.State((None, -1, -1)),
+        visitor,
+        {
+            "past_refresh": past_refresh,
+            "open": open_btn,
+            "resume": resume_btn,
+            "continue": continue_btn,
+            "show": show,
+            "download": download,
+            "config_upload": config_upload,
+        },
+    )
 
 
 @dataclass
@@ -227,16 +325,19 @@ class _Default:
     cfg: Config
 
 
-def create_train_tab(registry: JobRegistry, runs_root: str = "runs", policy: Policy | None = None,
-                     visitor: gr.State | None = None) -> TrainHandlers:
+def create_train_tab(
+    registry: JobRegistry, runs_root: str = "runs", policy: Policy | None = None, visitor: gr.State | None = None
+) -> TrainHandlers:
     """The tab and its wiring; returns the handlers (with `.view`), which tests call as Gradio does."""
     policy = policy or Policy(runs_root=runs_root)
     name = "recipe" if torch.cuda.is_available() else "quick"
     view = _view(registry, _Default(name, preset(name)), visitor if visitor is not None else gr.State(""))
     h = TrainHandlers(view, registry, runs_root, policy)
     v, b, form = view, view.buttons, set(view.form)
-    h.manage = {**create_run_manager(v.past, runs_root, h.past_choices, policy, on_rename=registry.renamed),
-                **create_export_panel(v.past, policy)}
+    h.manage = {
+        **create_run_manager(v.past, runs_root, h.past_choices, policy, on_rename=registry.renamed),
+        **create_export_panel(v.past, policy),
+    }
     data_in = {v.fields["data.path"], v.fields["data.split"], v.fields["data.prompt_column"]}
     data_out = [v.data_info, v.data_preview, v.fields["data.prompt_column"]]
     live_out = [*v.dashboard, v.seen, v.form_note, *v.form]

@@ -54,6 +54,8 @@ def make_parser() -> argparse.ArgumentParser:
     )
     cfg = sub.add_parser("config", help="Print the full config as YAML.")
     _add_config_args(cfg)
+    cfg.add_argument("--explain", action="store_true", help="Each field's help as a comment above it.")
+    cfg.add_argument("--markdown", action="store_true", help="The configuration reference (docs/configuration.md).")
     gen = sub.add_parser("generate", help="Generate completions for a file of prompts.")
     _add_config_args(gen)
     gen.add_argument("--model", help="Base model (default: the adapter's run model, else 'default').")
@@ -253,8 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("generate", "eval"):
             cfg = _generate_config(args, cfg)
         if args.command == "config":
+            from .config_help import explain, reference_markdown
+
             validate(cfg)
-            print(cfg.to_yaml(), end="")
+            print(reference_markdown() if args.markdown else explain(cfg) if args.explain else cfg.to_yaml(), end="")
             return 0
         if args.command == "train":
             return cmd_train(args, cfg)

@@ -11,8 +11,8 @@ import torch
 
 from ..access import Policy
 from ..config import Config, preset
+from ..config_help import field_help
 from ..jobs import JobRegistry
-from ..models import pin_default
 from ..rewards import BUILTIN_REWARDS
 from .forms import FORM_KEYS, REWARD_HEADERS, REWARD_TABLE, config_to_values
 from .manage import create_export_panel, create_run_manager
@@ -70,16 +70,11 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
     """The settings widgets, keyed by their dotted config key and filled from the start (no empty form for a fast
     click to send); rarely-touched ones folded away."""
     f: dict[str, gr.components.Component] = {}
-    default = pin_default("default")
-    default = "offline SmolLM2-135M-Instruct" if default == "default" else default
     f["model.name"] = gr.Textbox(
         label="Model",
-        info=f"'default' = {default}; or a Hub id (HuggingFaceTB/SmolLM-135M-Instruct) or a local folder.",
     )
     with gr.Group():
-        f["data.path"] = gr.Textbox(
-            label="Dataset", info="'bundled' posts, a Hub dataset id, or a file (upload below). Press Enter to preview."
-        )
+        f["data.path"] = gr.Textbox(label="Dataset")
         upload = gr.UploadButton(
             "Upload a dataset file (.jsonl .json .csv .parquet .txt)",
             file_types=FILE_TYPES,
@@ -97,14 +92,11 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
                 ["truncate", "truncate_left", "drop"],
                 label="Too-long prompts",
                 min_width=120,
-                info="over the max prompt tokens",
             )
         f["data.instruction"] = gr.Textbox(
             label="Instruction",
             lines=2,
             max_lines=4,
-            info="Put before each text ('Summarize this post in one sentence.'), or a "
-            "template where {text} marks the text. Empty keeps prompts as they are.",
         )
         f["data.chat_format"] = gr.Checkbox(label="Chat format (apply the model's chat template)")
     data_info = gr.Markdown(elem_id="data-info")
@@ -130,22 +122,16 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
             gr.Markdown("\n".join(f"- **{k}**: {v}" for k, v in BUILTIN_REWARDS.items()))
         with gr.Row():
             f["reward.ideal_length"] = gr.Number(label="Ideal length (chars)", precision=0, minimum=1, min_width=100)
-            f["reward.regex"] = gr.Textbox(label="one_sentence pattern", info="Regex the whole completion must match.")
+            f["reward.regex"] = gr.Textbox(label="one_sentence pattern")
     with gr.Accordion("GRPO", open=True):
         with gr.Row():
             f["grpo.learning_rate"] = gr.Number(label="Learning rate", min_width=100, step=1e-5)
             f["grpo.max_steps"] = gr.Number(label="Max steps (-1 = epochs)", precision=0, min_width=100)
             f["grpo.num_train_epochs"] = gr.Number(label="Epochs", min_width=80)
         with gr.Row():
-            f["grpo.per_device_train_batch_size"] = gr.Number(
-                label="Batch size", precision=0, min_width=80, info="completions per micro-batch"
-            )
-            f["grpo.gradient_accumulation_steps"] = gr.Number(
-                label="Grad. accum.", precision=0, min_width=80, info="micro-batches per step"
-            )
-            f["grpo.num_generations"] = gr.Number(
-                label="Generations", precision=0, min_width=80, info="completions per prompt"
-            )
+            f["grpo.per_device_train_batch_size"] = gr.Number(label="Batch size", precision=0, min_width=80)
+            f["grpo.gradient_accumulation_steps"] = gr.Number(label="Grad. accum.", precision=0, min_width=80)
+            f["grpo.num_generations"] = gr.Number(label="Generations", precision=0, min_width=80)
         with gr.Row():
             f["grpo.max_prompt_length"] = gr.Number(label="Max prompt tokens", precision=0, min_width=100)
             f["grpo.max_completion_length"] = gr.Number(label="Max completion tokens", precision=0, min_width=100)
@@ -154,12 +140,12 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
             f["lora.r"] = gr.Number(label="Rank r", precision=0, min_width=80)
             f["lora.lora_alpha"] = gr.Number(label="Alpha", precision=0, min_width=80)
             f["lora.lora_dropout"] = gr.Number(label="Dropout", min_width=80)
-        f["lora.target_modules"] = gr.Textbox(label="Target modules", info="all-linear, or q_proj,v_proj,…")
+        f["lora.target_modules"] = gr.Textbox(label="Target modules")
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
-            f["grpo.temperature"] = gr.Number(label="Temperature", min_width=80, info="sampling while training")
+            f["grpo.temperature"] = gr.Number(label="Temperature", min_width=80)
             f["grpo.top_p"] = gr.Number(label="Top-p", min_width=80)
-            f["grpo.beta"] = gr.Number(label="Beta (KL)", min_width=80, info="0 = no KL, no reference pass")
+            f["grpo.beta"] = gr.Number(label="Beta (KL)", min_width=80)
         with gr.Row():
             f["grpo.loss_type"] = gr.Dropdown(
                 ["dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo"],
@@ -173,7 +159,6 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
                 label="Optimizer",
                 allow_custom_value=True,
                 min_width=100,
-                info="auto picks for the host",
             )
         with gr.Row():
             f["grpo.lr_scheduler_type"] = gr.Dropdown(
@@ -195,17 +180,15 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
                 label="Also log to",
                 allow_custom_value=True,
                 min_width=140,
-                info="trackio / tensorboard: local files; wandb: offline without a key",
             )
-        f["run.resume_from"] = gr.Textbox(label="Continue from adapter", info="A previous run's adapter/ folder.")
+        f["run.resume_from"] = gr.Textbox(label="Continue from adapter")
     with gr.Accordion("vLLM generation (CUDA)", open=False):
         with gr.Row():
-            f["grpo.use_vllm"] = gr.Checkbox(label="Generate with vLLM", info="pip install vllm; CUDA only")
+            f["grpo.use_vllm"] = gr.Checkbox(label="Generate with vLLM")
             f["grpo.vllm_mode"] = gr.Radio(
                 ["colocate", "server"],
                 label="Mode",
                 min_width=160,
-                info="colocate: in this process; server: `trl vllm-serve` on other GPUs",
             )
             f["grpo.vllm_gpu_memory_utilization"] = gr.Number(label="GPU memory share (colocate)", min_width=100)
         f["grpo.vllm_server_base_url"] = gr.Textbox(
@@ -214,6 +197,8 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
     assert set(f) == set(FORM_KEYS), set(f) ^ set(FORM_KEYS)
     for key, component in f.items():  # stable hooks for tests and custom CSS: #cfg-grpo-learning_rate
         component.elem_id = "cfg-" + key.replace(".", "-")
+        if key != REWARD_TABLE:  # the config's own help text, as `config --explain` prints it
+            component.info = field_help(key)
         _initial(component, values[key])
     return f, upload, data_info, data_preview
 

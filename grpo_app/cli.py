@@ -23,6 +23,8 @@ from pathlib import Path
 
 from .checks import validate
 from .config import Config, ConfigError, load_config, parse_set, set_value
+from .errors import first_line
+from .hub import is_hub_id
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -225,7 +227,7 @@ def cmd_eval(args, cfg: Config) -> int:
 
 def _for_inference(args, cfg: Config) -> None:
     """generate / eval: the adapter must exist, --model overrides the base, dtype and device suit this host."""
-    if args.adapter and not Path(args.adapter).exists() and args.adapter.count("/") != 1:
+    if args.adapter and not Path(args.adapter).exists() and not is_hub_id(args.adapter):
         raise ConfigError(f"Adapter folder not found: {args.adapter}")
     if args.model:
         cfg.model.name = args.model
@@ -272,9 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug or a fault we did not foresee: still one sentence, the rest on request
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         print(
-            f"error: {type(e).__name__}: {first}" + ("" if args.debug else " (--debug shows the traceback)"),
+            f"error: {type(e).__name__}: {first_line(e)}" + ("" if args.debug else " (--debug shows the traceback)"),
             file=sys.stderr,
         )
         if args.debug:

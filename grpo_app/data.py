@@ -12,6 +12,7 @@ from pathlib import Path
 from datasets import Dataset, concatenate_datasets
 
 from .config import ConfigError, DataConfig
+from .errors import first_line
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BUNDLED = {  # name -> folders of assets/ with train.jsonl and test.jsonl
@@ -103,7 +104,7 @@ def _read_file(path: Path) -> Dataset:
     except MemoryError:
         raise DataError(f"Could not read {path.name}: it does not fit in memory (data.max_file_mb).") from None
     except Exception as e:  # pandas, pyarrow and json raise many types: the first line of the message tells
-        first = " ".join((str(e).strip().splitlines() or [type(e).__name__])[0].split())
+        first = first_line(e)
         first = first if len(first) <= 160 else first[:157] + "..."
         raise DataError(f"Could not read {path.name} ({first}): expected {expected}.") from None
     if len(ds) == 0:
@@ -237,8 +238,7 @@ def build_prompts(
         values = list(raw[column])
     except (ValueError, TypeError) as e:  # pyarrow cannot turn some nested values back into Python
         raise DataError(
-            f"Column {column!r} of {Path(cfg.path).name or cfg.path} cannot be read as prompts "
-            f"({str(e).splitlines()[0][:120]})."
+            f"Column {column!r} of {Path(cfg.path).name or cfg.path} cannot be read as prompts ({first_line(e, 120)})."
         ) from None
     if cfg.max_samples > 0:
         values = values[: cfg.max_samples]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from . import hub
 from .config import Config, ConfigError
 from .models import DEFAULT_HUB_ID, pin_default
 from .runs import Run
@@ -28,7 +29,7 @@ def _hub_id(name: str) -> str | None:
     name = pin_default(name)
     if name == "default":
         return DEFAULT_HUB_ID
-    return name if name.count("/") == 1 and not Path(name).exists() else None
+    return name if hub.is_hub_id(name) else None
 
 
 def export_run(run_dir: str | Path, merge: bool = False, out: str | Path | None = None) -> Path:
@@ -132,7 +133,7 @@ def card(run: Run, cfg: Config, merged: bool, plot: bool):
     from huggingface_hub import ModelCard, ModelCardData
 
     base = _hub_id(cfg.model.name)
-    datasets = [cfg.data.path] if cfg.data.path.count("/") == 1 and not Path(cfg.data.path).exists() else None
+    datasets = [cfg.data.path] if hub.is_hub_id(cfg.data.path) else None
     data = ModelCardData(
         base_model=base,
         library_name="transformers" if merged else "peft",
@@ -270,7 +271,7 @@ def push_folder(folder: str | Path, repo_id: str, token: str | None = None, priv
     folder = Path(folder)
     if not (folder / "README.md").is_file():
         raise ExportError(f"'{folder}' is not an exported folder (export the run first).")
-    if repo_id.count("/") != 1 or any(not part.strip() for part in repo_id.split("/")):
+    if not hub.is_hub_id(repo_id):
         raise ExportError(f"'{repo_id}' is not a repo id: use user/name (or org/name).")
     token = (token or "").strip() or os.environ.get("HF_TOKEN", "").strip() or None
     if token is None:
@@ -278,8 +279,6 @@ def push_folder(folder: str | Path, repo_id: str, token: str | None = None, priv
             "No Hugging Face token: paste one with write access, or set HF_TOKEN. Nothing was "
             f"uploaded; the export in {folder} is kept."
         )
-    from . import hub
-
     if not hub.offline() and not hub.reachable():
         raise ExportError(
             f"Offline: the Hugging Face Hub cannot be reached (no internet?). Nothing was uploaded; "

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .config import Config, ConfigError
+from .errors import first_line
 from .models import out_of_memory
 
 
@@ -28,11 +29,6 @@ class TrainingFault(RuntimeError):
     def __init__(self, message: str, keep_adapter: bool = True):
         super().__init__(message)
         self.keep_adapter = keep_adapter
-
-
-def first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def check_scores(name: str, scores: list, n: int, step: int) -> None:

@@ -10,6 +10,16 @@ import os
 import socket
 from urllib.parse import urlparse
 
+from .errors import first_line
+
+
+def is_hub_id(name: str) -> bool:
+    """A Hub repo id (user/name) that is not a local path: the one rule for 'is this on the Hub?'."""
+    from pathlib import Path
+
+    name = (name or "").strip()
+    return name.count("/") == 1 and all(name.split("/")) and not Path(name).expanduser().exists() and valid_id(name)
+
 
 def valid_id(name: str) -> bool:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -89,4 +99,4 @@ def explain(name: str, kind: str, error: BaseException, fallback: str) -> str:
         return f"'{name}' is not a valid Hub {kind} id (user/name). {fallback}"
     if any(isinstance(x, (LocalEntryNotFoundError, ConnectionError, socket.gaierror)) for x in seen):
         return f"Cannot download {kind} '{name}': the Hugging Face Hub cannot be reached. {fallback}"
-    return f"Could not load {kind} '{name}' ({type(error).__name__}: {str(error).splitlines()[0][:200]}). {fallback}"
+    return f"Could not load {kind} '{name}' ({type(error).__name__}: {first_line(error, 200)}). {fallback}"

@@ -18,6 +18,7 @@ import torch
 
 from . import hub
 from .config import Config, ConfigError
+from .errors import first_line
 
 DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SPACE_HUB_ID = "HuggingFaceTB/SmolLM-135M-Instruct"  # the recipe's model, the default on a Space
@@ -207,8 +208,7 @@ def _load_problem(name: str, e: Exception) -> str:
     if isinstance(e, ValueError) and ("Unrecognized configuration class" in str(e) or "AutoModel" in str(e)):
         return f"'{name}' is not a causal language model (text generation), so GRPO cannot train it."
     if Path(name).expanduser().exists():
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        return f"Could not load the model folder '{name}': {first}"
+        return f"Could not load the model folder '{name}': {first_line(e, 200)}"
     return hub.explain(name, "model", e, OFFLINE_HINT)
 
 

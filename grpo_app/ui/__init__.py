@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from pathlib import Path
 
 import gradio as gr
 
 from ..access import Policy, runs_are_lost_on_restart
+from ..data import ASSETS
 from ..jobs import JobRegistry
 
-ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
 CSS = (ASSETS / "style.css").read_text() if (ASSETS / "style.css").is_file() else ""
 THEME = gr.themes.Soft(primary_hue="violet", secondary_hue="cyan")
 

@@ -20,7 +20,7 @@ import pandas as pd
 from ..access import Policy
 from ..checks import validate
 from ..config import Config, ConfigError, DataConfig, GenerationSettings, preset, set_value
-from ..data import ASSETS, to_prompt, without_instruction
+from ..data import ASSETS, FILE_TYPES, to_prompt, without_instruction
 from ..evaluation import HELDOUT, compare_batch, figures_markdown, heldout_set, prompt_set, summarize
 from ..jobs import JobRegistry
 from ..rewards import score
@@ -120,9 +120,7 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
         n_prompts = gr.Number(
             20, label="Prompts", precision=0, min_width=90, elem_id="batch-n", info="at most (0 = all)"
         )
-        batch_file = gr.File(
-            label="Prompts file", file_types=[".jsonl", ".json", ".csv", ".parquet", ".txt"], type="filepath", height=90
-        )
+        batch_file = gr.File(label="Prompts file", file_types=list(FILE_TYPES), type="filepath", height=90)
         batch_btn = gr.Button("Run batch comparison", elem_id="batch-btn")
     batch_summary = gr.Markdown(elem_id="batch-summary")
     with gr.Row(visible=False) as batch_plots:

@@ -12,13 +12,12 @@ import torch
 from ..access import Policy
 from ..config import Config, preset
 from ..config_help import field_help
+from ..data import FILE_TYPES
 from ..jobs import JobRegistry
 from ..rewards import BUILTIN_REWARDS
 from .forms import FORM_KEYS, REWARD_HEADERS, REWARD_TABLE, config_to_values
 from .manage import create_export_panel, create_run_manager
 from .train_handlers import TrainHandlers
-
-FILE_TYPES = [".jsonl", ".json", ".csv", ".parquet", ".txt"]
 
 
 @dataclass
@@ -77,7 +76,7 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
         f["data.path"] = gr.Textbox(label="Dataset")
         upload = gr.UploadButton(
             "Upload a dataset file (.jsonl .json .csv .parquet .txt)",
-            file_types=FILE_TYPES,
+            file_types=list(FILE_TYPES),
             type="filepath",
             size="sm",
             elem_id="data-upload",

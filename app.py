@@ -23,6 +23,7 @@ def _interrupt(signum, frame):
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _interrupt)
+    demo.registry.warm()  # a training process with its imports done, so Start does not wait for them
     policy = demo.policy
     try:
         demo.queue(default_concurrency_limit=4).launch(

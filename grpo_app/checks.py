@@ -76,6 +76,8 @@ def validate(cfg: Config) -> Config:
         problems.append(
             f"reward.weights has {len(cfg.reward.weights)} values for {n} reward function{'' if n == 1 else 's'}."
         )
+    if cfg.run.processes < 1:
+        problems.append("run.processes must be at least 1.")
     if cfg.reward.ideal_length < 1:
         problems.append("reward.ideal_length must be at least 1 character.")
     if "one_sentence" in cfg.reward.functions + cfg.reward.monitor:

@@ -83,6 +83,8 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=0, help="At most this many prompts per set (0 = all).")
     ev.add_argument("--out", help="Report path (default: <run>/eval.json, or eval.json beside the adapter).")
     ev.add_argument("--batch-size", type=int, default=64, help="most prompts decoded together")
+    worker = sub.add_parser("worker", help="A training process for the app (reads its run from stdin).")
+    worker.add_argument("--request", help="A JSON request file instead of stdin (accelerate launch).")
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", help="Print an error's traceback, not just its sentence.")
     return parser
@@ -253,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "export":
             return cmd_export(args)
+        if args.command == "worker":
+            from .worker import main as worker
+
+            return worker(args.request)
         cfg = load_config(args.preset, args.config, parse_set(args.sets))
         if args.command in ("generate", "eval"):
             cfg = _generate_config(args, cfg)

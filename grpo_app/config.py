@@ -151,6 +151,11 @@ class RunSettings:
     dir: str = _f("", "Run folder; empty = <root>/<timestamp>-<model>.")
     root: str = _f("runs", "Where new run folders are created.")
     resume_from: str = _f("", "Adapter folder to continue training from.")
+    processes: int = _f(
+        1,
+        "Training processes the app starts for a run (accelerate launch --num_processes N, one "
+        "per GPU); the CLI is launched with accelerate itself.",
+    )
     report_to: str = _f(
         "none",
         "Experiment trackers besides the app's own charts: none | trackio | tensorboard | "

@@ -1,7 +1,9 @@
-"""The training job in a background thread, and the one registry of jobs a process holds.
+"""The training job, and the one registry of jobs a process holds.
 
-The job belongs to the process, not to a browser tab: every page that asks sees the same live state
-(a copy taken under a lock), so a reload or a second browser shows the full history of the run.
+A TrainingJob runs `train()` in a background thread (a library embedding the engine); the app's registry runs
+it in a child process instead (`supervisor.ProcessJob`, same Reporter calls), so nothing a run does can take the
+server down. The job belongs to the process, not to a browser tab: every page that asks sees the same live
+state (a copy taken under a lock), so a reload or a second browser shows the full history of the run.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class TrainingJob(Reporter):
         self._started = 0.0
         self._ended = 0.0
         self._elapsed_before = 0.0  # a resumed run's clock goes on from where it stopped
+        self._final_elapsed: float | None = None  # the run's own figure once it has ended (as status.json says)
         self.thread: threading.Thread | None = None
 
     # Reporter: called from the training thread
@@ -101,6 +104,10 @@ class TrainingJob(Reporter):
             self._state.completions_step = last
             self._elapsed_before = elapsed
             self._state.version += 1
+
+    def on_run_dir(self, path: str) -> None:
+        self.cfg.run.dir = path
+        self._update(run_dir=path)
 
     def on_log(self, line: str) -> None:
         with self._lock:
@@ -133,6 +140,7 @@ class TrainingJob(Reporter):
     def _run(self) -> None:
         try:
             result = train(self.cfg, self, self._stop, resume=self.resume)
+            self._final_elapsed = result.elapsed or None
             self._update(run_dir=str(result.run_dir) if result.run_dir.name else "", error=result.error)
             if self.snapshot().active:  # every way out of train() ends in a final status
                 self.on_status(result.status, result.message)
@@ -163,18 +171,47 @@ class TrainingJob(Reporter):
             copy = JobSnapshot(
                 **{**s.__dict__, "metrics": list(s.metrics), "completions": list(s.completions), "log": list(self._log)}
             )
-        copy.elapsed = self._elapsed_before + ((self._ended or time.time()) - self._started if self._started else 0)
-        copy.run_dir = copy.run_dir or self.cfg.run.dir
+        running = (self._ended or time.time()) - self._started if self._started else 0.0
+        copy.elapsed = self._final_elapsed if self._final_elapsed is not None else self._elapsed_before + running
         return copy
 
 
 class JobRegistry:
     """The one place a process keeps its training job: one run at a time, visible to every session."""
 
-    def __init__(self) -> None:
+    def __init__(self, processes: bool = False) -> None:
+        """`processes`: run each training in a child process (the app) rather than a thread (a library)."""
         self._lock = threading.Lock()
         self.current: TrainingJob | None = None
+        self.processes = processes
+        self._worker = None  # a warm supervisor.Worker, started ahead of the next run
+        self._warming = False
         self._inference = None  # InferenceModels for the Compare tab, one base model at a time
+
+    def warm(self) -> None:
+        """Keep a training process ready (its imports done), now and after every run, so Start is quick."""
+        from .supervisor import Worker
+
+        with self._lock:
+            self._warming = self.processes
+            if self._warming and (self._worker is None or not self._worker.alive()):
+                self._worker = Worker()
+
+    def _job(self, cfg: Config, resume: bool, owner: str, max_seconds: float) -> TrainingJob:
+        if not self.processes:
+            return TrainingJob(cfg, resume, owner, max_seconds)
+        from .supervisor import ProcessJob
+
+        worker, self._worker = self._worker, None
+        return ProcessJob(
+            cfg,
+            resume,
+            owner,
+            max_seconds,
+            worker=worker,
+            processes=cfg.run.processes,
+            on_end=lambda job: self.warm() if self._warming else None,
+        )
 
     def inference(self, cfg: Config):
         """The process's inference copy of a base model (separate from any model being trained)."""
@@ -200,7 +237,7 @@ class JobRegistry:
                     f"A run is already in progress (step {s.step}/{s.total or '?'}). "
                     "Stop it first, or wait for it to finish."
                 )
-            self.current = TrainingJob(cfg, resume, owner, max_seconds)
+            self.current = self._job(cfg, resume, owner, max_seconds)
             self.current.start()
             return self.current
 
@@ -221,11 +258,19 @@ class JobRegistry:
         return job.stop() if job is not None else False
 
     def shutdown(self, timeout: float = 30.0) -> JobSnapshot | None:
-        """The app is closing (Ctrl-C, SIGTERM): stop the run and give it `timeout` seconds to save."""
+        """The app is closing (Ctrl-C, SIGTERM): stop the run and give it `timeout` seconds to save; the warm
+        worker goes too."""
+        self._warming = False
+        if self._worker is not None:
+            self._worker.close()
         job = self.current
         if job is None or not job.stop():
             return None
-        return job.wait(timeout)
+        snap = job.wait(timeout)
+        if snap.active and hasattr(job, "kill"):  # it had its time: a child process must not outlive the app
+            job.kill()
+            snap = job.wait(10)
+        return snap
 
     def snapshot(self) -> JobSnapshot:
         return self.current.snapshot() if self.current else JobSnapshot()

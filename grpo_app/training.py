@@ -67,6 +67,9 @@ class Reporter:
     def on_history(self, metrics: list[dict], completions: list[dict], elapsed: float) -> None:
         """A resumed run's logs before this session (and its clock), so a live view can show the whole run."""
 
+    def on_run_dir(self, path: str) -> None:
+        """The run folder exists: the run passed its checks."""
+
 
 @dataclass
 class RunResult:
@@ -286,6 +289,7 @@ def train(
         return RunResult(Path(cfg.run.dir), "stopped", "Stopped before the run started; nothing was saved.")
     run_dir = _open_run_dir(cfg, resume)
     cfg.run.dir = str(run_dir)
+    reporter.on_run_dir(str(run_dir))
     elapsed_before = _rewind(run_dir, checkpoint, reporter) if checkpoint is not None and is_main_process() else 0.0
     clock = began - elapsed_before
     trainer = None

@@ -342,6 +342,43 @@ def test_two_pages_press_start_and_stop_at_once(app_url, browser, tiny_model_dir
     assert "Traceback" not in log and "Exception" not in log, log[-3000:]
 
 
+def test_kill_9_of_the_training_process_leaves_the_app_serving(browser, tiny_model_dir, tmp_path):
+    """Training runs in its own process (#20): the kernel's OOM killer or a segfault there ends the run, not the
+    server. The page says why, and Resume goes on from the last checkpoint."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    proc, url = _launch(runs)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.goto(url)
+        page.get_by_text("206 rows").wait_for(timeout=60_000)
+        _tiny_settings(page, tiny_model_dir, steps=100_000)
+        page.get_by_text("Advanced", exact=True).click()
+        _set(page, "cfg-grpo-save_steps", 1)
+        page.click("#start-btn")
+        _wait(lambda: page.evaluate(REWARD_POINTS) >= 3)
+        (run,) = [p for p in runs.iterdir() if (p / "status.json").is_file()]
+        child = json.loads((run / "status.json").read_text())["pid"]
+        assert child != proc.pid
+        os.kill(child, signal.SIGKILL)
+        page.locator("#train-status").get_by_text("killed (SIGKILL").wait_for(timeout=60_000)
+        assert "press Resume" in page.locator("#train-status").inner_text()
+        steps = page.evaluate(REWARD_POINTS)
+        page.get_by_text("Past runs").click()
+        page.locator("#past-run input").click()
+        page.get_by_role("option").first.click()
+        page.click("#resume-run-btn")
+        _wait(lambda: page.evaluate(REWARD_POINTS) > steps + 1)
+        page.click("#stop-btn")
+        page.locator("#train-status").get_by_text("Stopped").wait_for(timeout=120_000)
+        assert proc.poll() is None  # the same server all along
+        log = (runs / "app.log").read_text()
+        assert "Traceback" not in log, log[-3000:]
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
 def test_sigterm_to_the_app_saves_the_running_training(browser, tiny_model_dir, tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()

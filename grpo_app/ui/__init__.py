@@ -46,7 +46,7 @@ def create_ui(runs_root: str = "runs", policy: Policy | None = None) -> gr.Block
     from .train_tab import create_train_tab
 
     policy = policy or Policy.from_env(runs_root)
-    registry = JobRegistry()
+    registry = JobRegistry(processes=True)  # each run in its own process: a crash never takes the page down
     with gr.Blocks(title="GRPO Studio") as demo:
         gr.Markdown(HEADER, elem_id="header")
         if policy.public:

@@ -52,6 +52,7 @@ FORM_KEYS = [
     "grpo.save_total_limit",
     "run.report_to",
     "run.resume_from",
+    "run.processes",
     "grpo.use_vllm",
     "grpo.vllm_mode",
     "grpo.vllm_server_base_url",
@@ -96,6 +97,8 @@ def apply_reward_rows(cfg: Config, rows: Any) -> None:
     0 and a tick are watched, the rest are off."""
     if hasattr(rows, "values") and hasattr(rows, "columns"):  # the pandas frame Gradio hands over
         rows = rows.values.tolist()
+    elif isinstance(rows, dict):  # the widget's own value ({"headers": ..., "data": ...})
+        rows = rows.get("data", [])
     functions, weights, monitor = [], [], []
     for row in rows or []:
         cells = list(row) + [None] * (3 - len(row))

@@ -216,6 +216,8 @@ class TrainHandlers:
             out.update({**self.form_update(job.cfg), v.form_note: FORM_NOTE})
         elif changed and not s.active:
             out[v.form_note] = ""
+        if current != job_id or (changed and not s.active):  # a new run folder, or a run that ended
+            out[v.past] = gr.update(**self.past_choices())
         return out
 
     def open_run(self, data: dict) -> dict:

@@ -180,7 +180,9 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
                 allow_custom_value=True,
                 min_width=140,
             )
-        f["run.resume_from"] = gr.Textbox(label="Continue from adapter")
+        with gr.Row():
+            f["run.resume_from"] = gr.Textbox(label="Continue from adapter", scale=3)
+            f["run.processes"] = gr.Number(label="Processes (GPUs)", precision=0, minimum=1, min_width=100)
     with gr.Accordion("vLLM generation (CUDA)", open=False):
         with gr.Row():
             f["grpo.use_vllm"] = gr.Checkbox(label="Generate with vLLM")
@@ -324,7 +326,7 @@ def create_train_tab(
     }
     data_in = {v.fields["data.path"], v.fields["data.split"], v.fields["data.prompt_column"]}
     data_out = [v.data_info, v.data_preview, v.fields["data.prompt_column"]]
-    live_out = [*v.dashboard, v.seen, v.form_note, *v.form]
+    live_out = [*v.dashboard, v.seen, v.form_note, v.past, *v.form]
     b["past_refresh"].click(h.list_past, None, v.past)
     b["open"].click(h.open_run, {v.past}, [*v.form, *v.dashboard, v.form_note])
     b["continue"].click(h.continue_from, {v.past}, v.fields["run.resume_from"])

@@ -42,6 +42,7 @@ def identify(browser_id: str, profile: gr.OAuthProfile | None) -> tuple[str, str
 
 def create_ui(runs_root: str = "runs", policy: Policy | None = None) -> gr.Blocks:
     """The page; `policy` (default: from the environment) says what a visitor may do."""
+    from .api import create_api
     from .compare_tab import create_compare_tab
     from .train_tab import create_train_tab
 
@@ -67,6 +68,9 @@ def create_ui(runs_root: str = "runs", policy: Policy | None = None) -> gr.Block
         demo.load(identify, browser_id, [browser_id, visitor])
         if compare.get("on_load"):
             demo.load(*compare["on_load"])
+        for i, event in enumerate(demo.fns.values()):  # the page's own events are not the API: only it calls them
+            event.api_visibility, event.api_name = "private", f"page_{i}"
+        create_api(registry, runs_root, policy, train)
     demo.registry, demo.policy = registry, policy  # for app.py, tests and embedding apps
     demo.train, demo.compare = train, compare  # the tabs' handlers, which tests call as Gradio does
     return demo

@@ -1,0 +1,77 @@
+"""The app's API through gradio_client, as a script or another Space would drive it: only the documented
+endpoints are listed, a run goes from start to a tuned answer, and on a public app a second client cannot stop
+the first one's run."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DOCUMENTED = {"/start_run", "/run_status", "/stop_run", "/list_runs", "/generate", "/evaluate"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def public_app(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("api") / "runs"
+    runs.mkdir()
+    port = _free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRPO_STUDIO_RUNS": str(runs), "GRPO_STUDIO_PUBLIC": "1",
+           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO)}
+    log = open(runs.parent / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None, (runs.parent / "app.log").read_text()
+            time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}", runs
+    proc.terminate()
+    proc.wait(60)
+
+
+def test_a_run_through_the_api(public_app):
+    from gradio_client import Client
+
+    url, runs = public_app
+    owner, other = Client(url, verbose=False), Client(url, verbose=False)
+    assert set(owner.view_api(print_info=False, return_format="dict")["named_endpoints"]) == DOCUMENTED
+    small = ["grpo.max_steps=200", "grpo.per_device_train_batch_size=4", "grpo.num_generations=4",
+             "grpo.max_completion_length=8", "grpo.save_steps=1", "data.path=bundled", "data.max_samples=16",
+             "grpo.max_prompt_length=256", "generation.max_new_tokens=16"]
+    with pytest.raises(Exception, match="server paths are not read"):  # the public app's rules hold here too
+        owner.predict(preset="quick", overrides=["data.path=/etc/passwd"], api_name="/start_run")
+    started = owner.predict(preset="quick", overrides=small, api_name="/start_run")
+    run_id = started["run_id"]
+    assert (runs / run_id / "config.yaml").is_file() and started["status"] in ("loading", "training")
+    deadline = time.time() + 300
+    while owner.predict(run_id=run_id, api_name="/run_status")["step"] < 1 and time.time() < deadline:
+        time.sleep(1)
+    status = owner.predict(run_id="", api_name="/run_status")
+    assert status["run_id"] == run_id and status["total"] == 200 and "reward" in status["metrics"]
+    with pytest.raises(Exception, match="only they can stop it"):
+        other.predict(api_name="/stop_run")
+    assert owner.predict(api_name="/stop_run")["stopping"]
+    while owner.predict(run_id=run_id, api_name="/run_status")["status"] == "stopping":
+        time.sleep(1)
+    assert owner.predict(run_id=run_id, api_name="/run_status")["status"] == "stopped"
+    assert any(r["run_id"] == run_id and r["adapter"] for r in owner.predict(api_name="/list_runs"))
+    answers = owner.predict(prompt="My cat sleeps all day and wakes me at 5 am for food.", run_id=run_id,
+                            max_new_tokens=12, api_name="/generate")
+    assert answers["base"] and answers["tuned"]
+    report = owner.predict(run_id=run_id, prompts="documents", limit=2, api_name="/evaluate")
+    assert report["prompts"] == 2 and {"title", "lead", "base", "tuned"} <= set(report)
+    assert "rougeL" in report["tuned"]

@@ -116,7 +116,7 @@ def run_trl(steps: int, out_dir: str) -> dict:
 def run_engine(steps: int, out_dir: str) -> dict:
     """(b) GRPO Studio's engine through its job registry, polling the live view as the page does."""
     from grpo_app.fast import FastGRPOTrainer
-    from grpo_app.jobs import JobRegistry
+    from grpo_app.registry import JobRegistry
     from grpo_app.ui import live
     from grpo_app.ui.charts import all_figures
 

@@ -36,7 +36,9 @@ import torch  # noqa: E402
 from grpo_app.config import Config, DataConfig, GenerationSettings  # noqa: E402
 from grpo_app.data import to_prompt  # noqa: E402
 from grpo_app.evaluation import heldout_set  # noqa: E402
-from grpo_app.generation import InferenceModels, generate_kwargs, render_prompt  # noqa: E402
+from grpo_app.inference.decoder import generate_kwargs  # noqa: E402
+from grpo_app.inference.engine import InferenceModels  # noqa: E402
+from grpo_app.prompts import render_prompt  # noqa: E402
 
 FORMAT = DataConfig(instruction="Summarize this text in one sentence.", chat_format=True)
 
@@ -74,7 +76,7 @@ def streamed(run, tokenizer) -> dict:
 
 def compare_generate(models: InferenceModels, adapter: str, prompt, s: GenerationSettings) -> dict:
     """(a) base then tuned, each `generate` with a streamer, as the Compare tab did."""
-    from grpo_app.generation import _adapters_off, _encode
+    from grpo_app.inference.engine import _adapters_off, _encode
 
     tok, out, t0 = models.tokenizer, {}, time.perf_counter()
     for side, target in (("base", None), ("tuned", adapter)):
@@ -194,7 +196,7 @@ def main() -> None:
 
     result["b_pipeline"] = {"cat": compare_pipeline(pipes, cat, s), "batch": batch(pipe_batch, posts)}
     print("(a) generate…", flush=True)
-    from grpo_app.generation import _adapters_off, generate
+    from grpo_app.inference.engine import _adapters_off, generate
 
     def old_batch(p):
         total = 0

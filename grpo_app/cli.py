@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import threading
 import traceback
@@ -25,6 +24,7 @@ from .checks import validate
 from .config import Config, ConfigError, load_config, parse_set, set_value
 from .errors import first_line
 from .hub import is_hub_id
+from .signals import StopOnSignal
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -90,33 +90,6 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _StopOnSignal:
-    """The first Ctrl-C or SIGTERM stops at the end of the step and saves; a second one quits at once."""
-
-    def __init__(self, stop: threading.Event):
-        self.stop, self.signum = stop, 0
-
-    def __enter__(self):
-        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def handle(self, signum, frame) -> None:
-        if self.stop.is_set():
-            raise KeyboardInterrupt
-        self.signum = signum
-        self.stop.set()
-        print(
-            f"\n{signal.Signals(signum).name}: stopping after this step and saving "
-            "(press Ctrl-C again to quit at once).",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-
-
 def cmd_train(args, cfg: Config) -> int:
     from .training import Reporter, is_main_process, train
 
@@ -139,7 +112,7 @@ def cmd_train(args, cfg: Config) -> int:
             set_value(cfg, key, value)
         cfg.run.dir = args.resume
     stop = threading.Event()
-    with _StopOnSignal(stop) as signals:
+    with StopOnSignal(stop) as signals:
         result = train(cfg, Printer(), stop, resume=bool(args.resume))
     rewards = [m["reward"] for m in result.metrics if m.get("reward") is not None]
     if not is_main_process():  # under accelerate / torchrun, rank 0 speaks for the run
@@ -158,8 +131,9 @@ def cmd_train(args, cfg: Config) -> int:
 
 def cmd_generate(args, cfg: Config) -> int:
     from .data import build_prompts
-    from .generation import InferenceModels
-    from .rewards import prompt_text, score
+    from .inference.engine import InferenceModels
+    from .prompts import prompt_text
+    from .rewards import score
 
     _for_inference(args, cfg)
     cfg.data.path, cfg.data.prompt_column, cfg.data.max_samples = args.prompts, "auto", 0
@@ -205,7 +179,7 @@ def cmd_export(args) -> int:
 
 def cmd_eval(args, cfg: Config) -> int:
     from .evaluation import HELDOUT, evaluate, figures_markdown, heldout_set, prompt_set, write_report
-    from .generation import InferenceModels
+    from .inference.engine import InferenceModels
 
     _for_inference(args, cfg)
     if args.prompts:

@@ -13,6 +13,7 @@ from datasets import Dataset, concatenate_datasets
 
 from .config import ConfigError, DataConfig
 from .errors import first_line
+from .prompts import with_instruction
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BUNDLED = {  # name -> folders of assets/ with train.jsonl and test.jsonl
@@ -21,7 +22,6 @@ BUNDLED = {  # name -> folders of assets/ with train.jsonl and test.jsonl
     "bundled-mixed": ("posts", "docs"),  # both: texts of mixed lengths
 }
 PROMPT_COLUMNS = ("prompt", "text", "content", "messages", "question", "instruction", "input")
-TEXT_SLOT = "{text}"  # where the text goes in an instruction template
 FILE_TYPES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 
 
@@ -186,24 +186,6 @@ def to_prompt(value, cfg: DataConfig):
         return text
     messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
     return messages + [{"role": "user", "content": text}]
-
-
-def with_instruction(text: str, instruction: str) -> str:
-    """The text with the instruction before it, or around it where the instruction is a template with `{text}`
-    ("{text}\n\nSummarize the text above in one sentence." asks after the text, as a TL;DR prompt does)."""
-    if not instruction.strip():
-        return text
-    if TEXT_SLOT in instruction:
-        return instruction.replace(TEXT_SLOT, text, 1)
-    return f"{instruction.strip()}\n\n{text}"
-
-
-def without_instruction(prompt: str, instruction: str) -> str:
-    """The text alone, from a prompt `with_instruction` built (for tables and the no-model baselines)."""
-    if not instruction.strip():
-        return prompt
-    before, _, after = instruction.partition(TEXT_SLOT) if TEXT_SLOT in instruction else (instruction, "", "")
-    return prompt.strip().removeprefix(before.strip()).removesuffix(after.strip()).strip()
 
 
 def prompt_tokens(prompt, tokenizer) -> int:

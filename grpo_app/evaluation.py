@@ -17,12 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 from .config import Config, DataConfig, GenerationSettings, RewardSettings
-from .data import ASSETS, build_prompts, without_instruction
+from .data import ASSETS, build_prompts
 from .files import write_atomic
-from .generation import InferenceModels
+from .inference.engine import InferenceModels
+from .prompts import prompt_text, without_instruction
 from .quality import assess
 from .references import BASELINES, baseline_answers, reference_column, rouge_scores
-from .rewards import prompt_text, score
+from .rewards import score
 
 HELDOUT = {  # the bundled held-out texts, one file per layout users bring; each row has a reference summary
     "posts": ASSETS / "posts" / "test.jsonl",  # SUBREDDIT / TITLE / POST, as the recipe's dataset lays them out

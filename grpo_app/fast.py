@@ -1,7 +1,7 @@
 """The CPU fast path: a GRPOTrainer whose generation and log-probs cost less, each lever a config switch.
 
 Measured on the 2-core dev machine (README, Performance); with every lever off this is TRL's trainer.
-- `logits_head`: log-probs through `logprobs.py`: the LM head only on real completion tokens, and one
+- `logits_head`: log-probs through `inference/logprobs.py`: the LM head only on real completion tokens, and one
   chunked log-softmax/entropy/backward instead of TRL's chunked kernel (whose torch fallback, with no
   Triton on a CPU, took ~7 of 19 s per quick step) and its full-vocabulary fp32 copies.
 - `shared_prefix`: each distinct prompt is forwarded once per micro-batch and its KV cache shared by
@@ -10,7 +10,7 @@ Measured on the 2-core dev machine (README, Performance); with every lever off t
 - `merged_generation`: generation runs on a plain copy of the base whose weights are refreshed from
   W + scale * B @ A before each generation: no LoRA matmuls per decoded token, and no bf16 drift, as
   the base itself is never merged into.
-- `fast_decode`: that copy is sampled by `decoding.sample` (prompt prefilled once, preallocated KV
+- `fast_decode`: that copy is sampled by `inference.decoder.sample` (prompt prefilled once, preallocated KV
   cache, grouped one-token attention, finished rows dropped, weights pre-packed for oneDNN on a
   bf16 CPU) instead of `generate`.
 """
@@ -24,7 +24,7 @@ import torch
 from trl import GRPOTrainer
 from trl.extras.profiling import profiling_context
 
-from . import decoding, logprobs
+from .inference import decoder, kernels, logprobs
 
 _MULTIMODAL = (
     "pixel_values",
@@ -54,13 +54,13 @@ class FastGRPOTrainer(GRPOTrainer):
     ):
         super().__init__(*args, **kwargs)
         self.logits_head, self.merged_generation = logits_head, merged_generation
-        self.shared_prefix = shared_prefix and decoding.plain_attention(self.model.config)
+        self.shared_prefix = shared_prefix and kernels.plain_attention(self.model.config)
         self.fast_decode = (
             fast_decode
             and merged_generation
             and not self.use_vllm
             and (not self.use_transformers_continuous_batching)
-            and not decoding.supports(self.model, self.generation_config)
+            and not decoder.supports(self.model, self.generation_config)
         )
         self._gen_model, self._packed = None, False
 
@@ -149,7 +149,7 @@ class FastGRPOTrainer(GRPOTrainer):
         with self._merged_model_for_generation():
             if self.fast_decode and images is None and not multimodal_fields:
                 with profiling_context(self, "grpo_studio.sample"):
-                    return decoding.sample(self._gen_model, prompt_ids, self.generation_config), None
+                    return decoder.sample(self._gen_model, prompt_ids, self.generation_config), None
             return super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, *args, **kwargs
             )
@@ -165,11 +165,11 @@ class FastGRPOTrainer(GRPOTrainer):
             _strip_lora(self._gen_model)
             self._gen_model.eval()
             if self.fast_decode:
-                decoding.use_grouped_attention(self._gen_model)
-                self._packed = decoding.pack_linears(self._gen_model)
+                kernels.use_grouped_attention(self._gen_model)
+                self._packed = kernels.pack_linears(self._gen_model)
         _sync_merged(peft_model, self._gen_model)
         if self._packed:
-            decoding.repack(self._gen_model)
+            kernels.repack(self._gen_model)
         wrapped = self.model_wrapped
         self.model_wrapped = self._gen_model
         try:

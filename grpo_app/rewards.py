@@ -16,27 +16,9 @@ from typing import Any
 
 from . import quality
 from .config import ConfigError, RewardSettings
+from .prompts import completion_text, prompt_text
 
 RewardFn = Callable[..., list[float]]
-
-
-def completion_text(completion: Any) -> str:
-    """The text of a completion, whether a string or a list of chat messages."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, dict):
-        return str(completion.get("content", ""))
-    if isinstance(completion, list):
-        return "".join(completion_text(m) for m in completion)
-    return str(completion)
-
-
-def prompt_text(prompt: Any) -> str:
-    """A prompt as one string (the last user message of a chat prompt): the text a summary is judged against."""
-    if isinstance(prompt, list):
-        users = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"] or prompt
-        return completion_text(users[-1])
-    return str(prompt)
 
 
 def length_reward(ideal: int) -> RewardFn:

@@ -33,7 +33,8 @@ from .faults import (
 )
 from .memory import check_fits
 from .models import HostSettings, host_settings, load_model, locate_model, out_of_memory, pin_default
-from .rewards import build_rewards, completion_text, prompt_text
+from .prompts import completion_text, prompt_text
+from .rewards import build_rewards
 from .runs import (
     append_jsonl,
     drop_incomplete_checkpoints,
@@ -431,8 +432,8 @@ class _Stopped(Exception):
 def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop, clock):
     from peft import LoraConfig, PeftModel
 
-    from . import decoding
     from .fast import FastGRPOTrainer
+    from .inference.kernels import plain_attention, use_grouped_attention
 
     if (
         cfg.grpo.gradient_checkpointing
@@ -443,8 +444,8 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
         reporter.on_log(
             "Gradient checkpointing off: a small model on this host has the memory (speed.skip_checkpointing)."
         )
-    if _lever(cfg.speed.grouped_attention, host) and decoding.plain_attention(model.config):
-        decoding.use_grouped_attention(model)
+    if _lever(cfg.speed.grouped_attention, host) and plain_attention(model.config):
+        use_grouped_attention(model)
     funcs, weights = build_rewards(cfg.reward)
     recorder = CompletionRecorder(funcs, weights, run_dir, reporter)
     args = grpo_args(cfg, host, run_dir / "checkpoints")

@@ -74,7 +74,7 @@ def warm_up() -> None:
 
 
 def main(request_file: str | None = None) -> int:
-    from .cli import _StopOnSignal
+    from .signals import StopOnSignal
 
     events = EventReporter(_events_stream())
     warm_up()
@@ -88,7 +88,7 @@ def main(request_file: str | None = None) -> int:
     request = json.loads(text)
     stop, cfg = threading.Event(), None
     try:
-        with _StopOnSignal(stop):
+        with StopOnSignal(stop):
             cfg = Config.from_dict(request["config"])
             result = train(cfg, events, stop, resume=bool(request.get("resume")))
     except ConfigError as e:  # refused by its checks: no run folder exists

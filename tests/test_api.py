@@ -26,8 +26,14 @@ def public_app(tmp_path_factory):
     runs = tmp_path_factory.mktemp("api") / "runs"
     runs.mkdir()
     port = _free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRPO_STUDIO_RUNS": str(runs), "GRPO_STUDIO_PUBLIC": "1",
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_PORT": str(port),
+        "GRPO_STUDIO_RUNS": str(runs),
+        "GRPO_STUDIO_PUBLIC": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONPATH": str(REPO),
+    }
     log = open(runs.parent / "app.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 180
@@ -49,9 +55,17 @@ def test_a_run_through_the_api(public_app):
     url, runs = public_app
     owner, other = Client(url, verbose=False), Client(url, verbose=False)
     assert set(owner.view_api(print_info=False, return_format="dict")["named_endpoints"]) == DOCUMENTED
-    small = ["grpo.max_steps=200", "grpo.per_device_train_batch_size=4", "grpo.num_generations=4",
-             "grpo.max_completion_length=8", "grpo.save_steps=1", "data.path=bundled", "data.max_samples=16",
-             "grpo.max_prompt_length=256", "generation.max_new_tokens=16"]
+    small = [
+        "grpo.max_steps=200",
+        "grpo.per_device_train_batch_size=4",
+        "grpo.num_generations=4",
+        "grpo.max_completion_length=8",
+        "grpo.save_steps=1",
+        "data.path=bundled",
+        "data.max_samples=16",
+        "grpo.max_prompt_length=256",
+        "generation.max_new_tokens=16",
+    ]
     with pytest.raises(Exception, match="server paths are not read"):  # the public app's rules hold here too
         owner.predict(preset="quick", overrides=["data.path=/etc/passwd"], api_name="/start_run")
     started = owner.predict(preset="quick", overrides=small, api_name="/start_run")
@@ -69,8 +83,12 @@ def test_a_run_through_the_api(public_app):
         time.sleep(1)
     assert owner.predict(run_id=run_id, api_name="/run_status")["status"] == "stopped"
     assert any(r["run_id"] == run_id and r["adapter"] for r in owner.predict(api_name="/list_runs"))
-    answers = owner.predict(prompt="My cat sleeps all day and wakes me at 5 am for food.", run_id=run_id,
-                            max_new_tokens=12, api_name="/generate")
+    answers = owner.predict(
+        prompt="My cat sleeps all day and wakes me at 5 am for food.",
+        run_id=run_id,
+        max_new_tokens=12,
+        api_name="/generate",
+    )
     assert answers["base"] and answers["tuned"]
     report = owner.predict(run_id=run_id, prompts="documents", limit=2, api_name="/evaluate")
     assert report["prompts"] == 2 and {"title", "lead", "base", "tuned"} <= set(report)

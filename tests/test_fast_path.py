@@ -112,7 +112,7 @@ def test_shared_prefix_matches_trl(tiny_cfg, tmp_path):
 
 
 def test_length_groups_pad_each_group_to_its_own_longest():
-    from grpo_app.logprobs import length_groups
+    from grpo_app.inference.logprobs import length_groups
 
     groups = length_groups([30, 2, 15, 30, 2, 15])
     assert sorted(i for g in groups for i in g) == list(range(6)) and len(groups) == 3
@@ -121,13 +121,13 @@ def test_length_groups_pad_each_group_to_its_own_longest():
 
 
 def test_grouped_attention_matches_sdpa(tiny_cfg, tmp_path):
-    from grpo_app import decoding
+    from grpo_app.inference import kernels
 
     trainer = _trainer(tiny_cfg, tmp_path, logits_head=True, shared_prefix=True)
     ids, mask = _grpo_batch()
     inner = trainer.model.get_base_model()
     results = []
-    for impl in ("sdpa", decoding.ATTENTION):
+    for impl in ("sdpa", kernels.ATTENTION):
         inner.set_attn_implementation(impl)
         trainer.model.zero_grad()
         logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 30)
@@ -142,7 +142,8 @@ def test_grouped_attention_matches_sdpa(tiny_cfg, tmp_path):
 def test_fast_decode_greedy_equals_generate(tiny_cfg, tmp_path):
     from transformers import GenerationConfig
 
-    from grpo_app import decoding
+    from grpo_app.inference import decoder as decoding
+    from grpo_app.inference import kernels
 
     trainer = _trainer(tiny_cfg, tmp_path, merged_generation=True, fast_decode=True)
     assert trainer.fast_decode
@@ -158,7 +159,7 @@ def test_fast_decode_greedy_equals_generate(tiny_cfg, tmp_path):
         ref = ref[:, ids.size(1) :].tolist()
     with trainer._merged_model_for_generation():
         gen = trainer._gen_model
-        assert any(isinstance(m, decoding.PackedLinear) for m in gen.modules()) == (gen.dtype == torch.bfloat16)
+        assert any(isinstance(m, kernels.PackedLinear) for m in gen.modules()) == (gen.dtype == torch.bfloat16)
         out = decoding.sample(gen, prompts, config)
         assert "no_repeat_ngram_size" in decoding.supports(gen, GenerationConfig(no_repeat_ngram_size=3))
         gen.generation_config.no_repeat_ngram_size = 3  # the model's own settings count too, as in `generate`
@@ -172,7 +173,7 @@ def test_fast_decode_greedy_equals_generate(tiny_cfg, tmp_path):
 def test_fast_decode_samples_from_the_processed_distribution():
     from transformers import GenerationConfig
 
-    from grpo_app import decoding
+    from grpo_app.inference import decoder as decoding
 
     scores = torch.tensor([[2.0, 1.0, 0.0, -1.0, -9.0]]).repeat(20000, 1)
     counts = torch.bincount(decoding.draw(scores, torch.Generator().manual_seed(0)), minlength=5).float()
@@ -184,7 +185,7 @@ def test_fast_decode_samples_from_the_processed_distribution():
 
 
 def test_token_logprobs_match_autograd_reference():
-    from grpo_app.logprobs import token_logprobs
+    from grpo_app.inference.logprobs import token_logprobs
 
     torch.manual_seed(0)
     for dtype in (torch.float32, torch.bfloat16):

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from grpo_app.config import Config
-from grpo_app.jobs import JobBusy, JobRegistry
+from grpo_app.jobs import JobBusy
+from grpo_app.registry import JobRegistry
 from grpo_app.runs import Run, read_status
 from grpo_app.training import train
 

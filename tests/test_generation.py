@@ -3,7 +3,7 @@ import json
 import pytest
 
 from grpo_app.config import GenerationSettings
-from grpo_app.generation import InferenceModels
+from grpo_app.inference.engine import InferenceModels
 from grpo_app.training import train
 
 PROMPT = [{"role": "user", "content": "Summarize: the tap drips and I fixed it with a washer."}]
@@ -66,8 +66,8 @@ def test_switching_adapters_keeps_one_base_and_bounded_memory(trained, tiny_cfg)
 def test_the_fast_engine_answers_as_generate_does(trained):
     """Greedy in float32: the decoder over merged copies gives transformers' `generate` answers (base and PEFT
     adapter), for a batch of prompts of different lengths."""
-    from grpo_app import fastgen
-    from grpo_app.generation import generate
+    from grpo_app.inference import engine
+    from grpo_app.inference.engine import generate
 
     cfg, adapter = trained
     cfg.model.dtype = "float32"
@@ -78,7 +78,7 @@ def test_the_fast_engine_answers_as_generate_does(trained):
     for side in (None, adapter):
         fast = [g.text for g in models.generate(prompts, settings, adapter=side)]
         model = models.select(side)
-        from grpo_app.generation import _adapters_off
+        from grpo_app.inference.engine import _adapters_off
 
         with _adapters_off(model):
             slow = [g.text for g in generate(model, models.tokenizer, prompts, settings)]
@@ -86,7 +86,7 @@ def test_the_fast_engine_answers_as_generate_does(trained):
     sampled = GenerationSettings(max_new_tokens=10, seed=5)
     one_by_one = [g.text for g in models.generate(prompts, sampled, batch_size=1)]
     assert [g.text for g in models.generate(prompts, sampled, batch_size=16)] == one_by_one  # per-row seeds
-    assert fastgen.batch(models.decoder_model(None), models.tokenizer, prompts, sampled)[0].text == one_by_one[0]
+    assert engine.batch(models.decoder_model(None), models.tokenizer, prompts, sampled)[0].text == one_by_one[0]
 
 
 def test_both_sides_stream_together_with_their_own_seeds(trained, tmp_path):

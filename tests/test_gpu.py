@@ -55,7 +55,7 @@ def test_vllm_colocate_generation(tiny_cfg, tmp_path):
 
 def test_cuda_out_of_memory_is_reported_and_the_memory_given_back(tiny_cfg, tmp_path):
     """A real CUDA OOM inside the training thread (a reward asks for 4 TB), then the next run works."""
-    from grpo_app.jobs import JobRegistry
+    from grpo_app.registry import JobRegistry
 
     reward = tmp_path / "greedy.py"
     reward.write_text(

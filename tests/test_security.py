@@ -291,7 +291,7 @@ def test_operator_caps_bound_steps_and_minutes(public, tiny_cfg):
     cfg.grpo.max_steps = -1
     assert "at most 3 steps" in capped.apply_caps(cfg) and cfg.grpo.max_steps == 3
     assert "at most 3 steps per run" in capped.caps() and "0.02 minutes" in capped.caps()
-    from grpo_app.jobs import JobRegistry
+    from grpo_app.registry import JobRegistry
 
     tiny_cfg.grpo.max_steps = 100_000
     snap = JobRegistry().start(tiny_cfg, max_seconds=capped.max_minutes * 60).wait(180)

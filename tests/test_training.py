@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from grpo_app.jobs import JobBusy, JobRegistry
+from grpo_app.jobs import JobBusy
+from grpo_app.registry import JobRegistry
 from grpo_app.runs import Run, list_runs
 from grpo_app.training import Reporter, train
 

@@ -10,7 +10,7 @@ import gradio as gr
 
 from ..access import Policy, runs_are_lost_on_restart
 from ..data import ASSETS
-from ..jobs import JobRegistry
+from ..registry import JobRegistry
 
 CSS = (ASSETS / "style.css").read_text() if (ASSETS / "style.css").is_file() else ""
 THEME = gr.themes.Soft(primary_hue="violet", secondary_hue="cyan")

@@ -104,7 +104,11 @@ def create_api(registry, runs_root: str, policy, train) -> None:
         ]
 
     def generate(
-        prompt: str, run_id: str = "", max_new_tokens: int = 256, temperature: float = 0.5, min_p: float = 0.1,
+        prompt: str,
+        run_id: str = "",
+        max_new_tokens: int = 256,
+        temperature: float = 0.5,
+        min_p: float = 0.1,
         seed: int = 0,
     ) -> dict:
         """The base model's answer to `prompt` and, with `run_id`, the tuned one's (the run's instruction and chat
@@ -114,7 +118,11 @@ def create_api(registry, runs_root: str, policy, train) -> None:
             cfg = run_config(adapter)
             settings = cfg.generation
             settings.max_new_tokens, settings.temperature, settings.min_p, settings.seed = (
-                max_new_tokens, temperature, min_p, seed)
+                max_new_tokens,
+                temperature,
+                min_p,
+                seed,
+            )
             from ..checks import validate
 
             validate(cfg)

@@ -20,9 +20,10 @@ import pandas as pd
 from ..access import Policy
 from ..checks import validate
 from ..config import Config, ConfigError, DataConfig, GenerationSettings, preset, set_value
-from ..data import ASSETS, FILE_TYPES, to_prompt, without_instruction
+from ..data import ASSETS, FILE_TYPES, to_prompt
 from ..evaluation import HELDOUT, compare_batch, figures_markdown, heldout_set, prompt_set, summarize
-from ..jobs import JobRegistry
+from ..prompts import without_instruction
+from ..registry import JobRegistry
 from ..rewards import score
 from ..runs import list_runs, run_of_adapter
 from . import live

@@ -6,8 +6,8 @@ import os
 
 import pandas as pd
 
-from ..data import without_instruction
 from ..jobs import JobSnapshot
+from ..prompts import without_instruction
 from ..quality import assess
 from ..runs import Run, read_status
 from ..watch import hacking_warning

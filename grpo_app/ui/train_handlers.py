@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gradio as gr
 import pandas as pd
@@ -15,14 +15,13 @@ import pandas as pd
 from ..access import Policy
 from ..config import Config, ConfigError, DataConfig, preset
 from ..data import preview
-from ..jobs import JobBusy, JobRegistry, NotYourRun
+from ..jobs import JobBusy, NotYourRun
+from ..registry import JobRegistry
 from ..runs import Run, list_runs
 from . import live, manage
 from .charts import FIGURES, all_figures
 from .forms import FORM_KEYS, cli_command, cluster_commands, config_to_values, form_to_config
-
-if TYPE_CHECKING:
-    from .train_tab import TrainView
+from .train_view import TrainView
 
 FORM_NOTE = "🔒 *The form shows the settings of the run in progress; change them for the next run once it ends.*"
 

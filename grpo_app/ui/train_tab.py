@@ -4,7 +4,7 @@ settings on the left, the live view on the right. What the widgets do is in `tra
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gradio as gr
 import torch
@@ -13,56 +13,12 @@ from ..access import Policy
 from ..config import Config, preset
 from ..config_help import field_help
 from ..data import FILE_TYPES
-from ..jobs import JobRegistry
+from ..registry import JobRegistry
 from ..rewards import BUILTIN_REWARDS
 from .forms import FORM_KEYS, REWARD_HEADERS, REWARD_TABLE, config_to_values
 from .manage import create_export_panel, create_run_manager
 from .train_handlers import TrainHandlers
-
-
-@dataclass
-class TrainView:
-    """Every widget a handler reads or writes, by name."""
-
-    preset: gr.Radio
-    start: gr.Button
-    stop: gr.Button
-    status: gr.Markdown
-    progress: gr.HTML
-    fields: dict[str, gr.components.Component]
-    upload: gr.UploadButton
-    data_info: gr.Markdown
-    data_preview: gr.Dataframe
-    form_note: gr.Markdown
-    past: gr.Dropdown
-    yaml_view: gr.Code
-    cli_view: gr.Code
-    config_file: gr.File
-    warning: gr.Markdown
-    plots: dict[str, gr.Plot]
-    completions_caption: gr.Markdown
-    completions: gr.Dataframe
-    log: gr.Textbox
-    seen: gr.State
-    visitor: gr.State
-    buttons: dict[str, gr.components.Component] = field(default_factory=dict)
-
-    @property
-    def form(self) -> list[gr.components.Component]:
-        return [self.fields[k] for k in FORM_KEYS]
-
-    @property
-    def dashboard(self) -> list[gr.components.Component]:
-        """What shows a run: status, progress, charts, warning, completions and log."""
-        return [
-            self.status,
-            self.progress,
-            *self.plots.values(),
-            self.warning,
-            self.completions_caption,
-            self.completions,
-            self.log,
-        ]
+from .train_view import TrainView
 
 
 def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.UploadButton, gr.Markdown, gr.Dataframe]:

@@ -1,11 +1,15 @@
 """One generation path for the Compare tab, the batch comparison and the CLI.
 
 `InferenceModels` holds the base model, separate from the model being trained, so comparing never touches a
-running job (it reads the last *saved* adapter). It generates with the fast decoder (`fastgen`): a decoding copy
+running job (it reads the last *saved* adapter). It generates with the fast decoder (`decoder.Decoder`): a decoding copy
 of the base and one merged copy (base + LoRA) per adapter in use. Where the decoder cannot serve the model or the
 settings, it says why in the log and falls back to transformers' `generate`, with adapters switched on and off on
 the base itself.
-"""
+
+Training already samples with `decoder.Decoder`; here it also serves inference. Batches of prompts run as one
+decoder each (prompts sorted by length, so little padding), and several models stream at once: the base and the
+tuned model take turns, one token each, so both answers grow together. Every row has its own seeded random
+stream: a prompt's answer does not depend on its batch, and the base answer not on the adapter beside it."""
 
 from __future__ import annotations
 
@@ -14,14 +18,16 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .config import Config, GenerationSettings
+from ..config import Config, GenerationSettings
+from ..prompts import prompt_ids, render_prompt
+from .decoder import Decoder, generate_kwargs, generation_config, prepare, seeded, supports
 
 log = logging.getLogger(__name__)
 
@@ -37,27 +43,75 @@ class Generation:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def render_prompt(prompt, tokenizer) -> str:
-    """Chat prompts go through the model's chat template (as in training); plain ones stay as they are."""
-    if isinstance(prompt, list):
-        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    return prompt
+CACHE_TOKENS = 32_768  # rows x (longest prompt + new tokens) per decoder: ~0.7 GB of KV cache for SmolLM2-135M
 
 
-def generate_kwargs(settings: GenerationSettings, tokenizer) -> dict:
-    kwargs = dict(
-        max_new_tokens=settings.max_new_tokens,
-        do_sample=settings.do_sample,
-        repetition_penalty=settings.repetition_penalty,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    if settings.do_sample:
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-        if settings.min_p > 0:
-            kwargs["min_p"] = settings.min_p
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    return kwargs
+def batches(lengths: list[int], new_tokens: int, max_rows: int) -> list[list[int]]:
+    """Prompt indices in decoders: similar lengths together (little padding), each within the KV-cache budget."""
+    out: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        rows = out[-1] if out else None
+        if rows and len(rows) < max_rows and (len(rows) + 1) * (lengths[i] + new_tokens) <= CACHE_TOKENS:
+            rows.append(i)
+        else:
+            out.append([i])
+    return out
+
+
+def batch(
+    model,
+    tokenizer,
+    prompts: list,
+    settings: GenerationSettings,
+    batch_size: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Generation]:
+    """Answers in the prompts' order; prompt i draws from seed + i whatever batch it lands in."""
+    ids = [prompt_ids(tokenizer, p) for p in prompts]
+    config, out, done = generation_config(settings, tokenizer), [None] * len(ids), 0
+    for part in batches([len(x) for x in ids], settings.max_new_tokens, max(1, batch_size)):
+        t0 = time.perf_counter()
+        decoder = Decoder(
+            model, [ids[i] for i in part], config, generators=[seeded(settings.seed + i, model.device) for i in part]
+        )
+        while decoder.step():
+            if progress and decoder.t % 16 == 0:  # answers finished so far, for a progress bar that moves
+                progress(done + int((decoder.length < decoder.t).sum()), len(ids))
+        seconds = (time.perf_counter() - t0) / len(part)
+        for i, tokens in zip(part, decoder.completions(), strict=True):
+            out[i] = Generation(tokenizer.decode(tokens, skip_special_tokens=True).strip(), len(tokens), seconds)
+        done += len(part)
+        if progress:
+            progress(done, len(ids))
+    return out
+
+
+def stream_together(models: list, tokenizer, prompt, settings: GenerationSettings) -> Iterator[list[Generation]]:
+    """The same prompt to each model, all answers growing together; yields every answer after each token.
+
+    Each model is prefilled in turn and shows its first token at once, then they take turns a token each. Each
+    side draws from `settings.seed`, as it would alone."""
+    ids, config = prompt_ids(tokenizer, prompt), generation_config(settings, tokenizer)
+    t0, decoders = time.perf_counter(), []
+    answers = [Generation("", 0, 0.0) for _ in models]
+
+    def show(i: int) -> None:
+        tokens = decoders[i].completions()[0]
+        answers[i] = Generation(
+            tokenizer.decode(tokens, skip_special_tokens=True).strip(), len(tokens), time.perf_counter() - t0
+        )
+
+    for i, model in enumerate(models):
+        decoders.append(Decoder(model, [ids], config, generators=[seeded(settings.seed, model.device)]))
+        decoders[i].step()
+        show(i)
+        yield list(answers)
+    while not all(d.done for d in decoders):
+        for i, decoder in enumerate(decoders):
+            if not decoder.done:
+                decoder.step()
+                show(i)
+        yield list(answers)
 
 
 def _encode(texts: list[str], tokenizer, device) -> dict:
@@ -126,7 +180,7 @@ class InferenceModels:
     Memory: each decoding copy holds the model's weights once more (SmolLM2-135M in bf16: about 330 MB, packed)."""
 
     def __init__(self, cfg: Config, keep: int = 2):
-        from .models import load_model
+        from ..models import load_model
 
         self.cfg = cfg
         self.base, self.tokenizer, _ = load_model(cfg)
@@ -140,9 +194,7 @@ class InferenceModels:
 
     def fallback_reason(self, settings: GenerationSettings) -> str:
         """Why the fast decoder cannot serve these settings on this model ('' when it can); logged once."""
-        from . import decoding, fastgen
-
-        reason = decoding.supports(self.base, fastgen.generation_config(settings, self.tokenizer))
+        reason = supports(self.base, generation_config(settings, self.tokenizer))
         if reason and reason not in self.said:
             self.said.add(reason)
             log.warning(
@@ -157,8 +209,6 @@ class InferenceModels:
     def decoder_model(self, adapter: str | None):
         """The decoding copy for the base (None) or for base + `adapter`, merged; built on first use."""
         from peft import PeftModel
-
-        from .fastgen import prepare
 
         key = self._key(adapter)
         if key in self.decoders:
@@ -217,13 +267,9 @@ class InferenceModels:
         batch_size: int = 64,
         progress=None,
     ) -> list[Generation]:
-        from . import fastgen
-
         with self.lock:
             if not self.fallback_reason(settings):
-                return fastgen.batch(
-                    self.decoder_model(adapter), self.tokenizer, prompts, settings, batch_size, progress
-                )
+                return batch(self.decoder_model(adapter), self.tokenizer, prompts, settings, batch_size, progress)
             model = self.select(adapter)
             with _adapters_off(model):
                 return generate(model, self.tokenizer, prompts, settings, batch_size, progress)
@@ -237,15 +283,13 @@ class InferenceModels:
         self, prompt, settings: GenerationSettings, adapter: str | None, base: bool = True
     ) -> Iterator[tuple[Generation | None, Generation | None]]:
         """(base answer, tuned answer) growing together, token by token (`adapter` None: the base alone)."""
-        from . import fastgen
-
         empty = Generation("", 0, 0.0)
         with self.lock:
             if not self.fallback_reason(settings):
                 models = ([self.decoder_model(None)] if base else []) + (
                     [self.decoder_model(adapter)] if adapter else []
                 )
-                for answers in fastgen.stream_together(models, self.tokenizer, prompt, settings):
+                for answers in stream_together(models, self.tokenizer, prompt, settings):
                     if base and adapter:
                         yield answers[0], answers[1]
                     else:

@@ -1,0 +1,112 @@
+"""Kernels of the fast path: attention that serves each K/V head's query group in place, and Linear weights
+laid out once for oneDNN. Used by the decoder (inference and GRPO's sampling) and by CPU training.
+
+One decode step of SmolLM2-135M for 16 sequences took ~150 ms inside `generate` on the 2-core dev machine, ~75 ms
+of it in torch's CPU flash-attention kernel (tiled for long queries, slow for a single one): one-token attention
+here is two grouped matmuls that never repeat K/V. On a bf16 CPU the decode step's matmuls ran ~30% quicker with
+weights packed for oneDNN (`PackedLinear`).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import StaticCache
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.modeling_utils import AttentionInterface
+
+ATTENTION = "grpo_studio_grouped"
+
+
+def grouped_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention with each K/V head serving its group of query heads in place (K/V never repeated).
+
+    Used for decoding (where torch's CPU flash kernel is slow for a single query) and for training
+    on a CPU (measured ~20% quicker per micro-batch than sdpa, and no repeat_kv copies to backprop).
+    """
+    unusual = any(kwargs.get(k) is not None for k in ("softcap", "s_aux", "sliding_window"))
+    if (
+        (dropout and module.training)
+        or unusual
+        or not getattr(module, "is_causal", True)
+        or value.size(-1) != query.size(-1)
+    ):
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    b, heads, q, dim = query.shape
+    kv_heads, keys = key.shape[1], key.shape[2]
+    group = heads // kv_heads
+    scores = torch.matmul(query.reshape(b, kv_heads, group * q, dim), key.transpose(-1, -2))
+    scores = scores.view(b, kv_heads, group, q, keys).float() * (scaling if scaling is not None else dim**-0.5)
+    if attention_mask is None and q > 1:  # sdpa_mask leaves plain causal masks to `is_causal`
+        attention_mask = torch.ones(q, keys, dtype=torch.bool, device=query.device).tril(keys - q)
+    if attention_mask is not None:  # boolean, True where attended; finite, as a padding query sees no key
+        scores = scores.masked_fill(~attention_mask.reshape(-1, 1, 1, q, keys), torch.finfo(scores.dtype).min)
+    probs = scores.softmax(-1).to(value.dtype).view(b, kv_heads, group * q, keys)
+    out = torch.matmul(probs, value)
+    return out.view(b, heads, q, dim).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(ATTENTION, grouped_attention)
+
+AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+
+
+def plain_attention(config) -> bool:
+    """Whether every layer is full attention with a plain KV cache (no sliding window, no linear layers)."""
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    cache = StaticCache(config=config, max_cache_len=8)
+    return not any(cache.is_sliding) and not any(getattr(cache, "is_linear", []))
+
+
+def use_grouped_attention(model) -> None:
+    model.set_attn_implementation(ATTENTION)
+
+
+class PackedLinear(torch.nn.Module):
+    """A bf16 Linear whose weight is laid out once for oneDNN, as inductor does when it freezes a model.
+
+    On the 2-core dev machine a decode step's 211 matmuls (16 rows each) ran ~30% quicker this way
+    than through `F.linear`. `repack()` after the weight changes (once per generation).
+    """
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        self.weight, self.bias, self.out_features = linear.weight, linear.bias, linear.out_features
+        self.repack()
+
+    def repack(self) -> None:
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.size(-1)), self.packed, self.bias, "none", [], "")
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+def pack_linears(model) -> bool:
+    """Swap every bf16 Linear of a CPU model for a PackedLinear; False (nothing changed) where oneDNN can't."""
+    mkldnn = torch.ops.mkldnn
+    ok = (
+        model.device.type == "cpu"
+        and model.dtype == torch.bfloat16
+        and torch.backends.mkldnn.is_available()
+        and all(
+            hasattr(mkldnn, op) for op in ("_linear_pointwise", "_reorder_linear_weight", "_is_mkldnn_bf16_supported")
+        )
+        and mkldnn._is_mkldnn_bf16_supported()
+    )
+    if not ok:
+        return False
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is torch.nn.Linear:
+                setattr(module, name, PackedLinear(child))
+    return True
+
+
+def repack(model) -> None:
+    for module in model.modules():
+        if isinstance(module, PackedLinear):
+            module.repack()

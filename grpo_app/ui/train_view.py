@@ -1,0 +1,54 @@
+"""The Train tab's widgets by name: what `train_tab` builds and `train_handlers` reads and writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from .forms import FORM_KEYS
+
+
+@dataclass
+class TrainView:
+    """Every widget a handler reads or writes, by name."""
+
+    preset: gr.Radio
+    start: gr.Button
+    stop: gr.Button
+    status: gr.Markdown
+    progress: gr.HTML
+    fields: dict[str, gr.components.Component]
+    upload: gr.UploadButton
+    data_info: gr.Markdown
+    data_preview: gr.Dataframe
+    form_note: gr.Markdown
+    past: gr.Dropdown
+    yaml_view: gr.Code
+    cli_view: gr.Code
+    config_file: gr.File
+    warning: gr.Markdown
+    plots: dict[str, gr.Plot]
+    completions_caption: gr.Markdown
+    completions: gr.Dataframe
+    log: gr.Textbox
+    seen: gr.State
+    visitor: gr.State
+    buttons: dict[str, gr.components.Component] = field(default_factory=dict)
+
+    @property
+    def form(self) -> list[gr.components.Component]:
+        return [self.fields[k] for k in FORM_KEYS]
+
+    @property
+    def dashboard(self) -> list[gr.components.Component]:
+        """What shows a run: status, progress, charts, warning, completions and log."""
+        return [
+            self.status,
+            self.progress,
+            *self.plots.values(),
+            self.warning,
+            self.completions_caption,
+            self.completions,
+            self.log,
+        ]

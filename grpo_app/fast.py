@@ -1,6 +1,6 @@
 """The CPU fast path: a GRPOTrainer whose generation and log-probs cost less, each lever a config switch.
 
-Measured on the 2-core dev machine (README, Performance); with every lever off this is TRL's trainer.
+Measured on the 2-core dev machine (docs/performance.md); with every lever off this is TRL's trainer.
 - `logits_head`: log-probs through `inference/logprobs.py`: the LM head only on real completion tokens, and one
   chunked log-softmax/entropy/backward instead of TRL's chunked kernel (whose torch fallback, with no
   Triton on a CPU, took ~7 of 19 s per quick step) and its full-vocabulary fp32 copies.

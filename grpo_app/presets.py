@@ -1,6 +1,7 @@
 """The presets: `recipe` (the Hugging Face course as published) and `quick` (learns on a laptop CPU).
 
-Plain dicts in the config's own shape, applied by `config.preset(name)`; the README explains each value.
+Plain dicts in the config's own shape, applied by `config.preset(name)`; docs/usage.md explains the recipe,
+docs/experiments.md how `quick` was chosen.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ SPACE_DATASET = "mlabonne/smoltldr"  # the recipe's posts, the quick preset's te
 
 PRESETS: dict[str, dict] = {
     # The course pinned trl==0.14.0; every value it relied on is stated here, including the TRL defaults of
-    # then that TRL 1.x changed (README, "The recipe preset").
+    # then that TRL 1.x changed (docs/usage.md, "The recipe preset pins ...").
     "recipe": {
         "model": {"name": "HuggingFaceTB/SmolLM-135M-Instruct"},
         "data": {"path": "mlabonne/smoltldr", "prompt_column": "prompt", "overlong": "truncate_left"},

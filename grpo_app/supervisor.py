@@ -181,8 +181,7 @@ class ProcessJob(TrainingJob):
         result, s = self._result, self.snapshot()
         if result is not None:
             self._update(error=result.get("error", ""))
-            if result.get("elapsed"):
-                self._elapsed_before = max(0.0, result["elapsed"] - (s.elapsed - self._elapsed_before))
+            self._final_elapsed = result.get("elapsed") or None  # the run's own clock, as status.json keeps it
             if s.active:  # every way out of train() ends in a final status
                 self.on_status(result["status"], result["message"])
         else:

@@ -116,8 +116,11 @@ def test_the_running_runs_settings_fill_the_form(app, tiny_cfg):
     v = tab.view
     tiny_cfg.run.root, tiny_cfg.run.dir, tiny_cfg.grpo.max_steps = str(root), "", 100_000
     job = demo.registry.start(tiny_cfg)  # as another page would
+    checking = tab.refresh({v.seen: (None, -1, -1)})  # while it checks, the page holds off (status line only)
+    if not job.snapshot().run_dir:
+        assert checking[v.seen][0] is None and v.form_note not in checking
     _wait_for(lambda: job.snapshot().status == "training")
-    out = tab.refresh({v.seen: (None, -1, -1)})
+    out = tab.refresh({v.seen: checking[v.seen]})
     assert "settings of the run in progress" in out[v.form_note]
     assert out[v.fields["grpo.max_steps"]] == 100_000 and out[v.fields["model.name"]] == tiny_cfg.model.name
     assert v.fields["grpo.max_steps"] not in tab.refresh({v.seen: out[v.seen]})  # sent once, not every tick

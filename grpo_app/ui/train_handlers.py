@@ -197,6 +197,8 @@ class TrainHandlers:
             return {v.seen: data[v.seen]}  # nothing to send (a dict keyed by a component, never an empty one)
         out: dict = {v.status: live.status_markdown(s), v.seen: (current, s.version, len(s.metrics))}
         if not s.run_dir:  # still checking, or refused: the dashboard keeps what it shows
+            if s.active:  # not shown yet: once its folder exists, the next refresh draws it (and its settings)
+                out[v.seen] = (job_id, s.version, drawn)
             return out
         instruction = job.cfg.data.instruction if job else ""
         out[v.progress] = live.progress_html(s)

@@ -147,7 +147,8 @@ def cmd_generate(args, cfg: Config) -> int:
     gens = models.generate(list(prompts["prompt"]), cfg.generation, args.adapter, args.batch_size, progress)
     print(file=sys.stderr)
     texts = [g.text for g in gens]
-    scores = score(cfg.reward, list(prompts["prompt"]), texts)
+    columns = {c: list(prompts[c]) for c in prompts.column_names if c != "prompt"}  # an `answer`, as in training
+    scores = score(cfg.reward, list(prompts["prompt"]), texts, **columns)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:

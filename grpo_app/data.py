@@ -89,7 +89,12 @@ def _read_file(path: Path) -> Dataset:
         else:
             import pandas as pd
 
-            df = pd.read_csv(path) if kind == "csv" else pd.read_json(path, lines=path.suffix.lower() == ".jsonl")
+            # Cells stay as written: an answer "007" or "12" reaches a reward as that string, not a number.
+            if kind == "csv":
+                df = pd.read_csv(path, dtype=str, keep_default_na=False)
+            else:
+                lines = path.suffix.lower() == ".jsonl"
+                df = pd.read_json(path, lines=lines, dtype=False, convert_dates=False)
             if not all(isinstance(c, str) for c in df.columns):  # pandas numbers the columns of lists and values
                 raise DataError(f"{path.name} holds plain values or lists, not records: expected {expected}.")
             ds = Dataset.from_pandas(df, preserve_index=False)

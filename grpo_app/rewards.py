@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -115,10 +116,28 @@ def build_rewards(settings: RewardSettings) -> tuple[list[RewardFn], list[float]
     return funcs, weights + [0.0] * len(watched)
 
 
-def score(settings: RewardSettings, prompts: list, completions: list) -> dict[str, list[float]]:
-    """Every configured reward for each (prompt, completion), plus their weighted `total`."""
+def columns_used(settings: RewardSettings, columns: list[str]) -> dict[str, list[str]]:
+    """Which dataset columns each reward reads, by its parameter names (TRL passes every column by name).
+    A reward that takes `**kwargs` may read any of them and is listed with none; one that cannot load is left out."""
+    try:
+        funcs, _ = build_rewards(settings)
+    except ConfigError:
+        return {}
+    used = {}
+    for func in funcs:
+        try:
+            params = inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            continue
+        used[func.__name__] = [c for c in columns if c in params and c not in ("prompts", "completions")]
+    return used
+
+
+def score(settings: RewardSettings, prompts: list, completions: list, **columns: list) -> dict[str, list[float]]:
+    """Every configured reward for each (prompt, completion), plus their weighted `total`; `columns` are the
+    dataset's other columns, one value per completion, as TRL passes them."""
     funcs, weights = build_rewards(settings)
-    scores = {f.__name__: [float(x) for x in f(prompts=prompts, completions=completions)] for f in funcs}
+    scores = {f.__name__: [float(x) for x in f(prompts=prompts, completions=completions, **columns)] for f in funcs}
     columns = list(scores.values())
     scores["total"] = [
         sum(w * col[i] for w, col in zip(weights, columns, strict=True)) for i in range(len(completions))

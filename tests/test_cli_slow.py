@@ -76,12 +76,12 @@ def test_cli_train_then_generate_with_and_without_adapter(tmp_path):
         rows = [json.loads(line) for line in (tmp_path / "gen.jsonl").read_text().splitlines()]
         assert len(rows) == 2 and all(row["completion"] for row in rows)
         assert "length" in rows[0]["rewards"] and "total" in rows[0]["rewards"]
-    # eval: base vs tuned on the bundled held-out posts and long documents, a JSON report in the run folder
+    # eval: base vs tuned on the bundled held-out posts, long documents and plain texts, a JSON report in the run folder
     r = cli("eval", "--adapter", "out/adapter", "--limit", "2", "--set", "generation.max_new_tokens=24", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "answers that are summaries" in r.stdout and "documents (2 prompts)" in r.stdout
     report = json.loads((out / "eval.json").read_text())
-    assert set(report["sets"]) == {"posts", "documents"}
+    assert set(report["sets"]) == {"posts", "documents", "plain"}
     for result in report["sets"].values():
         assert result["prompts"] == 2 and len(result["answers"]) == 2
         for side in ("base", "tuned"):

@@ -14,7 +14,7 @@ from grpo_app.jobs import JobSnapshot, eta
 from grpo_app.runs import Run
 from grpo_app.training import train
 from grpo_app.ui import charts, create_ui, live
-from grpo_app.ui.forms import apply_reward_rows, config_to_values, form_to_config, reward_rows
+from grpo_app.ui.forms import REWARD_TABLE, apply_reward_rows, config_to_values, form_to_config, reward_rows
 
 
 @pytest.fixture
@@ -235,3 +235,17 @@ def test_captions_ticks_eta_and_plurals():
         assert fig.layout.xaxis.dtick == 1
     assert eta([30.0], 59) == 30.0 * 59 and eta([30.0, 6.0, 6.5], 57) == 6.5 * 57  # warm-up step left out
     assert eta([], 60) is None and eta([5.0], 0) == 0.0
+
+
+def test_the_preview_says_which_reward_reads_which_column(app, tmp_path):
+    """Every column beside the prompt reaches the rewards by name (#21.1); the preview says which one reads it."""
+    demo, tab, _ = app
+    f = tab.view.fields
+    (tmp_path / "sums.jsonl").write_text('{"prompt": "What is 2 plus 2?", "answer": "4", "source": "book"}\n')
+    (tmp_path / "check.py").write_text(
+        "def check(prompts, completions, answer, **kw):\n    return [0.0] * len(completions)\n"
+    )
+    table = [["length", 1.0, False], [f"{tmp_path / 'check.py'}:check", 1.0, False]]
+    data = {f["data.path"]: str(tmp_path / "sums.jsonl"), f["data.split"]: "train", f["data.prompt_column"]: "auto"}
+    info = tab.show_data({**data, f[REWARD_TABLE]: table})[tab.view.data_info]
+    assert "answer → check" in info and "source (no reward reads it)" in info

@@ -120,3 +120,23 @@ def test_job_reports_config_errors(tiny_cfg):
     job = JobRegistry().start(tiny_cfg)
     snap = job.wait(120)
     assert snap.status == "failed" and "model" in snap.message.lower()
+
+
+def test_dataset_columns_reach_the_rewards(tiny_cfg, tmp_path):
+    """A custom reward in TRL's convention gets each row's other columns by name (#21.1): `answer` arrives."""
+    rows = [{"prompt": f"What is {i} plus {i}?", "answer": str(2 * i)} for i in range(8)]
+    (tmp_path / "sums.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (tmp_path / "check.py").write_text(
+        "SEEN = []\n"
+        "def check(prompts, completions, answer=None, **kw):\n"
+        "    assert answer is not None and len(answer) == len(completions), 'answer did not arrive'\n"
+        "    for p, a in zip(prompts, answer):\n"
+        "        assert str(int(p.split('What is ')[1].split()[0]) * 2) == a, (p, a)\n"
+        "    return [float(a in c) for c, a in zip(completions, answer)]\n"
+    )
+    tiny_cfg.data.path, tiny_cfg.data.chat_format = str(tmp_path / "sums.jsonl"), False
+    tiny_cfg.reward.functions, tiny_cfg.reward.weights = ["length", f"{tmp_path / 'check.py'}:check"], [1.0, 1.0]
+    result = train(tiny_cfg)
+    assert result.status == "finished", result.error
+    metrics = Run(result.run_dir).metrics()
+    assert "rewards/check/mean" in metrics[0]

@@ -17,10 +17,19 @@ from ..config import Config, ConfigError, DataConfig, preset
 from ..data import preview
 from ..jobs import JobBusy, NotYourRun
 from ..registry import JobRegistry
+from ..rewards import columns_used
 from ..runs import Run, list_runs
 from . import live, manage
 from .charts import FIGURES, all_figures
-from .forms import FORM_KEYS, cli_command, cluster_commands, config_to_values, form_to_config
+from .forms import (
+    FORM_KEYS,
+    REWARD_TABLE,
+    apply_reward_rows,
+    cli_command,
+    cluster_commands,
+    config_to_values,
+    form_to_config,
+)
 from .train_view import TrainView
 
 FORM_NOTE = "🔒 *The form shows the settings of the run in progress; change them for the next run once it ends.*"
@@ -68,12 +77,30 @@ class TrainHandlers:
                 f["data.prompt_column"]: gr.update(choices=["auto"], value="auto"),
             }
         info = f"**{count} rows** · prompt column **{detected}** · columns: {', '.join(columns)}"
+        info += self._columns_note([c for c in columns if c != detected], data)
         frame = pd.DataFrame([{c: live.shorten(r[c], 200) for c in columns} for r in rows])
         return {
             self.view.data_info: info,
             self.view.data_preview: frame,
             f["data.prompt_column"]: gr.update(choices=["auto", *columns], value=column or "auto"),
         }
+
+    def _columns_note(self, others: list[str], data: dict) -> str:
+        """Which of the other columns reach which reward (TRL passes each by name)."""
+        if not others:
+            return ""
+        cfg = Config()
+        try:
+            apply_reward_rows(cfg, data.get(self.view.fields[REWARD_TABLE]))
+        except ConfigError:
+            return ""
+        if [f for f in cfg.reward.functions + cfg.reward.monitor if ":" in f] and not self.policy.custom_rewards:
+            used = {}
+        else:
+            used = columns_used(cfg.reward, others)
+        readers = {c: [name for name, cols in used.items() if c in cols] for c in others}
+        parts = [f"{c} → {', '.join(r)}" if r else f"{c} (no reward reads it)" for c, r in readers.items()]
+        return "  \n*Passed to every reward by name:* " + " · ".join(parts)
 
     def upload_data(self, data: dict) -> dict:
         """An uploaded dataset is kept under <runs>/uploads by its own name (Gradio's temp copy is not)."""

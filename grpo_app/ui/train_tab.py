@@ -280,7 +280,7 @@ def create_train_tab(
         **create_run_manager(v.past, runs_root, h.past_choices, policy, on_rename=registry.renamed),
         **create_export_panel(v.past, policy),
     }
-    data_in = {v.fields["data.path"], v.fields["data.split"], v.fields["data.prompt_column"]}
+    data_in = {v.fields[k] for k in ("data.path", "data.split", "data.prompt_column", REWARD_TABLE)}
     data_out = [v.data_info, v.data_preview, v.fields["data.prompt_column"]]
     live_out = [*v.dashboard, v.seen, v.form_note, v.past, *v.form]
     b["past_refresh"].click(h.list_past, None, v.past)

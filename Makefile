@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: setup run test test-fast lint audit bench browser clean
+.PHONY: setup run test test-fast lint audit bench browser screenshots clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,10 @@ audit: setup
 bench: setup
 	$(PY) bench/bench.py
 	$(PY) bench/bench_generation.py
+
+# The README's screenshots from a finished run folder: make screenshots RUN=runs/quick
+screenshots: setup browser
+	$(PY) docs/screenshots.py $(RUN)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

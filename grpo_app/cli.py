@@ -83,6 +83,11 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=0, help="At most this many prompts per set (0 = all).")
     ev.add_argument("--out", help="Report path (default: <run>/eval.json, or eval.json beside the adapter).")
     ev.add_argument("--batch-size", type=int, default=64, help="most prompts decoded together")
+    rw = sub.add_parser("rewards", help="Test the rewards before training: sampled groups beside lazy probes.")
+    _add_config_args(rw)
+    rw.add_argument("--prompts", type=int, default=4, help="Dataset prompts to sample a group for.")
+    rw.add_argument("--adapter", help="Sample from base + this adapter instead of the base model.")
+    rw.add_argument("--out", help="Report path (default: <run.dir>/reward_bench.json, else <run.root>/...).")
     worker = sub.add_parser("worker", help="A training process for the app (reads its run from stdin).")
     worker.add_argument("--request", help="A JSON request file instead of stdin (accelerate launch).")
     for command in sub.choices.values():
@@ -202,6 +207,23 @@ def cmd_eval(args, cfg: Config) -> int:
     return 0
 
 
+def cmd_rewards(args, cfg: Config) -> int:
+    from .reward_bench import report_markdown, run_bench
+
+    validate(cfg)
+    cfg.model.dtype, cfg.model.device = "auto", "auto"
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rsampled {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    report = run_bench(cfg, args.prompts, args.adapter, progress)
+    print(file=sys.stderr)
+    print(report_markdown(report))
+    out = Path(args.out or Path(cfg.run.dir or cfg.run.root) / "reward_bench.json")
+    print(f"\nreport: {report.save(out)}")
+    return 0
+
+
 def _for_inference(args, cfg: Config) -> None:
     """generate / eval: the adapter must exist, --model overrides the base, dtype and device suit this host."""
     if args.adapter and not Path(args.adapter).exists() and not is_hub_id(args.adapter):
@@ -245,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "train":
             return cmd_train(args, cfg)
+        if args.command == "rewards":
+            return cmd_rewards(args, cfg)
         return cmd_eval(args, cfg) if args.command == "eval" else cmd_generate(args, cfg)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -196,6 +196,11 @@ class SpeedSettings:
         "Attention where each K/V head serves its query heads in place, instead of "
         "sdpa (slow on a CPU for one query or in backward): auto (on for CPU) | on | off.",
     )
+    return_memory: str = _f(
+        "auto",
+        "Give freed CPU memory back to the system (glibc: a fixed mmap threshold, a heap trim after each step) "
+        "instead of letting the heap creep over a run: auto (on for CPU) | on | off.",
+    )
     threads: int = _f(0, "torch CPU threads (0 = torch's default).")
 
 

@@ -58,3 +58,45 @@ def check_fits(cfg: Config, model_path: str, device: str, dtype: str) -> None:
             f"{cfg.grpo.per_device_train_batch_size * cfg.grpo.gradient_accumulation_steps} completions sampled at "
             "once) or grpo.max_completion_length."
         )
+
+
+# glibc's mallopt parameters (malloc.h)
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, musl): nothing to tune
+        return None
+
+
+def return_freed_memory(mmap_threshold: int = 1 << 20) -> bool:
+    """Make freed CPU tensors go back to the system. glibc raises its mmap threshold each time a big block is
+    freed, after which activations and logits come from the heap, whose holes are never returned: a quick run
+    crept from 3 to 5.5 GB over 100 steps. A fixed threshold (and few arenas) keeps big blocks in their own maps."""
+    libc = _libc()
+    if libc is None:
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(libc.mallopt(M_ARENA_MAX, 2))
+
+
+def trim() -> None:
+    """Hand the heap's free tail and free pages back to the system (glibc), e.g. after a training step."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def peak_rss_gb() -> float:
+    """The most memory this process has held (Linux reports kilobytes; macOS bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**30 if sys.platform == "darwin" else 2**20), 3)

@@ -13,30 +13,24 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
-from transformers import TrainerCallback
 
+from .callbacks import CompletionRecorder, LiveCallback, Reporter, is_main_process
 from .checks import check_vllm, trackers, validate
 from .config import Config, ConfigError
 from .data import build_prompts
 from .faults import (
     TrainingFault,
-    check_scores,
     disk_errno,
     failure_message,
-    finite,
-    first_line,
     free_memory,
     save_adapter,
 )
-from .memory import check_fits
-from .models import HostSettings, host_settings, load_model, locate_model, out_of_memory, pin_default
-from .prompts import completion_text, prompt_text
+from .memory import check_fits, peak_rss_gb, return_freed_memory
+from .models import HostSettings, host_settings, load_model, locate_model, pin_default
 from .rewards import build_rewards
 from .runs import (
-    append_jsonl,
     drop_incomplete_checkpoints,
     keep_steps_up_to,
     last_checkpoint,
@@ -47,31 +41,6 @@ from .runs import (
 )
 
 
-def is_main_process() -> bool:
-    """Rank 0 under `accelerate launch` / torchrun (or a single process): the one that writes the run folder."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-class Reporter:
-    """Receives what a run does; the default does nothing (the CLI relies on TRL's own progress bar)."""
-
-    def on_status(self, status: str, message: str = "") -> None: ...
-
-    def on_log(self, line: str) -> None: ...
-
-    def on_progress(self, step: int, total: int) -> None: ...
-
-    def on_metrics(self, row: dict) -> None: ...
-
-    def on_completions(self, step: int, rows: list[dict]) -> None: ...
-
-    def on_history(self, metrics: list[dict], completions: list[dict], elapsed: float) -> None:
-        """A resumed run's logs before this session (and its clock), so a live view can show the whole run."""
-
-    def on_run_dir(self, path: str) -> None:
-        """The run folder exists: the run passed its checks."""
-
-
 @dataclass
 class RunResult:
     run_dir: Path
@@ -80,129 +49,6 @@ class RunResult:
     error: str = ""  # traceback when failed
     metrics: list[dict] = field(default_factory=list)
     elapsed: float = 0.0  # seconds the run took, earlier sessions of a resumed run included
-
-
-class CompletionRecorder:
-    """Wraps the reward functions so each sampled group is recorded with its per-function rewards."""
-
-    def __init__(self, funcs: list, weights: list[float], run_dir: Path, reporter: Reporter):
-        self.funcs, self.weights, self.run_dir, self.reporter = funcs, weights, run_dir, reporter
-        self._scores: dict[str, list[float]] = {}
-
-    def wrapped(self) -> list:
-        return [self._wrap(i, f) for i, f in enumerate(self.funcs)]
-
-    def _wrap(self, index: int, func):
-        def reward(prompts: list, completions: list, **kw: Any) -> list[float]:
-            state = kw.get("trainer_state")
-            step = (state.global_step if state else 0) + 1
-            try:
-                scores = list(func(prompts=prompts, completions=completions, **kw))
-            except Exception as e:
-                if out_of_memory(e):
-                    raise
-                raise TrainingFault(
-                    f"The reward '{func.__name__}' failed at step {step}: {type(e).__name__}: {first_line(e)}"
-                ) from e
-            check_scores(func.__name__, scores, len(completions), step)
-            self._scores[func.__name__] = scores
-            if index == len(self.funcs) - 1:
-                self._emit(step, prompts, completions)
-            return scores
-
-        reward.__name__ = func.__name__
-        return reward
-
-    def _emit(self, step: int, prompts: list, completions: list) -> None:
-        if not is_main_process():
-            return
-        rows = []
-        for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
-            rewards = {name: float(s[i]) if s[i] is not None else None for name, s in self._scores.items()}
-            total = sum(w * (r or 0.0) for w, r in zip(self.weights, rewards.values(), strict=True))
-            rows.append(
-                {
-                    "step": step,
-                    "prompt": prompt_text(p),
-                    "completion": completion_text(c),
-                    "rewards": rewards,
-                    "total": total,
-                }
-            )
-        for row in rows:
-            append_jsonl(self.run_dir / "completions.jsonl", row)
-        self.reporter.on_completions(step, rows)
-
-
-class LiveCallback(TrainerCallback):
-    """Appends each log to metrics.jsonl, reports progress, honours stop, saves the adapter periodically."""
-
-    def __init__(
-        self,
-        run_dir: Path,
-        reporter: Reporter,
-        stop: threading.Event,
-        save_steps: int,
-        completions_per_step: int,
-        started: float,
-    ):
-        self.run_dir, self.reporter, self.stop = run_dir, reporter, stop
-        self.save_steps, self.completions_per_step = save_steps, completions_per_step
-        self.started = started  # the run's clock: model loading included, earlier sessions of a resume too
-
-    def on_train_begin(self, args, state, control, **kw):
-        done = f", resumed at step {state.global_step}" if state.global_step else ""
-        self.reporter.on_status("training", f"Training: {state.max_steps} steps{done}.")
-        self.reporter.on_progress(state.global_step, state.max_steps)
-
-    def on_log(self, args, state, control, logs=None, **kw):
-        if not state.is_world_process_zero:
-            return
-        logs = dict(logs or {})
-        if not any(k.startswith(("reward", "loss")) for k in logs):
-            return  # end-of-training summary (train_runtime ...), not a step
-        row = {"step": state.global_step, "elapsed": round(time.time() - self.started, 2), **logs}
-        if logs.get("step_time") and logs.get("completions/mean_length") is not None:
-            row["completion_tokens_per_s"] = (
-                logs["completions/mean_length"] * self.completions_per_step / max(logs["step_time"], 1e-9)
-            )
-        append_jsonl(self.run_dir / "metrics.jsonl", row)
-        self.reporter.on_metrics(row)
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
-        """NaN/inf gradients stop the run before they reach the weights (the last save stays good)."""
-        grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None] if model else []
-        if not finite(grads):
-            raise TrainingFault(
-                f"The gradients became NaN or inf at step {state.global_step + 1} (a learning rate "
-                "too high, or huge rewards with scale_rewards=none). The run stopped before updating "
-                "the weights; the adapter and checkpoints saved before are kept.",
-                keep_adapter=False,
-            )
-
-    def on_optimizer_step(self, args, state, control, model=None, **kw):
-        weights = [p for p in model.parameters() if p.requires_grad] if model else []
-        if not finite([w.detach() for w in weights]):
-            raise TrainingFault(
-                f"The weights became NaN or inf at step {state.global_step + 1} (the learning rate "
-                "is too high). The run stopped; the adapter and checkpoints saved before are kept.",
-                keep_adapter=False,
-            )
-
-    def on_step_end(self, args, state, control, model=None, **kw):
-        self.reporter.on_progress(state.global_step, state.max_steps)
-        if (
-            self.save_steps
-            and state.global_step % self.save_steps == 0
-            and model is not None
-            and state.is_world_process_zero
-        ):
-            save_adapter(model, kw.get("processing_class"), self.run_dir / "adapter")
-        if self.stop.is_set():
-            control.should_training_stop = True
-            control.should_save = args.save_strategy != "no"  # a checkpoint at the stop: Resume loses nothing
-            self.reporter.on_status("stopping", f"Stopping after step {state.global_step}…")
-        return control
 
 
 def grpo_args(cfg: Config, host: HostSettings, output_dir: Path):
@@ -357,6 +203,7 @@ def train(
         elapsed=elapsed,
         reporter=reporter,
         processes=int(os.environ.get("WORLD_SIZE", "1")),
+        peak_memory_gb=peak_rss_gb(),  # of the process that trained (the app's own, for a thread-run job)
     )
     reporter.on_status(status, message)
     return RunResult(
@@ -462,7 +309,10 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
         model = PeftModel.from_pretrained(model, cfg.run.resume_from, is_trainable=True)
         lora = None
         reporter.on_log(f"Continuing from adapter {cfg.run.resume_from}.")
-    callback = LiveCallback(run_dir, reporter, stop, cfg.grpo.save_steps, args.generation_batch_size, clock)
+    trim_memory = _lever(cfg.speed.return_memory, host) and return_freed_memory()
+    callback = LiveCallback(
+        run_dir, reporter, stop, cfg.grpo.save_steps, args.generation_batch_size, clock, trim_memory
+    )
     if cfg.speed.threads > 0:
         torch.set_num_threads(cfg.speed.threads)
     return FastGRPOTrainer(

@@ -249,3 +249,16 @@ def test_the_preview_says_which_reward_reads_which_column(app, tmp_path):
     data = {f["data.path"]: str(tmp_path / "sums.jsonl"), f["data.split"]: "train", f["data.prompt_column"]: "auto"}
     info = tab.show_data({**data, f[REWARD_TABLE]: table})[tab.view.data_info]
     assert "answer → check" in info and "source (no reward reads it)" in info
+
+
+def test_the_reward_bench_in_the_page(app, tiny_cfg, tmp_path):
+    """Test the rewards (#21.4): real samples from the form's model beside the probes, the report kept; a reward
+    that cannot load is one sentence."""
+    demo, tab, root = app
+    out = tab.view.buttons["bench_out"]
+    text = tab.test_rewards(_data(tab, tiny_cfg))[out]
+    assert "4 prompts × 4 samples" in text and "probe: copying the title" in text
+    assert len(list((root / "reward-bench").glob("*.json"))) == 1
+    tiny_cfg.reward.functions, tiny_cfg.reward.weights = ["length", f"{tmp_path}/missing.py:f"], [1.0, 1.0]
+    bad = tab.test_rewards(_data(tab, tiny_cfg))[out]
+    assert bad.startswith("❌ Could not load reward function") and "Traceback" not in bad

@@ -30,8 +30,10 @@ def test_train_writes_the_run_folder_and_changes_only_lora(tiny_cfg, tiny_model_
         "rewards/grounding/mean",
         "rewards/no_repeat/mean",
         "rewards/summary/mean",
+        "memory_gb",
     ):  # watched by default
         assert key in metrics[0], key
+    assert 0.1 < metrics[-1]["memory_gb"] <= json.loads(run.status_file.read_text())["peak_memory_gb"]
     for m in metrics:  # the watched metrics are logged, not optimised: the reward is the length reward alone
         assert m["reward"] == pytest.approx(m["rewards/length/mean"], rel=1e-4, abs=1e-3)
     completions = run.completions()

@@ -184,19 +184,28 @@ def quality_figure(rows: list[dict]) -> go.Figure:
 
 
 def health_figure(rows: list[dict]) -> go.Figure:
-    """Entropy, learning rate and frac_reward_zero_std (groups that taught nothing), side by side."""
+    """Entropy, learning rate, frac_reward_zero_std (groups that taught nothing) and the training process's
+    memory, side by side: a run creeping towards the machine's limit shows before the OOM killer acts."""
     keys = [
         ("entropy", "entropy"),
         ("learning_rate", "learning rate"),
-        ("frac_reward_zero_std", "groups with zero reward spread"),
+        ("frac_reward_zero_std", "groups with zero spread"),
+        ("memory_gb", "memory (GB)"),
     ]
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t in keys], horizontal_spacing=0.09)
+    fig = make_subplots(rows=1, cols=len(keys), subplot_titles=[t for _, t in keys], horizontal_spacing=0.07)
     empty = True
     for col, (key, title) in enumerate(keys, 1):
         x, y = series(rows, key)
         empty &= not x
         fig.add_trace(
-            go.Scatter(x=x, y=y, mode=_mode(len(x)), name=title, showlegend=False, line={"color": COLORS[col + 2]}),
+            go.Scatter(
+                x=x,
+                y=y,
+                mode=_mode(len(x)),
+                name=title,
+                showlegend=False,
+                line={"color": COLORS[(col + 2) % len(COLORS)]},
+            ),
             row=1,
             col=col,
         )

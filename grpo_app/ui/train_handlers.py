@@ -6,6 +6,7 @@ only what changes is sent. Tests call these methods directly, with the same dict
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import gradio as gr
 import pandas as pd
 
 from ..access import Policy
+from ..checks import validate
 from ..config import Config, ConfigError, DataConfig, preset
 from ..data import preview
 from ..jobs import JobBusy, NotYourRun
@@ -161,6 +163,22 @@ class TrainHandlers:
         if note:
             gr.Info(note)  # the status line moves on at the next refresh; the cap deserves to be seen
         return {self.view.status: f"**⏳ Starting…** {note}"}
+
+    def test_rewards(self, data: dict) -> dict:
+        """The reward test bench on the form's settings: a few sampled groups beside lazy probes, one table; the
+        report is kept under <runs>/reward-bench/."""
+        from ..reward_bench import report_markdown, run_bench
+
+        out = self.view.buttons["bench_out"]
+        try:
+            cfg = self.config_from(data)
+            self.policy.check_config(cfg)
+            validate(cfg)
+            report = run_bench(cfg, n_prompts=4)
+        except ConfigError as e:
+            return {out: f"❌ {e}"}
+        path = report.save(Path(self.runs_root) / "reward-bench" / f"{time.strftime('%Y%m%d-%H%M%S')}.json")
+        return {out: f"{report_markdown(report)}\n\nSaved: `{path}`"}
 
     def resume_run(self, data: dict) -> dict:
         """The selected run goes on from its last checkpoint, with its own config and the same logs."""

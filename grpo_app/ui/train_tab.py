@@ -186,6 +186,15 @@ def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainVie
         with gr.Column(scale=2, min_width=340):
             form_note = gr.Markdown(elem_id="form-note")
             fields, upload, data_info, data_preview = _fields(config_to_values(default.cfg))
+            with gr.Accordion("Test the rewards before training", open=False):
+                gr.Markdown(
+                    "Samples a group of answers for 4 dataset prompts, as training would, and scores them beside "
+                    "lazy answers cut from each prompt (its title, its first sentence, the instruction, padding, "
+                    "a pleasantry...). A lazy answer that scores like a real one is how the model will game it.",
+                    elem_classes="gs-hint",
+                )
+                bench_btn = gr.Button("Test the rewards", size="sm", elem_id="reward-bench-btn")
+                bench_out = gr.Markdown(elem_id="reward-bench")
             with gr.Accordion("Past runs", open=False):
                 with gr.Row():
                     past = gr.Dropdown(label="Run", choices=[], scale=4, elem_id="past-run")
@@ -257,6 +266,8 @@ def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainVie
             "show": show,
             "download": download,
             "config_upload": config_upload,
+            "bench": bench_btn,
+            "bench_out": bench_out,
         },
     )
 
@@ -294,6 +305,7 @@ def create_train_tab(
     v.start.click(h.start_run, {v.visitor, *form}, v.status).then(h.refresh, {v.seen}, live_out)
     v.stop.click(h.stop_run, {v.visitor}, v.status)
     b["show"].click(h.show_config, form, [v.yaml_view, v.cli_view])
+    b["bench"].click(h.test_rewards, form, b["bench_out"])
     b["download"].click(h.download_config, form, v.config_file)
     b["config_upload"].upload(h.upload_config, {b["config_upload"]}, [*v.form, v.status])
     # always ticking: an idle tick costs a snapshot and sends nothing, and a page never misses a run because a

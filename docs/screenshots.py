@@ -1,0 +1,85 @@
+"""Retake the README's screenshots from a real finished run, in headless Chromium (`make screenshots RUN=<folder>`).
+
+The run folder is copied into a scratch runs root, the app is started on it as a user starts it, the run is
+opened from "Past runs" (Train tab) and compared with the base model on the course's cat document and a batch of
+held-out posts (Compare tab). Needs Debian's chromium and Playwright (both installed by `make test`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _launch(runs: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    env |= {"GRPO_STUDIO_RUNS": str(runs), "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=open(runs / "app.log", "w"))
+    for _ in range(360):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"the app did not start: see {runs / 'app.log'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a finished run folder (config.yaml, metrics.jsonl, adapter/)")
+    parser.add_argument("--out", type=Path, default=REPO / "assets")
+    parser.add_argument("--batch", type=int, default=8, help="held-out posts in the batch comparison")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    runs = Path(tempfile.mkdtemp(prefix="shots-")) / "runs"
+    runs.mkdir(parents=True)
+    shutil.copytree(args.run, runs / args.run.name, ignore=shutil.ignore_patterns("checkpoints", "merged"))
+    proc, url = _launch(runs)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1500})
+            page.goto(url)
+            page.get_by_text("Past runs").click()
+            page.locator("#past-run input").click()
+            page.get_by_role("option").first.click()
+            page.click("#open-run-btn")
+            page.locator("#plot-reward .js-plotly-plot").wait_for(timeout=60_000)
+            time.sleep(3)  # the charts' own transition
+            page.screenshot(path=str(args.out / "screenshot-train.png"), full_page=False)
+            page.get_by_role("tab", name="Compare").click()
+            page.locator("#adapter-choice input").wait_for()
+            page.click("#generate-btn")
+            page.locator("#tuned-stats").get_by_text("tok/s").wait_for(timeout=600_000)
+            page.locator("#base-stats").get_by_text("tok/s").wait_for(timeout=600_000)
+            box = page.locator("#batch-n input")
+            box.fill(str(args.batch))
+            box.press("Enter")
+            page.click("#batch-btn")
+            page.locator("#batch-summary").get_by_text("answers that are summaries").wait_for(timeout=1_200_000)
+            page.locator("#batch-quality .js-plotly-plot").wait_for(timeout=60_000)
+            time.sleep(3)
+            page.screenshot(path=str(args.out / "screenshot-compare.png"), full_page=True)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    print(f"wrote {args.out / 'screenshot-train.png'} and {args.out / 'screenshot-compare.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,7 @@ import signal
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from grpo_app.access import default_runs_root  # noqa: E402
+from grpo_app.memory import return_freed_memory  # noqa: E402
 from grpo_app.ui import CSS, THEME, create_ui  # noqa: E402
 
 demo = create_ui(runs_root=default_runs_root())
@@ -24,6 +25,7 @@ def _interrupt(signum, frame):
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _interrupt)
     demo.registry.warm()  # a training process with its imports done, so Start does not wait for them
+    return_freed_memory()  # what a Compare generation frees goes back to the system, not to a growing heap
     policy = demo.policy
     try:
         demo.queue(default_concurrency_limit=4).launch(

@@ -129,7 +129,7 @@ class Policy:
             return
         if _looks_like_path(path):
             raise ConfigError(
-                "On this public app the dataset is 'bundled', 'bundled-documents', 'bundled-mixed', "
+                f"On this public app the dataset is one of {', '.join(map(repr, BUNDLED))}, "
                 "a Hub dataset id (user/name) or a file you upload; server paths are not read."
             )
 

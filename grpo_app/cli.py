@@ -24,6 +24,7 @@ from .checks import validate
 from .config import Config, ConfigError, load_config, parse_set, set_value
 from .errors import first_line
 from .hub import is_hub_id
+from .presets import PRESETS
 from .signals import StopOnSignal
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -31,7 +32,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file (see `config`).")
-    p.add_argument("--preset", choices=["quick", "recipe"], help="Start from a preset.")
+    p.add_argument("--preset", choices=list(PRESETS), help="Start from a preset (a task template).")
     p.add_argument(
         "--set",
         dest="sets",
@@ -153,7 +154,7 @@ def cmd_generate(args, cfg: Config) -> int:
     print(file=sys.stderr)
     texts = [g.text for g in gens]
     columns = {c: list(prompts[c]) for c in prompts.column_names if c != "prompt"}  # an `answer`, as in training
-    scores = score(cfg.reward, list(prompts["prompt"]), texts, **columns)
+    scores = score(cfg.reward, list(prompts["prompt"]), texts, models.tokenizer, **columns)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
@@ -184,14 +185,14 @@ def cmd_export(args) -> int:
 
 
 def cmd_eval(args, cfg: Config) -> int:
-    from .evaluation import HELDOUT, evaluate, figures_markdown, heldout_set, prompt_set, write_report
+    from .evaluation import default_sets, evaluate, figures_markdown, prompt_set, write_report
     from .inference.engine import InferenceModels
 
     _for_inference(args, cfg)
     if args.prompts:
         sets = {Path(args.prompts).stem: prompt_set(cfg.data, args.prompts, args.limit)}
     else:
-        sets = {name: heldout_set(cfg.data, name, args.limit) for name in HELDOUT}
+        sets = default_sets(cfg.data, args.limit)
     models = InferenceModels(cfg)
 
     def progress(name: str, done: int, total: int) -> None:

@@ -42,7 +42,8 @@ class DataConfig:
     path: str = _f(
         "bundled",
         "'bundled' (short posts shipped in assets/), 'bundled-documents' (long texts), "
-        "'bundled-mixed' (both), a Hub dataset id, or a local "
+        "'bundled-mixed' (both), 'bundled-reason' (word problems), 'bundled-extract' (texts to JSON), a Hub "
+        "dataset id, or a local "
         ".jsonl/.json/.csv/.parquet/.txt file.",
     )
     split: str = _f("train", "Split to train on (Hub datasets and the bundled set).")
@@ -132,6 +133,26 @@ class RewardSettings:
         "Pattern the one_sentence reward looks for "
         "(the whole completion); the default: one line that ends in . ! or ? and has no . ! or ? "
         "before a space inside it, so one sentence.",
+    )
+    pattern: str = _f(
+        r"^<think>[\s\S]+?</think>\s*<answer>[\s\S]+?</answer>$",
+        "Pattern the regex reward looks for (the whole completion); the default: reasoning in <think> tags, then "
+        "the answer in <answer> tags.",
+    )
+    answer_column: str = _f(
+        "answer",
+        "Dataset column with the expected answer, for accuracy, cosine, exact_match, numeric_match and json_fields.",
+    )
+    words_column: str = _f("keywords", "Dataset column with the words contains / avoids look for (a list or text).")
+    json_keys: str = _f("", "Keys the json reward requires, comma-separated (empty = any JSON object).")
+    length_unit: str = _f("chars", "What the length reward counts: chars | words | tokens.")
+    overlong_buffer: int = _f(
+        16, "soft_overlong: tokens before max_completion_length where the penalty starts (TRL's soft_punish_cache)."
+    )
+    reward_model: str = _f(
+        "",
+        "A sequence-classification model (Hub id or folder) for the reward_model reward: its score of prompt + "
+        "completion.",
     )
 
 

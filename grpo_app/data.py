@@ -20,6 +20,8 @@ BUNDLED = {  # name -> folders of assets/ with train.jsonl and test.jsonl
     "bundled": ("posts",),  # short first-person posts (360-1,400 characters)
     "bundled-documents": ("docs",),  # long documents of varied genres (1-4 kB)
     "bundled-mixed": ("posts", "docs"),  # both: texts of mixed lengths
+    "bundled-reason": ("reason",),  # short word problems with a numeric `answer` (the reason template)
+    "bundled-extract": ("extract",),  # short texts about a person with the `answer` JSON (the extract template)
 }
 PROMPT_COLUMNS = ("prompt", "text", "content", "messages", "question", "instruction", "input")
 FILE_TYPES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
@@ -52,7 +54,9 @@ def read_rows(path: str, split: str = "train", max_mb: float = 0) -> Dataset:
         files = [ASSETS / folder / f"{split}.jsonl" for folder in BUNDLED[path or "bundled"]]
         if not all(f.is_file() for f in files):
             raise DataError(f"The bundled datasets have splits 'train' and 'test', not '{split}'.")
-        return concatenate_datasets([_read_file(f).select_columns(["prompt"]) for f in files])
+        parts = [_read_file(f) for f in files]
+        shared = [c for c in parts[0].column_names if all(c in p.column_names for p in parts)]
+        return concatenate_datasets([p.select_columns(shared) for p in parts])  # an `answer` stays
     local = Path(path).expanduser()
     if local.suffix.lower() in FILE_TYPES or local.exists():
         if not local.is_file():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +29,10 @@ HELDOUT = {  # the bundled held-out texts, one file per layout users bring; each
     "posts": ASSETS / "posts" / "test.jsonl",  # SUBREDDIT / TITLE / POST, as the recipe's dataset lays them out
     "documents": ASSETS / "docs" / "test.jsonl",  # long documents that open with a markdown heading
     "plain": ASSETS / "plain" / "test.jsonl",  # posts, articles and everyday texts with no title at all
+}
+TASK_SETS = {  # the held-out split of each task template's bundled data (reference answers in `answer`)
+    "reason": ASSETS / "reason" / "test.jsonl",  # word problems: format and numeric accuracy
+    "extract": ASSETS / "extract" / "test.jsonl",  # texts about a person: valid JSON and field accuracy
 }
 MODEL_SIDES = ("base", "tuned")
 SIDES = (*BASELINES, *MODEL_SIDES)  # title, lead (no model), base, tuned
@@ -71,6 +75,7 @@ class PromptSet:
     prompts: list
     texts: list[str]
     references: list[str] | None = None
+    columns: dict[str, list] = field(default_factory=dict)  # the source's other columns, for the rewards
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -82,23 +87,32 @@ def prompt_set(data: DataConfig, path: str | Path, limit: int = 0) -> PromptSet:
     prompts = list(ds["prompt"])
     texts = [without_instruction(prompt_text(p), data.instruction) for p in prompts]
     column = reference_column(ds.column_names)
-    return PromptSet(prompts, texts, [str(r or "") for r in ds[column]] if column else None)
+    columns = {c: list(ds[c]) for c in ds.column_names if c != "prompt"}
+    return PromptSet(prompts, texts, [str(r or "") for r in ds[column]] if column else None, columns)
 
 
 def heldout_set(data: DataConfig, which: str, limit: int = 0) -> PromptSet:
-    """The bundled held-out `posts`, `documents` or `plain` texts, formatted as the run's training prompts were."""
-    return prompt_set(data, HELDOUT[which], limit)
+    """The bundled held-out `posts`, `documents` or `plain` texts (or a task's `reason` / `extract` split),
+    formatted as the run's training prompts were."""
+    return prompt_set(data, {**HELDOUT, **TASK_SETS}[which], limit)
+
+
+def default_sets(data: DataConfig, limit: int = 0) -> dict[str, PromptSet]:
+    """What `eval` scores a run on: its task's held-out split, or the three summary layouts."""
+    task = data.path.removeprefix("bundled-")
+    names = [task] if task in TASK_SETS else list(HELDOUT)
+    return {name: heldout_set(data, name, limit) for name in names}
 
 
 def answer_columns(
-    side: str, pset: PromptSet, texts: list[str], tokens: list[int] | None, rewards: RewardSettings
+    side: str, pset: PromptSet, texts: list[str], tokens: list[int] | None, rewards: RewardSettings, tokenizer=None
 ) -> dict[str, list]:
     """One side's answers with their length, tokens, every reward, every quality check and ROUGE."""
     checks = [assess(prompt_text(p), t) for p, t in zip(pset.prompts, texts, strict=True)]
     cols: dict[str, list] = {f"{side}_answer": texts, f"{side}_chars": [len(t) for t in texts]}
     if tokens is not None:
         cols[f"{side}_tokens"] = tokens
-    for name, values in score(rewards, pset.prompts, texts).items():
+    for name, values in score(rewards, pset.prompts, texts, tokenizer, **pset.columns).items():
         cols[f"{side}_{name}"] = values
     cols[f"{side}_grounding"] = [q.grounding for q in checks]
     cols[f"{side}_repetition"] = [q.repetition for q in checks]
@@ -133,12 +147,13 @@ def compare_batch(
         rows["reference"] = pset.references
     for side, answers in baseline_answers(pset.texts).items():
         if any(answers):  # a plain text has no title: no title baseline
-            rows.update(answer_columns(side, pset, answers, None, rewards))
+            rows.update(answer_columns(side, pset, answers, None, rewards, models.tokenizer))
     for i, side in enumerate(MODEL_SIDES):
         gens = models.generate(
             pset.prompts, settings, adapter if side == "tuned" else None, batch_size, report(i * len(pset))
         )
-        rows.update(answer_columns(side, pset, [g.text for g in gens], [g.tokens for g in gens], rewards))
+        texts = [g.text for g in gens]
+        rows.update(answer_columns(side, pset, texts, [g.tokens for g in gens], rewards, models.tokenizer))
     return pd.DataFrame(rows)
 
 

@@ -1,4 +1,5 @@
-"""The presets: `recipe` (the Hugging Face course as published) and `quick` (learns on a laptop CPU).
+"""The presets: `recipe` (the Hugging Face course as published), `quick` (learns to summarise on a laptop CPU),
+and the task templates `reason` (think, then answer a word problem) and `extract` (a text to JSON).
 
 Plain dicts in the config's own shape, applied by `config.preset(name)`; docs/usage.md explains the recipe,
 docs/experiments.md how `quick` was chosen.
@@ -9,6 +10,33 @@ from __future__ import annotations
 import os
 
 SPACE_DATASET = "mlabonne/smoltldr"  # the recipe's posts, the quick preset's texts on a Space
+
+# Measured on the offline SmolLM2-135M (docs/experiments.md, 2026-11-30): asked in words, it never wrote the tags
+# (0 of 48 answers); shown one worked example as plain text that ends in an open <think>, 30 of 48 had the format.
+REASON_INSTRUCTION = (
+    "Question: Ann has 3 apples and buys 4 more. How many apples does she have?\n"
+    "<think>3 apples plus 4 apples is 7 apples.</think>\n<answer>7</answer>\n\n"
+    "Question: {text}\n<think>"
+)
+REASON_PATTERN = r"^[^<]+</think>\s*<answer>\s*-?[\d,.]+\s*</answer>$"  # the prompt opened <think>
+# Asked alone, 7 of 48 answers were JSON; with one example, 37 of 48.
+EXTRACT_INSTRUCTION = (
+    "Extract the person's name, city and age as JSON.\n\n"
+    'Text: Hi, I am Ana Silva, 41, and I live in Porto.\nJSON: {"name": "Ana Silva", "city": "Porto", "age": 41}'
+    "\n\nText: {text}\nJSON:"
+)
+TASK_GRPO = {  # the quick preset's optimiser and sampling, on short prompts
+    "learning_rate": 2e-4,
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "num_generations": 8,
+    "max_prompt_length": 256,
+    "temperature": 0.8,
+    "beta": 0.04,
+    "max_steps": 60,
+    "gradient_checkpointing": False,
+    "save_steps": 20,
+}
 
 PRESETS: dict[str, dict] = {
     # The course pinned trl==0.14.0; every value it relied on is stated here, including the TRL defaults of
@@ -77,6 +105,42 @@ PRESETS: dict[str, dict] = {
             "weights": [1, 100, 100, 50, 100, 150, 50],
             "ideal_length": 50,
         },
+    },
+    # Task templates (docs/experiments.md, 2026-11-30): a verifiable answer in a column, checked by the rewards.
+    "reason": {
+        "model": {"name": "default"},
+        "data": {
+            "path": "bundled-reason",
+            "instruction": REASON_INSTRUCTION,
+            "chat_format": False,  # a worked example to continue, not a chat turn
+        },
+        "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
+        "grpo": {**TASK_GRPO, "max_completion_length": 64},
+        "reward": {
+            "functions": ["regex", "numeric_match", "soft_overlong"],
+            "weights": [1, 2, 1],
+            "monitor": ["exact_match"],
+            "pattern": REASON_PATTERN,
+            "overlong_buffer": 16,
+        },
+        "generation": {"max_new_tokens": 64},
+    },
+    "extract": {
+        "model": {"name": "default"},
+        "data": {
+            "path": "bundled-extract",
+            "instruction": EXTRACT_INSTRUCTION,
+            "chat_format": True,
+        },
+        "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
+        "grpo": {**TASK_GRPO, "max_completion_length": 48},
+        "reward": {
+            "functions": ["json", "json_fields"],
+            "weights": [1, 2],
+            "monitor": [],
+            "json_keys": "name, city, age",
+        },
+        "generation": {"max_new_tokens": 64},
     },
 }
 

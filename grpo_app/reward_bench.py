@@ -16,7 +16,7 @@ from pathlib import Path
 from .config import Config
 from .layout import split_layout
 from .prompts import prompt_text, without_instruction
-from .rewards import build_rewards
+from .rewards import build_rewards, token_ids
 
 PLEASANTRY = "Awesome, glad I could help! Let me know if there is anything else."
 PROBES = {
@@ -93,24 +93,36 @@ def _finding(name: str, weight: float, groups: list[list[float]], probe_scores: 
         sum(1 for g in groups if max(g) - min(g) < 1e-9) / max(len(groups), 1),
         {k: statistics.fmean(v) for k, v in probe_scores.items()},
     )
-    spread = max(flat) - min(flat) if flat else 0.0
     for probe, mean in finding.probes.items():
-        if spread > 1e-9 and mean >= median:
-            finding.beaten_by[probe] = sum(1 for s in flat if s < mean) / len(flat)
+        above = sum(1 for s in flat if s < mean - 1e-9) / len(flat) if flat else 0.0
+        if mean >= median - 1e-9 and above > 0:  # a tie with answers that all score the same games nothing
+            finding.beaten_by[probe] = above
     return finding
 
 
 def _sentence(f: RewardFinding, probe: str) -> str:
-    what = "the total reward" if f.name == "total" else f"the reward '{f.name}'"
     return (
-        f"{PROBES[probe][0].upper()}{PROBES[probe][1:]} scores {f.probes[probe]:.3g} on {what}, above "
+        f"{PROBES[probe][0].upper()}{PROBES[probe][1:]} scores {f.probes[probe]:.3g} on the total reward, above "
         f"{f.beaten_by[probe]:.0%} of real samples (median {f.sample_median:.3g}): it can be gamed this way."
     )
 
 
-def score_bench(cfg: Config, prompts: list, groups: list[list[str]], columns: dict[str, list] | None = None):
-    """The report for sampled `groups` (one list of completions per prompt); pure: no model needed."""
-    funcs, weights = build_rewards(cfg.reward)
+def _grouped(f: RewardFinding) -> str:
+    """One line per reward: every probe that reaches its median."""
+    probes = ", ".join(f"{PROBES[p]} ({f.probes[p]:.3g})" for p in f.beaten_by)
+    return f"On '{f.name}' alone (median real sample {f.sample_median:.3g}): {probes}."
+
+
+def score_bench(
+    cfg: Config, prompts: list, groups: list[list[str]], columns: dict[str, list] | None = None, tokenizer=None
+):
+    """The report for sampled `groups` (one list of completions per prompt); no model needed (a tokenizer only
+    for rewards that count tokens)."""
+    funcs, weights = build_rewards(cfg.reward, cfg.grpo.max_completion_length)
+
+    def ids(texts: list[str]) -> dict:
+        return {"completion_ids": token_ids(tokenizer, texts)} if tokenizer is not None else {}
+
     columns = columns or {}
     max_chars = cfg.grpo.max_completion_length * 4  # about 4 characters a token
     lazy = [probes(p, cfg.data.instruction, cfg.reward.ideal_length, max_chars) for p in prompts]
@@ -120,12 +132,14 @@ def score_bench(cfg: Config, prompts: list, groups: list[list[str]], columns: di
         scored, probe_scores = [], {k: [] for k in PROBES}
         for i, (prompt, group) in enumerate(zip(prompts, groups, strict=True)):
             cols = {k: [v[i]] * len(group) for k, v in columns.items()}
-            scored.append([float(x) for x in func(prompts=[prompt] * len(group), completions=group, **cols)])
+            got = func(prompts=[prompt] * len(group), completions=group, **cols, **ids(group))
+            scored.append([0.0 if x is None else float(x) for x in got])
             cols = {k: [v[i]] * len(PROBES) for k, v in columns.items()}
             answers = [lazy[i][k] for k in PROBES]
-            for k, s in zip(PROBES, func(prompts=[prompt] * len(PROBES), completions=answers, **cols), strict=True):
-                probe_scores[k].append(float(s))
-                probe_totals[k][i] += weight * float(s)
+            got = func(prompts=[prompt] * len(PROBES), completions=answers, **cols, **ids(answers))
+            for k, x in zip(PROBES, got, strict=True):
+                probe_scores[k].append(0.0 if x is None else float(x))
+                probe_totals[k][i] += weight * probe_scores[k][-1]
         per_sample[func.__name__] = scored
         findings.append(_finding(func.__name__, weight, scored, probe_scores))
     totals = [
@@ -139,7 +153,7 @@ def score_bench(cfg: Config, prompts: list, groups: list[list[str]], columns: di
             row |= {name: s[i][j] for name, s in per_sample.items()}
             samples.append(row | {"total": totals[i][j]})
     warnings = [_sentence(total, p) for p in total.beaten_by]
-    warnings += [_sentence(f, p) for f in findings if f.weight for p in f.beaten_by]
+    warnings += [_grouped(f) for f in findings if f.weight and f.beaten_by]
     if total.zero_spread_share >= 0.5:
         warnings.append(
             f"{total.zero_spread_share:.0%} of the sampled groups score all alike on the total reward: GRPO learns "
@@ -171,7 +185,7 @@ def run_bench(cfg: Config, n_prompts: int = 4, adapter: str | None = None, progr
     models = InferenceModels(cfg)
     gens = models.generate([p for p in prompts for _ in range(n)], settings, adapter, progress=progress)
     groups = [[g.text for g in gens[i * n : (i + 1) * n]] for i in range(len(prompts))]
-    return score_bench(cfg, prompts, groups, columns)
+    return score_bench(cfg, prompts, groups, columns, models.tokenizer)
 
 
 def report_markdown(report: BenchReport) -> str:

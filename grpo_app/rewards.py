@@ -18,15 +18,23 @@ from typing import Any
 from . import quality
 from .config import ConfigError, RewardSettings
 from .prompts import completion_text, prompt_text
+from .reward_catalog import CATALOG, MAKERS
 
 RewardFn = Callable[..., list[float]]
 
 
-def length_reward(ideal: int) -> RewardFn:
-    """The recipe's reward: -|ideal - characters|, best at exactly `ideal` characters."""
+def length_reward(ideal: int, unit: str = "chars") -> RewardFn:
+    """The recipe's reward: -|ideal - length|, best at exactly `ideal` characters (or words, or tokens)."""
+    if unit not in ("chars", "words", "tokens"):
+        raise ConfigError(f"reward.length_unit must be chars, words or tokens, not {unit!r}.")
 
     def length(prompts: list, completions: list, **kw: Any) -> list[float]:
-        return [-abs(ideal - len(completion_text(c))) for c in completions]
+        if unit == "tokens":
+            if "completion_ids" not in kw:
+                raise ConfigError("The length reward counts tokens (reward.length_unit): it needs the token ids.")
+            return [-abs(ideal - len(ids)) for ids in kw["completion_ids"]]
+        texts = [completion_text(c) for c in completions]
+        return [-abs(ideal - (len(t.split()) if unit == "words" else len(t))) for t in texts]
 
     return length
 
@@ -61,7 +69,7 @@ QUALITY_REWARDS: dict[str, Callable[[str, str], float]] = {
 ALIASES = {"on_topic": "grounding"}  # the name earlier versions used
 
 BUILTIN_REWARDS: dict[str, str] = {
-    "length": "-|ideal - characters| (the recipe's reward; best at the ideal length)",
+    "length": "-|ideal - length| in characters, words or tokens (reward.length_unit): the recipe's reward",
     "one_sentence": "1 if the completion matches the regex (default: one line ending in . ! or ?), else 0",
     "grounding": "share of the completion's content words found in the prompt (0..1)",
     "no_repeat": "minus the share of repeated 3-word sequences (0 is best)",
@@ -71,6 +79,7 @@ BUILTIN_REWARDS: dict[str, str] = {
     "coverage": "how much of the text's content beyond its title and first sentence the completion carries (0..1)",
     "no_copy": "-1 if the completion copies the title, a heading, a label line, the instruction or one sentence "
     "of the text, else 0",
+    **CATALOG,
 }
 
 
@@ -99,15 +108,17 @@ def is_known(name: str) -> bool:
     return name in BUILTIN_REWARDS or name in ALIASES or (":" in name and bool(name.rpartition(":")[2]))
 
 
-def build_rewards(settings: RewardSettings) -> tuple[list[RewardFn], list[float]]:
+def build_rewards(settings: RewardSettings, max_completion_length: int = 256) -> tuple[list[RewardFn], list[float]]:
     """The reward callables and their weights, in the order the config lists them, then the monitored ones
     (weight 0: TRL logs them as `rewards/<name>/mean` and they leave the advantage alone)."""
     makers: dict[str, Callable[[], RewardFn]] = {
-        "length": lambda: length_reward(settings.ideal_length),
+        "length": lambda: length_reward(settings.ideal_length, settings.length_unit),
         "one_sentence": lambda: one_sentence_reward(settings.regex),
     }
     for name, check in QUALITY_REWARDS.items():
         makers[name] = lambda name=name, check=check: _named(name, check)
+    for name, make in MAKERS.items():
+        makers[name] = lambda make=make: make(settings, max_completion_length)
     for alias, name in ALIASES.items():
         makers[alias] = lambda alias=alias, name=name: _named(alias, QUALITY_REWARDS[name])
     watched = [name for name in dict.fromkeys(settings.monitor) if name not in settings.functions]
@@ -133,13 +144,24 @@ def columns_used(settings: RewardSettings, columns: list[str]) -> dict[str, list
     return used
 
 
-def score(settings: RewardSettings, prompts: list, completions: list, **columns: list) -> dict[str, list[float]]:
+def token_ids(tokenizer, completions: list) -> list[list[int]]:
+    """The completions' token ids, as TRL hands them to rewards that count tokens."""
+    return [tokenizer(completion_text(c), add_special_tokens=False)["input_ids"] for c in completions]
+
+
+def score(
+    settings: RewardSettings, prompts: list, completions: list, tokenizer=None, **columns: list
+) -> dict[str, list[float]]:
     """Every configured reward for each (prompt, completion), plus their weighted `total`; `columns` are the
-    dataset's other columns, one value per completion, as TRL passes them."""
+    dataset's other columns, one value per completion, as TRL passes them (a reward's None, 'does not apply',
+    counts as 0)."""
     funcs, weights = build_rewards(settings)
-    scores = {f.__name__: [float(x) for x in f(prompts=prompts, completions=completions, **columns)] for f in funcs}
-    columns = list(scores.values())
-    scores["total"] = [
-        sum(w * col[i] for w, col in zip(weights, columns, strict=True)) for i in range(len(completions))
-    ]
+    if tokenizer is not None:
+        columns.setdefault("completion_ids", token_ids(tokenizer, completions))
+    scores = {
+        f.__name__: [0.0 if x is None else float(x) for x in f(prompts=prompts, completions=completions, **columns)]
+        for f in funcs
+    }
+    values = list(scores.values())
+    scores["total"] = [sum(w * col[i] for w, col in zip(weights, values, strict=True)) for i in range(len(completions))]
     return scores

@@ -124,7 +124,9 @@ def train(
             "e.g. --set run.dir=runs/recipe-8gpu."
         )
     checkpoint = resume_point(Path(cfg.run.dir)) if resume else None
-    build_rewards(cfg.reward)  # a custom reward that does not load is one sentence, before anything else
+    build_rewards(
+        cfg.reward, cfg.grpo.max_completion_length
+    )  # a custom reward that does not load is one sentence, before anything else
     host = host_settings(cfg)
     check_vllm(cfg.grpo, host.device)
     reporter.on_status("loading", f"Checking model {cfg.model.name} and the prompts…")
@@ -293,7 +295,7 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
         )
     if _lever(cfg.speed.grouped_attention, host) and plain_attention(model.config):
         use_grouped_attention(model)
-    funcs, weights = build_rewards(cfg.reward)
+    funcs, weights = build_rewards(cfg.reward, cfg.grpo.max_completion_length)
     recorder = CompletionRecorder(funcs, weights, run_dir, reporter)
     args = grpo_args(cfg, host, run_dir / "checkpoints")
     args.reward_weights = weights

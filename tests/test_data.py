@@ -101,7 +101,11 @@ def test_overlong_prompts_truncated_or_dropped(tmp_path, tokenizer_dir):
 
 def test_bundled_posts_documents_and_mixed():
     posts, documents, mixed = (read_rows(name) for name in ("bundled", "bundled-documents", "bundled-mixed"))
-    assert len(mixed) == len(posts) + len(documents) and mixed.column_names == ["prompt"]
+    assert len(mixed) == len(posts) + len(documents)
+    assert mixed.column_names == ["prompt", "title", "layout"]  # the columns both have reach the rewards
+    reason, extract = read_rows("bundled-reason"), read_rows("bundled-extract")
+    assert reason.column_names == extract.column_names == ["prompt", "answer"] and len(reason) == len(extract) == 200
+    assert all(row["answer"].isdigit() for row in reason)  # as written: a string of digits, never a float
     assert min(len(t) for t in documents["prompt"]) >= 1000  # long texts beside the short posts
     held_out = read_rows("bundled-documents", "test")["prompt"]
     assert 10 <= len(held_out) and all(1000 <= len(t) <= 4000 for t in held_out)

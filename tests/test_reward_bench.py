@@ -42,8 +42,10 @@ def test_a_title_copy_games_grounding_and_padding_games_length():
     assert grounding.probes["title"] == 1.0 and "title" in grounding.beaten_by
     assert length.probes["padding"] == 0.0 and "padding" in length.beaten_by
     text = "\n".join(report.warnings)
-    assert "Copying the title (or first line) scores 1 on the reward 'grounding'" in text
-    assert "One word repeated to the ideal length scores 0 on the reward 'length'" in text
+    assert (
+        "On 'grounding' alone (median real sample 0.583): " in text and "copying the title (or first line) (1)" in text
+    )
+    assert "On 'length' alone" in text and "one word repeated to the ideal length (0)" in text
     table = report_markdown(report)
     for what in ("copying the title", "a chat pleasantry", "an empty answer", "one word repeated"):
         assert f"probe: {what}" in table

@@ -262,3 +262,27 @@ def test_the_reward_bench_in_the_page(app, tiny_cfg, tmp_path):
     tiny_cfg.reward.functions, tiny_cfg.reward.weights = ["length", f"{tmp_path}/missing.py:f"], [1.0, 1.0]
     bad = tab.test_rewards(_data(tab, tiny_cfg))[out]
     assert bad.startswith("❌ Could not load reward function") and "Traceback" not in bad
+
+
+def test_a_reward_written_in_the_page_is_checked_then_offered(app, tiny_cfg):
+    """The reward editor (#21.3): Save checks the code in its own process on a real prompt and its columns; a
+    broken reward is one sentence, a working one a new row of the rewards table."""
+    demo, tab, root = app
+    b, data = tab.view.buttons, _data(tab, tiny_cfg)
+    cases = {
+        "def short(prompts, completions, **kw):\n    return [float(len(c) < 40) for c in completions]\n": "✅",
+        "def short(prompts, completions, **kw)\n    return []\n": "❌ The reward code does not parse",
+        "def short(prompts, completions):\n    return [0.0] * len(completions)\n": "❌ 'short' must accept **kwargs",
+        "def short(prompts, completions, **kw):\n    return [1.0]\n": "❌ 'short' returned 1 scores for 3 completions",
+        "def short(prompts, completions, **kw):\n    return [float('nan')] * 3\n": "❌ 'short' returned nan",
+        "def short(prompts, completions, **kw):\n    return [kw['answer']] * 3\n": "❌ 'short' failed on a sample: Key",
+        "def short(prompts, completions, **kw):\n    while True:\n        pass\n": "❌ 'short' did not return within",
+        "def other(prompts, completions, **kw):\n    return [0.0] * 3\n": "❌ The code has no function named 'short'",
+    }
+    for code, expected in cases.items():
+        out = tab.save_reward({**data, b["reward_name"]: "short", b["reward_code"]: code})
+        assert out[b["reward_result"]].startswith(expected), (code, out[b["reward_result"]])
+        assert "Traceback" not in out[b["reward_result"]]
+    out = tab.save_reward({**data, b["reward_name"]: "short", b["reward_code"]: next(iter(cases))})
+    rows = out[tab.view.fields[REWARD_TABLE]]
+    assert rows[-1] == [f"{root / 'rewards' / 'short.py'}:short", 1.0, False]

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from ..config import Config, GenerationSettings
+from ..memory import trim
 from ..prompts import prompt_ids, render_prompt
 from .decoder import Decoder, generate_kwargs, generation_config, prepare, seeded, supports
 
@@ -268,11 +269,14 @@ class InferenceModels:
         progress=None,
     ) -> list[Generation]:
         with self.lock:
-            if not self.fallback_reason(settings):
-                return batch(self.decoder_model(adapter), self.tokenizer, prompts, settings, batch_size, progress)
-            model = self.select(adapter)
-            with _adapters_off(model):
-                return generate(model, self.tokenizer, prompts, settings, batch_size, progress)
+            try:
+                if not self.fallback_reason(settings):
+                    return batch(self.decoder_model(adapter), self.tokenizer, prompts, settings, batch_size, progress)
+                model = self.select(adapter)
+                with _adapters_off(model):
+                    return generate(model, self.tokenizer, prompts, settings, batch_size, progress)
+            finally:
+                trim()  # the KV caches and logits go back to the system, not to the app's heap
 
     def stream(self, prompt, settings: GenerationSettings, adapter: str | None = None) -> Iterator[Generation]:
         """One side's answer, growing."""
@@ -285,26 +289,30 @@ class InferenceModels:
         """(base answer, tuned answer) growing together, token by token (`adapter` None: the base alone)."""
         empty = Generation("", 0, 0.0)
         with self.lock:
-            if not self.fallback_reason(settings):
-                models = ([self.decoder_model(None)] if base else []) + (
-                    [self.decoder_model(adapter)] if adapter else []
-                )
-                for answers in stream_together(models, self.tokenizer, prompt, settings):
-                    if base and adapter:
-                        yield answers[0], answers[1]
-                    else:
-                        yield (answers[0], None) if base else (None, answers[0])
-                return
-            last = empty
-            if base:
-                model = self.select(None)
-                with _adapters_off(model):
-                    for last in stream(model, self.tokenizer, prompt, settings):
-                        yield last, (empty if adapter else None)
-            if adapter:
-                model = self.select(adapter)
-                for g in stream(model, self.tokenizer, prompt, settings):
-                    yield (last if base else None), g
+            try:
+                yield from self._stream_pair(prompt, settings, adapter, base, empty)
+            finally:
+                trim()
+
+    def _stream_pair(self, prompt, settings, adapter, base, empty):
+        if not self.fallback_reason(settings):
+            models = ([self.decoder_model(None)] if base else []) + ([self.decoder_model(adapter)] if adapter else [])
+            for answers in stream_together(models, self.tokenizer, prompt, settings):
+                if base and adapter:
+                    yield answers[0], answers[1]
+                else:
+                    yield (answers[0], None) if base else (None, answers[0])
+            return
+        last = empty
+        if base:
+            model = self.select(None)
+            with _adapters_off(model):
+                for last in stream(model, self.tokenizer, prompt, settings):
+                    yield last, (empty if adapter else None)
+        if adapter:
+            model = self.select(adapter)
+            for g in stream(model, self.tokenizer, prompt, settings):
+                yield (last if base else None), g
 
 
 class _BaseView:

@@ -137,11 +137,11 @@ def create_api(registry, runs_root: str, policy, train) -> None:
     def evaluate(run_id: str, prompts: str = "posts", limit: int = 20) -> dict[str, Any]:
         """Base vs tuned (and the no-model baselines) on the bundled held-out `posts`, `documents` or `plain`
         texts: the figures `eval` reports (summaries, copies, coverage, ROUGE, length error, every reward)."""
-        from ..evaluation import HELDOUT, compare_batch, heldout_set, summarize
+        from ..evaluation import HELDOUT, TASK_SETS, compare_batch, heldout_set, summarize
 
         try:
-            if prompts not in HELDOUT:
-                raise ConfigError(f"prompts is one of {', '.join(HELDOUT)}, not '{prompts}'.")
+            if prompts not in {**HELDOUT, **TASK_SETS}:
+                raise ConfigError(f"prompts is one of {', '.join([*HELDOUT, *TASK_SETS])}, not '{prompts}'.")
             adapter = str(run_folder(run_id) / "adapter")
             cfg = run_config(adapter)
             pset = heldout_set(cfg.data, prompts, max(0, int(limit)))

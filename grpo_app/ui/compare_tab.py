@@ -21,7 +21,7 @@ from ..access import Policy
 from ..checks import validate
 from ..config import Config, ConfigError, DataConfig, GenerationSettings, preset, set_value
 from ..data import ASSETS, FILE_TYPES, to_prompt
-from ..evaluation import HELDOUT, compare_batch, figures_markdown, heldout_set, prompt_set, summarize
+from ..evaluation import HELDOUT, TASK_SETS, compare_batch, figures_markdown, heldout_set, prompt_set, summarize
 from ..prompts import without_instruction
 from ..registry import JobRegistry
 from ..rewards import score
@@ -49,8 +49,11 @@ def run_config(adapter: str | None) -> Config:
 
 
 def side_stats(g, cfg: Config, prompt) -> str:
-    scores = score(cfg.reward, [prompt], [g.text])
-    rewards = " · ".join(f"{k} **{v[0]:.2f}**" for k, v in scores.items())
+    try:
+        scores = score(cfg.reward, [prompt], [g.text])
+        rewards = " · ".join(f"{k} **{v[0]:.2f}**" for k, v in scores.items())
+    except ConfigError as e:  # a reward that reads a dataset column (an answer) has none for a typed prompt
+        rewards = f"rewards not shown: {e}"
     return f"{len(g.text)} chars · {g.tokens} tokens · {g.seconds:.1f}s · {g.tokens_per_s:.1f} tok/s  \n{rewards}"
 
 
@@ -110,7 +113,7 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
     )
     with gr.Row():
         which = gr.Radio(
-            [*HELDOUT, "file"],
+            [*HELDOUT, *TASK_SETS, "file"],
             value="posts",
             label="Held-out prompts",
             min_width=200,

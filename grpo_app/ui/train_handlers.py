@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from .forms import (
     cluster_commands,
     config_to_values,
     form_to_config,
+    reward_rows,
 )
 from .train_view import TrainView
 
@@ -179,6 +181,29 @@ class TrainHandlers:
             return {out: f"❌ {e}"}
         path = report.save(Path(self.runs_root) / "reward-bench" / f"{time.strftime('%Y%m%d-%H%M%S')}.json")
         return {out: f"{report_markdown(report)}\n\nSaved: `{path}`"}
+
+    def save_reward(self, data: dict) -> dict:
+        """The reward editor's Save: checked in its own process, then a row of the rewards table (weight 1)."""
+        from ..data import build_prompts
+        from ..reward_editor import sample_for, save_reward
+
+        b, f = self.view.buttons, self.view.fields
+        try:
+            if not self.policy.custom_rewards:
+                raise ConfigError(
+                    "Custom reward code is off on this app (GRPO_STUDIO_ALLOW_CUSTOM_REWARDS=1 allows it)."
+                )
+            cfg = self.config_from(data)
+            self.policy.check_dataset(cfg.data.path)
+            ds, _ = build_prompts(replace(cfg.data, max_samples=1))
+            columns = {c: list(ds[c]) for c in ds.column_names if c != "prompt"}
+            sample = sample_for(ds[0]["prompt"], columns)
+            spec = save_reward(data[b["reward_code"]], data[b["reward_name"]], Path(self.runs_root) / "rewards", sample)
+        except ConfigError as e:
+            return {b["reward_result"]: f"❌ {e}"}
+        rows = [r for r in reward_rows(cfg) if r[0] != spec] + [[spec, 1.0, False]]
+        note = f"✅ Saved and checked: `{spec}` is in the rewards table with weight 1."
+        return {b["reward_result"]: note, f[REWARD_TABLE]: rows}
 
     def resume_run(self, data: dict) -> dict:
         """The selected run goes on from its last checkpoint, with its own config and the same logs."""

@@ -13,7 +13,9 @@ from ..access import Policy
 from ..config import Config, preset
 from ..config_help import field_help
 from ..data import FILE_TYPES
+from ..presets import PRESETS
 from ..registry import JobRegistry
+from ..reward_editor import EXAMPLE
 from ..rewards import BUILTIN_REWARDS
 from .forms import FORM_KEYS, REWARD_HEADERS, REWARD_TABLE, config_to_values
 from .manage import create_export_panel, create_run_manager
@@ -78,6 +80,16 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
         with gr.Row():
             f["reward.ideal_length"] = gr.Number(label="Ideal length (chars)", precision=0, minimum=1, min_width=100)
             f["reward.regex"] = gr.Textbox(label="one_sentence pattern")
+            f["reward.length_unit"] = gr.Dropdown(["chars", "words", "tokens"], label="Length in", min_width=90)
+        with gr.Accordion("Task reward settings (answers, formats, JSON, reward model)", open=False):
+            with gr.Row():
+                f["reward.answer_column"] = gr.Textbox(label="Answer column", min_width=120)
+                f["reward.words_column"] = gr.Textbox(label="Words column (contains / avoids)", min_width=120)
+            f["reward.pattern"] = gr.Textbox(label="regex reward pattern")
+            with gr.Row():
+                f["reward.json_keys"] = gr.Textbox(label="JSON keys required", placeholder="name, city, age")
+                f["reward.overlong_buffer"] = gr.Number(label="Overlong buffer (tokens)", precision=0, min_width=90)
+            f["reward.reward_model"] = gr.Textbox(label="Reward model (Hub id or folder)")
     with gr.Accordion("GRPO", open=True):
         with gr.Row():
             f["grpo.learning_rate"] = gr.Number(label="Learning rate", min_width=100, step=1e-5)
@@ -170,11 +182,12 @@ def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainVie
     with gr.Row(elem_id="train-bar", equal_height=False):
         with gr.Column(scale=2, min_width=300):
             preset_radio = gr.Radio(
-                ["quick", "recipe"],
+                list(PRESETS),
                 value=default.name,
                 label="Preset",
-                info="quick: learns visibly on a laptop CPU in minutes. recipe: the Hugging "
-                "Face course's settings (needs the Hub; a GPU is best).",
+                info="quick: summaries, learns on a laptop CPU in minutes. recipe: the Hugging Face course's "
+                "settings (needs the Hub; a GPU is best). reason: think, then answer word problems. extract: a "
+                "text to JSON.",
             )
             with gr.Row():
                 start = gr.Button("Start training", variant="primary", elem_id="start-btn")
@@ -195,6 +208,17 @@ def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainVie
                 )
                 bench_btn = gr.Button("Test the rewards", size="sm", elem_id="reward-bench-btn")
                 bench_out = gr.Markdown(elem_id="reward-bench")
+            with gr.Accordion("Write a reward", open=False):
+                gr.Markdown(
+                    "A Python function in TRL's convention: one float per completion; the dataset's columns arrive "
+                    "by name in `kwargs`. Save checks it on real prompts in a separate process, then adds it to "
+                    "the rewards table.",
+                    elem_classes="gs-hint",
+                )
+                reward_name = gr.Textbox(value="my_reward", label="Function name", elem_id="reward-name")
+                reward_code = gr.Code(value=EXAMPLE, language="python", label="Code", elem_id="reward-code")
+                reward_save = gr.Button("Save and check", size="sm", elem_id="reward-save-btn")
+                reward_result = gr.Markdown(elem_id="reward-result")
             with gr.Accordion("Past runs", open=False):
                 with gr.Row():
                     past = gr.Dropdown(label="Run", choices=[], scale=4, elem_id="past-run")
@@ -268,6 +292,10 @@ def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainVie
             "config_upload": config_upload,
             "bench": bench_btn,
             "bench_out": bench_out,
+            "reward_name": reward_name,
+            "reward_code": reward_code,
+            "reward_save": reward_save,
+            "reward_result": reward_result,
         },
     )
 
@@ -306,6 +334,8 @@ def create_train_tab(
     v.stop.click(h.stop_run, {v.visitor}, v.status)
     b["show"].click(h.show_config, form, [v.yaml_view, v.cli_view])
     b["bench"].click(h.test_rewards, form, b["bench_out"])
+    editor = {b["reward_name"], b["reward_code"], *form}
+    b["reward_save"].click(h.save_reward, editor, [b["reward_result"], v.fields[REWARD_TABLE]])
     b["download"].click(h.download_config, form, v.config_file)
     b["config_upload"].upload(h.upload_config, {b["config_upload"]}, [*v.form, v.status])
     # always ticking: an idle tick costs a snapshot and sends nothing, and a page never misses a run because a

@@ -185,7 +185,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_eval(args, cfg: Config) -> int:
-    from .evaluation import default_sets, evaluate, figures_markdown, prompt_set, write_report
+    from .evaluation import TASK_SETS, default_sets, evaluate, figures_markdown, prompt_set, write_report
     from .inference.engine import InferenceModels
 
     _for_inference(args, cfg)
@@ -202,7 +202,7 @@ def cmd_eval(args, cfg: Config) -> int:
     print(file=sys.stderr)
     for name, result in report["sets"].items():
         title = f"{name} ({result['prompts']} prompts)"
-        print(f"\n{figures_markdown(result, title)}")
+        print(f"\n{figures_markdown(result, title, task=name in TASK_SETS)}")
     out = Path(args.out) if args.out else Path(args.adapter).parent / "eval.json"
     print(f"\nreport: {write_report(report, out)}")
     return 0

@@ -186,13 +186,17 @@ def summarize(df: pd.DataFrame, ideal: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def figures_markdown(summary: dict, title: str = "") -> str:
-    """The figures as a table: the no-model baselines, then base | tuned, the better model in bold."""
+TASK_FIGURES = ("mean_chars", "mean_tokens")  # a task's own metric is its rewards
+
+
+def figures_markdown(summary: dict, title: str = "", task: bool = False) -> str:
+    """The figures as a table: the no-model baselines, then base | tuned, the better model in bold. For a task
+    template (`task`), the summary checks stay out: its rewards (format, accuracy) are its metric."""
     sides = [s for s in SIDES if s in summary]
     names = {**BASELINES, "base": "base", "tuned": "tuned"}
     head = f"| {title} | " + " | ".join(names[s] for s in sides) + " |\n|---|" + "---:|" * len(sides) + "\n"
     lines = []
-    keys = list(FIGURES) + sorted(k for k in summary["base"] if k.startswith("reward/"))
+    keys = list(TASK_FIGURES if task else FIGURES) + sorted(k for k in summary["base"] if k.startswith("reward/"))
     for key in keys:
         label, higher = FIGURES[key] if key in FIGURES else (f"reward: {key.removeprefix('reward/')}", True)
         if summary["base"].get(key) is None or summary["tuned"].get(key) is None:

@@ -477,3 +477,40 @@ def test_as_a_space_a_second_visitor_watches_but_cannot_stop(browser, space_pyth
     finally:
         proc.terminate()
         proc.wait(60)
+
+
+def test_a_reward_written_in_the_page_trains_a_run(app_url, browser, tiny_model_dir):
+    """The reward editor (#21.3): code typed into the page, checked on Save (a broken one is one sentence), then
+    trained with: the run's config names it and its metrics chart it."""
+    url, runs = app_url
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.goto(url)
+    page.get_by_text("206 rows").wait_for(timeout=60_000)
+    _tiny_settings(page, tiny_model_dir, steps=2)
+    page.get_by_text("Write a reward").click()
+    _set(page, "reward-name", "brief")
+    editor = page.locator("#reward-code .cm-content")
+    for code, expected in (
+        ("def brief(prompts, completions):\n    return [0.0] * len(completions)\n", "must accept **kwargs"),
+        (
+            "def brief(prompts, completions, **kwargs):\n"
+            "    texts = [c[-1]['content'] if isinstance(c, list) else c for c in completions]\n"
+            "    return [float(len(t) < 30) for t in texts]\n",
+            "Saved and checked",
+        ),
+    ):
+        editor.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.press("Delete")
+        page.keyboard.insert_text(code)  # as pasted: no auto-indent
+        page.click("#reward-save-btn")
+        page.locator("#reward-result").get_by_text(expected).wait_for(timeout=60_000)
+    assert "Traceback" not in page.content()
+    _wait(lambda: "brief.py:brief" in page.locator("#cfg-reward-table").inner_text(), timeout=30)
+    before = set(runs.iterdir())
+    page.click("#start-btn")
+    cfg = _run_config(runs, before)
+    assert any(f.endswith("brief.py:brief") for f in cfg.reward.functions), cfg.reward.functions
+    page.locator("#train-status").get_by_text("Finished").wait_for(timeout=300_000)
+    metrics = [json.loads(line) for line in (Path(cfg.run.dir) / "metrics.jsonl").read_text().splitlines()]
+    assert "rewards/brief/mean" in metrics[0]

@@ -136,3 +136,22 @@ def test_score_counts_tokens_with_a_tokenizer(tokenizer_dir):
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     scores = score(cfg.reward, ["p", "p"], ["the cat the cat the cat the cat", "a short answer here"], tok)
     assert scores["repetition"][0] < scores["repetition"][1] == 0.0
+
+
+def test_a_task_preset_is_scored_on_its_own_held_out_split(tiny_model_dir):
+    """eval for `reason` answers the 40 held-out word problems with their answer column; its figures are the
+    task's rewards (format, accuracy), not the summary checks."""
+    from grpo_app.config import preset
+    from grpo_app.evaluation import compare_batch, default_sets, figures_markdown, summarize
+    from grpo_app.inference.engine import InferenceModels
+
+    cfg = preset("reason")
+    cfg.model.name, cfg.generation.max_new_tokens = str(tiny_model_dir), 8
+    sets = default_sets(cfg.data, limit=3)
+    assert list(sets) == ["reason"] and sets["reason"].columns["answer"][0].isdigit()
+    assert list(default_sets(preset("quick").data, limit=1)) == ["posts", "documents", "plain"]
+    df = compare_batch(InferenceModels(cfg), sets["reason"], cfg.generation, None, cfg.reward)
+    summary = summarize(df, cfg.reward.ideal_length)
+    assert {"reward/regex", "reward/numeric_match", "reward/soft_overlong"} <= set(summary["base"])
+    table = figures_markdown(summary, "reason", task=True)
+    assert "reward: numeric_match" in table and "summaries" not in table and "ROUGE" not in table

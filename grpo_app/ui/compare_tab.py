@@ -234,7 +234,8 @@ def create_compare_tab(registry: JobRegistry, runs_root: str, policy: Policy | N
             raise gr.Error(str(e)) from None
         ideal = cfg.reward.ideal_length
         summary = summarize(df, ideal)
-        md = figures_markdown(summary, f"{len(df)} {which if which != 'file' else 'prompts'}") + (
+        title = f"{len(df)} {which if which != 'file' else 'prompts'}"
+        md = figures_markdown(summary, title, task=which in TASK_SETS) + (
             f"\n\nIdeal length {ideal} characters; **bold** = the better model. The first columns need no model: a "
             "tuned model that does not beat them has not learned to summarise."
         )

@@ -13,6 +13,7 @@ import psutil
 from transformers import TrainerCallback
 
 from .faults import TrainingFault, check_scores, finite, first_line, save_adapter
+from .groups import advantages
 from .memory import trim
 from .models import out_of_memory
 from .prompts import completion_text, prompt_text
@@ -47,9 +48,20 @@ class Reporter:
 class CompletionRecorder:
     """Wraps the reward functions so each sampled group is recorded with its per-function rewards."""
 
-    def __init__(self, funcs: list, weights: list[float], run_dir: Path, reporter: Reporter):
+    def __init__(
+        self,
+        funcs: list,
+        weights: list[float],
+        run_dir: Path,
+        reporter: Reporter,
+        group_size: int = 1,
+        scale_rewards: str = "group",
+        max_tokens: int = 0,
+    ):
         self.funcs, self.weights, self.run_dir, self.reporter = funcs, weights, run_dir, reporter
+        self.group_size, self.scale_rewards, self.max_tokens = group_size, scale_rewards, max_tokens
         self._scores: dict[str, list[float]] = {}
+        self._tokens: list[int] | None = None
 
     def wrapped(self) -> list:
         return [self._wrap(i, f) for i, f in enumerate(self.funcs)]
@@ -69,6 +81,8 @@ class CompletionRecorder:
             check_scores(func.__name__, scores, len(completions), step)
             self._scores[func.__name__] = scores
             if index == len(self.funcs) - 1:
+                ids = kw.get("completion_ids")
+                self._tokens = [len(x) for x in ids] if ids is not None and len(ids) == len(completions) else None
                 self._emit(step, prompts, completions)
             return scores
 
@@ -82,15 +96,17 @@ class CompletionRecorder:
         for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
             rewards = {name: float(s[i]) if s[i] is not None else None for name, s in self._scores.items()}
             total = sum(w * (r or 0.0) for w, r in zip(self.weights, rewards.values(), strict=True))
-            rows.append(
-                {
-                    "step": step,
-                    "prompt": prompt_text(p),
-                    "completion": completion_text(c),
-                    "rewards": rewards,
-                    "total": total,
-                }
-            )
+            row = {"step": step, "prompt": prompt_text(p), "completion": completion_text(c)}
+            row |= {"rewards": rewards, "total": total}
+            if self._tokens is not None:
+                row["tokens"] = self._tokens[i]
+                row["truncated"] = bool(self.max_tokens) and self._tokens[i] >= self.max_tokens
+            rows.append(row)
+        # what GRPO pushed each completion by (this process's groups; TRL's own figure under accelerate may
+        # differ where a group spans processes)
+        pushed = advantages([r["total"] for r in rows], self.group_size, self.scale_rewards)
+        for row, adv in zip(rows, pushed, strict=True):
+            row["advantage"] = round(adv, 4)
         for row in rows:
             append_jsonl(self.run_dir / "completions.jsonl", row)
         self.reporter.on_completions(step, rows)

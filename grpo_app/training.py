@@ -296,7 +296,10 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
     if _lever(cfg.speed.grouped_attention, host) and plain_attention(model.config):
         use_grouped_attention(model)
     funcs, weights = build_rewards(cfg.reward, cfg.grpo.max_completion_length)
-    recorder = CompletionRecorder(funcs, weights, run_dir, reporter)
+    g = cfg.grpo
+    recorder = CompletionRecorder(
+        funcs, weights, run_dir, reporter, g.num_generations, g.scale_rewards, g.max_completion_length
+    )
     args = grpo_args(cfg, host, run_dir / "checkpoints")
     args.reward_weights = weights
     targets = cfg.lora.target_modules

@@ -286,3 +286,19 @@ def test_a_reward_written_in_the_page_is_checked_then_offered(app, tiny_cfg):
     out = tab.save_reward({**data, b["reward_name"]: "short", b["reward_code"]: next(iter(cases))})
     rows = out[tab.view.fields[REWARD_TABLE]]
     assert rows[-1] == [f"{root / 'rewards' / 'short.py'}:short", 1.0, False]
+
+
+def test_the_group_inspector_shows_a_steps_advantages(app, tiny_cfg):
+    """#23.4: for a step of a past run, each group's completions with their total, advantage and tokens."""
+    demo, tab, root = app
+    tiny_cfg.run.dir = str(root / "inspected")
+    assert train(tiny_cfg).status == "finished"
+    b = tab.view.buttons
+    out = tab.inspect_groups({b["inspect_step"]: 1, tab.view.past: str(root / "inspected")})
+    assert out[b["inspect_note"]].startswith("**Step 1** of `inspected`: ")
+    frame = out[b["inspect_table"]].data
+    assert len(frame) == 4 and {"group", "completion", "total", "advantage", "tokens", "cut off"} <= set(frame)
+    latest = tab.inspect_groups({b["inspect_step"]: 0, tab.view.past: str(root / "inspected")})
+    assert latest[b["inspect_note"]].startswith("**Step 2**")
+    nothing = tab.inspect_groups({b["inspect_step"]: 0, tab.view.past: None})
+    assert nothing[b["inspect_note"]] == "❌ Choose a run first (Past runs)."

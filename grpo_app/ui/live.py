@@ -112,6 +112,29 @@ def completions_frame(rows: list[dict], instruction: str = ""):
     return frame.style.apply(lambda row: [FAIL_STYLE if failing[row.name] else ""] * len(row), axis=1)
 
 
+def groups_frame(groups: list[dict]):
+    """One row per completion, group by group, best first within each: total, advantage, tokens, cut off, each
+    reward. A group whose completions all scored alike (no advantage anywhere) is tinted."""
+    data = []
+    for i, g in enumerate(groups, 1):
+        for r in sorted(g["rows"], key=lambda r: -r.get("total", 0.0)):
+            item = {
+                "group": i,
+                "completion": r["completion"],
+                "total": round(r.get("total", 0.0), 2),
+                "advantage": r.get("advantage"),
+                "tokens": r.get("tokens"),
+                "cut off": "✂" if r.get("truncated") else "",
+            }
+            item |= {k: round(v, 2) if v is not None else None for k, v in r.get("rewards", {}).items()}
+            data.append(item)
+    if not data:
+        return pd.DataFrame({"group": [], "completion": [], "total": [], "advantage": []})
+    frame = pd.DataFrame(data)
+    idle = {i for i, g in enumerate(groups, 1) if not g["learned"]}
+    return frame.style.apply(lambda row: [FAIL_STYLE if row["group"] in idle else ""] * len(row), axis=1)
+
+
 def log_text(s: JobSnapshot, lines: int = 40) -> str:
     text = "\n".join(s.log[-lines:])
     if s.error:

@@ -18,6 +18,8 @@ from ..access import Policy
 from ..checks import validate
 from ..config import Config, ConfigError, DataConfig, preset
 from ..data import preview
+from ..groups import step_groups
+from ..groups import summary as group_summary
 from ..jobs import JobBusy, NotYourRun
 from ..registry import JobRegistry
 from ..rewards import columns_used
@@ -204,6 +206,21 @@ class TrainHandlers:
         rows = [r for r in reward_rows(cfg) if r[0] != spec] + [[spec, 1.0, False]]
         note = f"✅ Saved and checked: `{spec}` is in the rewards table with weight 1."
         return {b["reward_result"]: note, f[REWARD_TABLE]: rows}
+
+    def inspect_groups(self, data: dict) -> dict:
+        """A step's groups (the running run's, else the run picked under Past runs): each completion with its
+        rewards, total, advantage and whether it was cut off; groups that scored all alike are tinted."""
+        b = self.view.buttons
+        current = self.registry.snapshot().run_dir
+        try:
+            folder = current or self.policy.run_folder(data.get(self.view.past))
+        except ConfigError as e:
+            return {b["inspect_note"]: f"❌ {e}", b["inspect_table"]: pd.DataFrame()}
+        rows = Run(folder).completions()
+        wanted = int(data.get(b["inspect_step"]) or 0) or max((r["step"] for r in rows), default=0)
+        groups = step_groups([r for r in rows if r["step"] == wanted])
+        note = f"**Step {wanted}** of `{Path(folder).name}`: {group_summary(groups)}"
+        return {b["inspect_note"]: note, b["inspect_table"]: live.groups_frame(groups)}
 
     def resume_run(self, data: dict) -> dict:
         """The selected run goes on from its last checkpoint, with its own config and the same logs."""

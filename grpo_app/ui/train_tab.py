@@ -258,6 +258,14 @@ def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainVie
             plots["health"] = gr.Plot(elem_id="plot-health", show_label=False)
             completions_caption = gr.Markdown(elem_id="completions-caption")
             completions = gr.Dataframe(wrap=True, max_height=420, elem_id="completions-table")
+            with gr.Accordion("Group inspector: what GRPO pushed up and down at a step", open=False):
+                with gr.Row():
+                    inspect_step = gr.Number(
+                        0, label="Step (0 = the latest)", precision=0, minimum=0, min_width=120, elem_id="inspect-step"
+                    )
+                    inspect_btn = gr.Button("Show the groups", size="sm", elem_id="inspect-btn")
+                inspect_note = gr.Markdown(elem_id="inspect-note")
+                inspect_table = gr.Dataframe(wrap=True, max_height=420, elem_id="inspect-table")
             with gr.Accordion("Log", open=False):
                 log = gr.Textbox(lines=10, max_lines=20, show_label=False, elem_id="train-log")
     return TrainView(
@@ -296,6 +304,10 @@ def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainVie
             "reward_code": reward_code,
             "reward_save": reward_save,
             "reward_result": reward_result,
+            "inspect_step": inspect_step,
+            "inspect": inspect_btn,
+            "inspect_note": inspect_note,
+            "inspect_table": inspect_table,
         },
     )
 
@@ -334,6 +346,7 @@ def create_train_tab(
     v.stop.click(h.stop_run, {v.visitor}, v.status)
     b["show"].click(h.show_config, form, [v.yaml_view, v.cli_view])
     b["bench"].click(h.test_rewards, form, b["bench_out"])
+    b["inspect"].click(h.inspect_groups, {b["inspect_step"], v.past}, [b["inspect_note"], b["inspect_table"]])
     editor = {b["reward_name"], b["reward_code"], *form}
     b["reward_save"].click(h.save_reward, editor, [b["reward_result"], v.fields[REWARD_TABLE]])
     b["download"].click(h.download_config, form, v.config_file)

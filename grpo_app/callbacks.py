@@ -128,6 +128,7 @@ class LiveCallback(TrainerCallback):
         self.run_dir, self.reporter, self.stop = run_dir, reporter, stop
         self.save_steps, self.completions_per_step = save_steps, completions_per_step
         self.trim_memory = trim_memory  # hand the step's freed memory back (speed.return_memory)
+        self.extra: dict = {}  # figures other callbacks add to the next metrics row (held-out scores)
         self.started = started  # the run's clock: model loading included, earlier sessions of a resume too
 
     def on_train_begin(self, args, state, control, **kw):
@@ -142,6 +143,8 @@ class LiveCallback(TrainerCallback):
         if not any(k.startswith(("reward", "loss")) for k in logs):
             return  # end-of-training summary (train_runtime ...), not a step
         row = {"step": state.global_step, "elapsed": round(time.time() - self.started, 2), **logs}
+        row.update(self.extra)
+        self.extra.clear()
         rss = getattr(self, "_rss", 0) or psutil.Process().memory_info().rss
         row["memory_gb"] = round(rss / 2**30, 3)  # this process at the end of the step
         if logs.get("step_time") and logs.get("completions/mean_length") is not None:

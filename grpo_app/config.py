@@ -182,6 +182,18 @@ class RunSettings:
         "Experiment trackers besides the app's own charts: none | trackio | tensorboard | "
         "wandb (offline without WANDB_API_KEY), comma-separated for several.",
     )
+    eval_steps: int = _f(
+        0,
+        "Score held-out prompts every this many steps and at the end, and keep the best adapter in <run>/best/ "
+        "(0 = off).",
+    )
+    eval_prompts: str = _f(
+        "",
+        "Held-out prompts file for eval_steps; empty = the task's held-out split, the bundled held-out texts, or "
+        "the dataset's test split.",
+    )
+    eval_size: int = _f(8, "How many held-out prompts each evaluation answers (greedy).")
+    guard: int = _f(0, "Stop after this many held-out evaluations without a new best (0 = off).")
 
 
 @dataclass

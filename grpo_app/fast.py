@@ -154,6 +154,17 @@ class FastGRPOTrainer(GRPOTrainer):
                 prompt_ids, images, multimodal_fields, num_generations, *args, **kwargs
             )
 
+    def answer(self, prompt_ids: list[list[int]], max_new_tokens: int) -> list[list[int]] | None:
+        """Greedy completions from the current weights on the decoding copy (held-out scoring between steps);
+        None when the fast path is off (the caller falls back to `generate`)."""
+        if not (self.merged_generation and self.fast_decode):
+            return None
+        config = copy.deepcopy(self.generation_config)
+        config.do_sample, config.max_new_tokens = False, max_new_tokens
+        config.temperature = config.top_p = config.top_k = config.min_p = None
+        with self._merged_model_for_generation():
+            return decoder.sample(self._gen_model, prompt_ids, config)
+
     @contextmanager
     def _merged_model_for_generation(self):
         """Swap in a plain model holding W + scale * B @ A for the length of one generation."""

@@ -105,6 +105,8 @@ PRESETS: dict[str, dict] = {
             "weights": [1, 100, 100, 50, 100, 150, 50],
             "ideal_length": 50,
         },
+        # 8 held-out texts (posts, documents, plain) answered every 20 steps: the chart's held-out line, best/
+        "run": {"eval_steps": 20, "eval_size": 8},
     },
     # Task templates (docs/experiments.md, 2026-11-30): a verifiable answer in a column, checked by the rewards.
     "reason": {
@@ -124,6 +126,7 @@ PRESETS: dict[str, dict] = {
             "overlong_buffer": 16,
         },
         "generation": {"max_new_tokens": 64},
+        "run": {"eval_steps": 20, "eval_size": 8},
     },
     "extract": {
         "model": {"name": "default"},
@@ -141,6 +144,7 @@ PRESETS: dict[str, dict] = {
             "json_keys": "name, city, age",
         },
         "generation": {"max_new_tokens": 64},
+        "run": {"eval_steps": 20, "eval_size": 8},
     },
 }
 

@@ -27,6 +27,7 @@ from .faults import (
     free_memory,
     save_adapter,
 )
+from .heldout import HeldoutCallback, best_step, heldout_prompts
 from .memory import check_fits, peak_rss_gb, return_freed_memory
 from .models import HostSettings, host_settings, load_model, locate_model, pin_default
 from .rewards import build_rewards
@@ -206,6 +207,7 @@ def train(
         reporter=reporter,
         processes=int(os.environ.get("WORLD_SIZE", "1")),
         peak_memory_gb=peak_rss_gb(),  # of the process that trained (the app's own, for a thread-run job)
+        **({"best_step": best} if (best := best_step(run_dir)) is not None else {}),
     )
     reporter.on_status(status, message)
     return RunResult(
@@ -318,21 +320,32 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
     callback = LiveCallback(
         run_dir, reporter, stop, cfg.grpo.save_steps, args.generation_batch_size, clock, trim_memory
     )
+    callbacks: list = [callback]
+    if cfg.run.eval_steps:
+        pset = heldout_prompts(cfg)
+        if pset is None or not pset.prompts:
+            reporter.on_log("run.eval_steps: no held-out prompts (set run.eval_prompts); held-out scoring is off.")
+        else:
+            callbacks.append(HeldoutCallback(cfg, run_dir, reporter, pset, (funcs, weights), callback.extra))
+            reporter.on_log(f"Held-out score every {cfg.run.eval_steps} steps on {len(pset.prompts)} prompts.")
     if cfg.speed.threads > 0:
         torch.set_num_threads(cfg.speed.threads)
-    return FastGRPOTrainer(
+    trainer = FastGRPOTrainer(
         model=model,
         reward_funcs=recorder.wrapped(),
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora,
-        callbacks=[callback],
+        callbacks=callbacks,
         logits_head=_lever(cfg.speed.logits_head, host),
         merged_generation=_lever(cfg.speed.merged_generation, host),
         shared_prefix=_lever(cfg.speed.shared_prefix, host),
         fast_decode=_lever(cfg.speed.fast_decode, host),
     )
+    for extra in callbacks[1:]:
+        extra.trainer = trainer
+    return trainer
 
 
 def _lever(value: str, host: HostSettings) -> bool:

@@ -176,6 +176,25 @@ def quality_figure(rows: list[dict]) -> go.Figure:
             ),
             secondary_y=True,
         )
+    hx, hy = series(rows, "heldout/summary_rate")
+    if hx:  # the same check on texts the run never trains on (run.eval_steps): the number that says it learns
+        fig.add_trace(
+            go.Scatter(
+                x=hx,
+                y=hy,
+                mode="lines+markers",
+                name="held-out summaries (unseen texts)",
+                line={"color": "#111827", "width": 2.5},
+                marker={"size": 8, "symbol": "diamond"},
+            )
+        )
+    sx, sy = series(rows, "heldout/score")
+    if sx and not hx:  # a task template: its weighted rewards on unseen prompts, on the reward's axis
+        fig.add_trace(
+            go.Scatter(x=sx, y=sy, mode="lines+markers", name="held-out score (unseen prompts)", marker={"size": 8}),
+            secondary_y=True,
+        )
+    watched = watched or bool(hx or sx)
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%", secondary_y=False)
     fig = _layout(fig, "Quality (share of completions)", not watched)
     if not watched and x:

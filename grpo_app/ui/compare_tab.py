@@ -22,6 +22,7 @@ from ..checks import validate
 from ..config import Config, ConfigError, DataConfig, GenerationSettings, preset, set_value
 from ..data import ASSETS, FILE_TYPES, to_prompt
 from ..evaluation import HELDOUT, TASK_SETS, compare_batch, figures_markdown, heldout_set, prompt_set, summarize
+from ..heldout import best_step
 from ..prompts import without_instruction
 from ..registry import JobRegistry
 from ..rewards import score
@@ -36,8 +37,14 @@ def adapter_choices(runs_root: str) -> tuple[list[tuple[str, str]], str | None]:
     """The runs with an adapter, newest first, and the one to offer: the newest finished run (not a stray short
     one that was stopped), else the newest."""
     runs = [r for r in list_runs(runs_root) if r.has_adapter]
-    best = next((r for r in runs if r.status == "finished"), runs[0] if runs else None)
-    return [(r.label, str(r.path / "adapter")) for r in runs], str(best.path / "adapter") if best else None
+    offered = next((r for r in runs if r.status == "finished"), runs[0] if runs else None)
+    choices = []
+    for r in runs:
+        choices.append((r.label, str(r.path / "adapter")))
+        step = best_step(r.path)
+        if step is not None:  # the adapter that scored best on held-out prompts (run.eval_steps)
+            choices.append((f"{r.label} · best (step {step})", str(r.path / "best")))
+    return choices, str(offered.path / "adapter") if offered else None
 
 
 def run_config(adapter: str | None) -> Config:

@@ -60,6 +60,10 @@ FORM_KEYS = [
     "run.report_to",
     "run.resume_from",
     "run.processes",
+    "run.eval_steps",
+    "run.eval_size",
+    "run.guard",
+    "run.eval_prompts",
     "grpo.use_vllm",
     "grpo.vllm_mode",
     "grpo.vllm_server_base_url",
@@ -143,7 +147,7 @@ def form_to_config(values: dict[str, Any], base: Config | None = None) -> Config
             continue
         if key == "reward.weights":
             value = [] if _blank(value) else value
-        elif _blank(value) and key not in ("data.instruction", "run.resume_from"):
+        elif _blank(value) and key not in ("data.instruction", "run.resume_from", "run.eval_prompts"):
             continue
         if isinstance(value, float) and value.is_integer() and isinstance(get_value(cfg, key), int):
             value = int(value)  # gr.Number gives floats

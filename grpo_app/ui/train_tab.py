@@ -102,6 +102,14 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
         with gr.Row():
             f["grpo.max_prompt_length"] = gr.Number(label="Max prompt tokens", precision=0, min_width=100)
             f["grpo.max_completion_length"] = gr.Number(label="Max completion tokens", precision=0, min_width=100)
+    with gr.Accordion("Held-out quality during training", open=False):
+        with gr.Row():
+            f["run.eval_steps"] = gr.Number(
+                label="Score every N steps (0 = off)", precision=0, minimum=0, min_width=100
+            )
+            f["run.eval_size"] = gr.Number(label="Held-out prompts", precision=0, minimum=1, min_width=90)
+            f["run.guard"] = gr.Number(label="Guard: stop after N without a new best", precision=0, min_width=100)
+        f["run.eval_prompts"] = gr.Textbox(label="Held-out prompts file (empty = the task's or the bundled ones)")
     with gr.Accordion("LoRA", open=False):
         with gr.Row():
             f["lora.r"] = gr.Number(label="Rank r", precision=0, min_width=80)

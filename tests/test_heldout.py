@@ -1,0 +1,67 @@
+"""Held-out quality during training and the best checkpoint (#23.2, #23.3)."""
+
+import json
+
+from grpo_app.config import preset
+from grpo_app.heldout import heldout_prompts
+from grpo_app.runs import Run
+from grpo_app.training import train
+
+
+def test_a_run_scores_held_out_prompts_and_keeps_its_best_adapter(tiny_cfg):
+    tiny_cfg.grpo.max_steps, tiny_cfg.run.eval_steps, tiny_cfg.run.eval_size = 3, 2, 3
+    tiny_cfg.data.path = "bundled-mixed"
+    result = train(tiny_cfg)
+    assert result.status == "finished", result.error
+    run = Run(result.run_dir)
+    scored = [m for m in run.metrics() if "heldout/score" in m]
+    assert [m["step"] for m in scored] == [2, 3]  # every 2 steps, and at the end
+    assert {"heldout/summary_rate", "heldout/copy_rate", "heldout/length_error"} <= set(scored[0])
+    best = json.loads((run.path / "best" / "best.json").read_text())
+    assert best["score"] == max(m["heldout/score"] for m in scored)
+    assert best["step"] == next(m["step"] for m in scored if m["heldout/score"] == best["score"])
+    assert (run.path / "best" / "adapter_model.safetensors").is_file()
+    assert json.loads(run.status_file.read_text())["best_step"] == best["step"]
+
+
+def test_scoring_does_not_change_what_the_run_learns(tiny_cfg, tmp_path):
+    """The held-out answers are greedy and the random state is put back: the same seed trains the same
+    completions with and without evaluation."""
+    tiny_cfg.grpo.max_steps = 2
+    plain = Run(train(tiny_cfg).run_dir).completions()
+    tiny_cfg.run.dir, tiny_cfg.run.eval_steps, tiny_cfg.run.eval_size = str(tmp_path / "scored"), 1, 2
+    tiny_cfg.data.path, tiny_cfg.run.eval_prompts = tiny_cfg.data.path, tiny_cfg.data.path
+    scored = Run(train(tiny_cfg).run_dir).completions()
+    assert [r["completion"] for r in scored] == [r["completion"] for r in plain]
+
+
+def test_the_guard_stops_a_run_that_stops_improving(tiny_cfg):
+    """A task's score is its weighted rewards; with guard 1, the first evaluation without a new best stops it."""
+    tiny_cfg.grpo.max_steps, tiny_cfg.run.eval_steps, tiny_cfg.run.guard = 50, 1, 1
+    tiny_cfg.data.path, tiny_cfg.data.chat_format = "bundled-reason", False
+    r = tiny_cfg.reward
+    r.functions, r.weights, r.monitor = ["numeric_match", "regex"], [2.0, 1.0], []
+    tiny_cfg.run.eval_size, tiny_cfg.grpo.learning_rate = 2, 1e-12  # nothing moves: no new best after step 1
+    tiny_cfg.speed.fast_decode = "off"  # held-out answers from transformers' generate, not the decoding copy
+    result = train(tiny_cfg)
+    assert result.status == "finished", result.error
+    metrics = Run(result.run_dir).metrics()
+    assert len(metrics) == 2 and {"heldout/numeric_match", "heldout/regex"} <= set(metrics[0])
+
+
+def test_held_out_prompts_follow_the_task():
+    assert len(heldout_prompts(preset("reason")).prompts) == 8  # the reason split, with its answers
+    assert heldout_prompts(preset("reason")).columns["answer"][0].isdigit()
+    quick = heldout_prompts(preset("quick"))
+    assert len(quick.prompts) == 8 and any("TITLE:" in str(p) for p in quick.prompts)  # posts, documents, plain
+
+
+def test_the_quality_chart_draws_the_held_out_score():
+    from grpo_app.ui.charts import quality_figure
+
+    rows = [{"step": s, "reward": 1.0, "rewards/summary/mean": 0.5} for s in range(1, 5)]
+    rows[1]["heldout/summary_rate"], rows[3]["heldout/summary_rate"] = 0.25, 0.75
+    names = {t.name: list(t.x) for t in quality_figure(rows).data}
+    assert names["held-out summaries (unseen texts)"] == [2, 4]
+    task = [{"step": 2, "reward": 1.0, "heldout/score": 1.5}]
+    assert "held-out score (unseen prompts)" in {t.name for t in quality_figure(task).data}

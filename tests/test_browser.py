@@ -514,3 +514,36 @@ def test_a_reward_written_in_the_page_trains_a_run(app_url, browser, tiny_model_
     page.locator("#train-status").get_by_text("Finished").wait_for(timeout=300_000)
     metrics = [json.loads(line) for line in (Path(cfg.run.dir) / "metrics.jsonl").read_text().splitlines()]
     assert "rewards/brief/mean" in metrics[0]
+
+
+def test_two_runs_with_different_learning_rates_overlaid(app_url, browser, tiny_model_dir):
+    """#23.1: two finished runs picked in "Compare runs" appear on the same charts, their difference listed."""
+    from grpo_app.training import train
+
+    url, runs = app_url
+    for name, lr in (("lr-small", 1e-4), ("lr-large", 1e-2)):
+        cfg = Config()
+        cfg.model.name, cfg.data.path, cfg.run.dir = str(tiny_model_dir), "bundled", str(runs / name)
+        g = cfg.grpo
+        g.per_device_train_batch_size, g.num_generations, g.max_completion_length = 4, 4, 8
+        g.max_steps, g.learning_rate, g.gradient_checkpointing = 2, lr, False
+        assert train(cfg).status == "finished"
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.goto(url)
+    page.get_by_text("Compare runs").click()
+    pick = page.locator("#compare-runs-pick input")
+    for name in ("lr-small", "lr-large"):
+        pick.click()
+        page.get_by_role("option", name=name).first.click()
+    page.click("#compare-runs-btn")
+    page.locator("#compare-runs-note").get_by_text("settings that differ").wait_for(timeout=60_000)
+    assert "grpo.learning_rate" in page.locator("#compare-runs-note").inner_text()
+    names = _wait(
+        lambda: page.evaluate(
+            "() => { const d = document.querySelector('#compare-runs-plot .js-plotly-plot');"
+            " return d && d.data ? [...new Set(d.data.map(t => t.name))] : null; }"
+        ),
+        timeout=30,
+    )
+    assert set(names) == {"lr-small", "lr-large"}, names
+    assert "lr-large" in page.locator("#compare-runs-table").inner_text()

@@ -302,3 +302,20 @@ def test_the_group_inspector_shows_a_steps_advantages(app, tiny_cfg):
     assert latest[b["inspect_note"]].startswith("**Step 2**")
     nothing = tab.inspect_groups({b["inspect_step"]: 0, tab.view.past: None})
     assert nothing[b["inspect_note"]] == "❌ Choose a run first (Past runs)."
+
+
+def test_two_runs_overlaid_with_what_differs(app, tiny_cfg):
+    """#23.1: two runs that differ in learning rate, overlaid step by step; the table names what differs."""
+    demo, tab, root = app
+    for name, lr in (("slow", 1e-4), ("fast", 1e-2)):
+        tiny_cfg.run.dir, tiny_cfg.grpo.learning_rate = str(root / name), lr
+        assert train(tiny_cfg).status == "finished"
+    b = tab.view.buttons
+    out = tab.compare_runs({b["compare_pick"]: [str(root / "slow"), str(root / "fast")]})
+    assert out[b["compare_note"]] == "**2 runs** · settings that differ: `grpo.learning_rate`"
+    frame = out[b["compare_table"]]
+    assert list(frame["run"]) == ["slow", "fast"] and list(frame["grpo.learning_rate"]) == [1e-4, 1e-2]
+    assert list(frame["steps"]) == [2, 2] and frame["reward (last 5)"].notna().all()
+    traces = [t for t in out[b["compare_plot"]].data if t.name in ("slow", "fast")]
+    assert {t.name for t in traces} == {"slow", "fast"} and all(list(t.x) == [1, 2] for t in traces if len(t.x))
+    assert "Pick two runs" in tab.compare_runs({b["compare_pick"]: [str(root / "slow")]})[b["compare_note"]]

@@ -291,3 +291,42 @@ def comparison_figure(df, ideal: int | None = None) -> go.Figure:
     fig.update_xaxes(title_text="characters", rangemode="tozero")
     fig.update_yaxes(title_text="prompts")
     return fig
+
+
+OVERLAY = (
+    ("reward", "reward (mean)"),
+    ("rewards/summary/mean", "summaries (sampled)"),
+    ("heldout/score", "held-out score"),
+    ("kl", "KL"),
+    ("completions/mean_length", "length (tokens)"),
+    ("loss", "loss"),
+)
+
+
+def overlay_figure(runs: dict[str, list[dict]]) -> go.Figure:
+    """Several runs' metrics on the same axes, one colour per run, aligned by step."""
+    keys = [(k, t) for k, t in OVERLAY if any(r.get(k) is not None for rows in runs.values() for r in rows)]
+    cols = 3
+    nrows = max(1, -(-len(keys) // cols))
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[t for _, t in keys], horizontal_spacing=0.07)
+    for i, (name, rows) in enumerate(runs.items()):
+        color = COLORS[i % len(COLORS)]
+        for j, (key, _) in enumerate(keys):
+            x, y = series(rows, key)
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    mode=_mode(len(x)),
+                    name=name,
+                    legendgroup=name,
+                    showlegend=j == 0,
+                    line={"color": color},
+                ),
+                row=j // cols + 1,
+                col=j % cols + 1,
+            )
+    fig.update_annotations(font_size=11)
+    fig = _layout(fig, "", not keys)
+    fig.update_layout(height=260 * nrows, margin={"t": 30}, legend={"orientation": "h", "y": -0.08})
+    return fig

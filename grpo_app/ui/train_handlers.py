@@ -23,8 +23,9 @@ from ..groups import summary as group_summary
 from ..jobs import JobBusy, NotYourRun
 from ..registry import JobRegistry
 from ..rewards import columns_used
+from ..run_compare import differing_settings, load_runs, runs_frame
 from ..runs import Run, list_runs
-from . import live, manage
+from . import charts, live, manage
 from .charts import FIGURES, all_figures
 from .forms import (
     FORM_KEYS,
@@ -63,7 +64,29 @@ class TrainHandlers:
 
     # --- settings ---
     def list_past(self):
+        """The Past runs list, and the same runs offered for comparison."""
         return gr.update(**self.past_choices())
+
+    def list_compare(self):
+        return gr.update(**self.past_choices())
+
+    def compare_runs(self, data: dict) -> dict:
+        """The chosen runs overlaid step by step, with the settings that differ and how each ended."""
+        b = self.view.buttons
+        try:
+            runs = load_runs([self.policy.run_folder(p) for p in data.get(b["compare_pick"]) or []])
+        except ConfigError as e:
+            return {b["compare_note"]: f"❌ {e}"}
+        if len(runs) < 2:
+            return {b["compare_note"]: "Pick two runs or more to compare."}
+        differ = differing_settings(runs)
+        listed = ", ".join(f"`{k}`" for k in differ) or "none (the same settings: another seed?)"
+        note = f"**{len(runs)} runs** · settings that differ: {listed}"
+        return {
+            b["compare_note"]: note,
+            b["compare_plot"]: charts.overlay_figure({r.path.name: r.metrics() for r in runs}),
+            b["compare_table"]: runs_frame(runs),
+        }
 
     def load_preset(self, data: dict) -> dict:
         return self.form_update(preset(data[self.view.preset]))

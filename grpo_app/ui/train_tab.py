@@ -276,6 +276,15 @@ def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainVie
                 inspect_table = gr.Dataframe(wrap=True, max_height=420, elem_id="inspect-table")
             with gr.Accordion("Log", open=False):
                 log = gr.Textbox(lines=10, max_lines=20, show_label=False, elem_id="train-log")
+            with gr.Accordion("Compare runs", open=False, elem_id="compare-runs"):
+                with gr.Row():
+                    compare_pick = gr.Dropdown(
+                        label="Runs", choices=[], multiselect=True, scale=4, elem_id="compare-runs-pick"
+                    )
+                    compare_btn = gr.Button("Overlay", size="sm", scale=0, min_width=90, elem_id="compare-runs-btn")
+                compare_note = gr.Markdown(elem_id="compare-runs-note")
+                compare_plot = gr.Plot(show_label=False, elem_id="compare-runs-plot")
+                compare_table = gr.Dataframe(wrap=True, elem_id="compare-runs-table")
     return TrainView(
         preset_radio,
         start,
@@ -316,6 +325,11 @@ def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainVie
             "inspect": inspect_btn,
             "inspect_note": inspect_note,
             "inspect_table": inspect_table,
+            "compare_pick": compare_pick,
+            "compare": compare_btn,
+            "compare_note": compare_note,
+            "compare_plot": compare_plot,
+            "compare_table": compare_table,
         },
     )
 
@@ -354,6 +368,9 @@ def create_train_tab(
     v.stop.click(h.stop_run, {v.visitor}, v.status)
     b["show"].click(h.show_config, form, [v.yaml_view, v.cli_view])
     b["bench"].click(h.test_rewards, form, b["bench_out"])
+    compared = [b["compare_note"], b["compare_plot"], b["compare_table"]]
+    b["compare"].click(h.compare_runs, {b["compare_pick"]}, compared)
+    b["compare_pick"].focus(h.list_compare, None, b["compare_pick"])  # the runs as they are when it opens
     b["inspect"].click(h.inspect_groups, {b["inspect_step"], v.past}, [b["inspect_note"], b["inspect_table"]])
     editor = {b["reward_name"], b["reward_code"], *form}
     b["reward_save"].click(h.save_reward, editor, [b["reward_result"], v.fields[REWARD_TABLE]])
@@ -362,5 +379,10 @@ def create_train_tab(
     # always ticking: an idle tick costs a snapshot and sends nothing, and a page never misses a run because a
     # refresh computed before Start (the page-load one, say) came back after it
     gr.Timer(1.5).tick(h.refresh, {v.seen}, live_out, show_progress="hidden")
-    h.on_load = [(h.show_data, data_in, data_out), (h.refresh, {v.seen}, live_out), (h.list_past, None, v.past)]
+    h.on_load = [
+        (h.show_data, data_in, data_out),
+        (h.refresh, {v.seen}, live_out),
+        (h.list_past, None, v.past),
+        (h.list_compare, None, b["compare_pick"]),
+    ]
     return h

@@ -70,6 +70,12 @@ def make_parser() -> argparse.ArgumentParser:
     ex.add_argument("run_dir", help="The run folder.")
     ex.add_argument("--merge", action="store_true", help="Fold the adapter into the base (merge_and_unload).")
     ex.add_argument("--out", help="Folder to write (default: <run>/merged or <run>/export).")
+    ex.add_argument(
+        "--adapter",
+        choices=["last", "best"],
+        default="last",
+        help="The last adapter, or the best on held-out prompts (run.eval_steps).",
+    )
     ex.add_argument("--push", metavar="REPO_ID", help="Upload to this Hub repo (user/name); token from HF_TOKEN.")
     ex.add_argument("--private", action="store_true", help="Create the Hub repo private.")
     ev = sub.add_parser("eval", help="Score base and tuned on held-out prompts; write <run>/eval.json.")
@@ -177,7 +183,7 @@ def cmd_generate(args, cfg: Config) -> int:
 def cmd_export(args) -> int:
     from .export import export_run, push_folder
 
-    folder = export_run(args.run_dir, merge=args.merge, out=args.out)
+    folder = export_run(args.run_dir, merge=args.merge, out=args.out, which=args.adapter)
     print(f"exported {'merged model' if args.merge else 'adapter'} with model card to {folder}")
     if args.push:
         print(f"pushed: {push_folder(folder, args.push, private=args.private)}")

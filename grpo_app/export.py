@@ -32,11 +32,17 @@ def _hub_id(name: str) -> str | None:
     return name if hub.is_hub_id(name) else None
 
 
-def export_run(run_dir: str | Path, merge: bool = False, out: str | Path | None = None) -> Path:
-    """Export a run's adapter (or the merged model) with a model card into `out` (default: in the run)."""
+def export_run(run_dir: str | Path, merge: bool = False, out: str | Path | None = None, which: str = "last") -> Path:
+    """Export a run's adapter (`last`, or `best`: the one that scored best on held-out prompts) or the merged
+    model, with a model card, into `out` (default: in the run)."""
     run = Run(run_dir)
     if not run.has_adapter():
         raise ExportError(f"'{run.path}' has no saved adapter to export (train it first).")
+    adapter = run.adapter_dir
+    if which == "best":
+        adapter = run.path / "best"
+        if not (adapter / "adapter_config.json").is_file():
+            raise ExportError(f"'{run.path}' has no best adapter: it was trained without run.eval_steps.")
     cfg = run.config()
     out = Path(out) if out else run.path / ("merged" if merge else "export")
     if out.exists() and any(out.iterdir()) and not (out / "README.md").is_file():
@@ -46,11 +52,11 @@ def export_run(run_dir: str | Path, merge: bool = False, out: str | Path | None 
     tmp.mkdir(parents=True)
     try:
         if merge:
-            _write_merged(cfg, run.adapter_dir, tmp)
+            _write_merged(cfg, adapter, tmp)
         else:
             for name in ADAPTER_FILES:
-                shutil.copy2(run.adapter_dir / name, tmp / name)
-            _tokenizer(cfg, run.adapter_dir).save_pretrained(tmp)
+                shutil.copy2(adapter / name, tmp / name)
+            _tokenizer(cfg, adapter).save_pretrained(tmp)
         _generation_config(cfg, tmp)
         plotted = _reward_plot(run, tmp / "reward.png")
         card(run, cfg, merged=merge, plot=plotted).save(tmp / "README.md")

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from grpo_app.config import preset
 from grpo_app.heldout import heldout_prompts
 from grpo_app.runs import Run
@@ -65,3 +67,18 @@ def test_the_quality_chart_draws_the_held_out_score():
     assert names["held-out summaries (unseen texts)"] == [2, 4]
     task = [{"step": 2, "reward": 1.0, "heldout/score": 1.5}]
     assert "held-out score (unseen prompts)" in {t.name for t in quality_figure(task).data}
+
+
+def test_the_best_adapter_exports(tiny_cfg, tmp_path):
+    from grpo_app.export import ExportError, export_run
+
+    tiny_cfg.run.eval_steps, tiny_cfg.run.eval_size = 1, 2
+    run_dir = train(tiny_cfg).run_dir
+    folder = export_run(run_dir, out=tmp_path / "best-export", which="best")
+    assert (folder / "adapter_model.safetensors").read_bytes() == (
+        run_dir / "best" / "adapter_model.safetensors"
+    ).read_bytes()
+    tiny_cfg.run.dir, tiny_cfg.run.eval_steps = str(tmp_path / "plain"), 0
+    plain = train(tiny_cfg).run_dir
+    with pytest.raises(ExportError, match="no best adapter: it was trained without run.eval_steps"):
+        export_run(plain, which="best")

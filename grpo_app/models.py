@@ -112,6 +112,7 @@ class HostSettings:
     optim: str
     bf16_autocast: bool
     notes: list[str]
+    attn_chosen: bool = False  # attention picked for the host (auto): another may be tried if the family refuses
 
 
 def cpu_supports_bf16() -> bool:
@@ -143,7 +144,7 @@ def host_settings(cfg: Config) -> HostSettings:
     bf16_autocast = cfg.grpo.bf16 and bf16_ok
     if cfg.grpo.bf16 and not bf16_ok:
         notes.append("bf16 is not supported on this host; training in float32.")
-    return HostSettings(device, dtype, attn, optim, bf16_autocast, notes)
+    return HostSettings(device, dtype, attn, optim, bf16_autocast, notes, cfg.model.attn_implementation == "auto")
 
 
 def _bitsandbytes_works() -> bool:
@@ -218,13 +219,31 @@ def load_model(cfg: Config, host: HostSettings | None = None, located: tuple[str
 
     host = host or host_settings(cfg)
     path, tokenizer = located or locate_model(cfg)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
+
+    def load(attn: str):
+        return AutoModelForCausalLM.from_pretrained(
             path,
             dtype=getattr(torch, host.dtype),
-            attn_implementation=host.attn_implementation,
+            attn_implementation=attn,
             trust_remote_code=cfg.model.trust_remote_code,
         )
+
+    try:
+        try:
+            model = load(host.attn_implementation)
+        except ValueError as e:  # a family transformers will not run with sdpa / flash (Gemma 2, say)
+            if "attention implementation" not in str(e) or host.attn_implementation == "eager":
+                raise
+            if not host.attn_chosen:
+                raise ModelError(
+                    f"'{cfg.model.name}' cannot use attention '{host.attn_implementation}' in transformers; "
+                    "set model.attn_implementation=eager (or auto)."
+                ) from None
+            host.notes.append(f"{cfg.model.name}: {host.attn_implementation} attention is not supported; using eager.")
+            host.attn_implementation = "eager"
+            model = load("eager")
+    except ModelError:
+        raise
     except Exception as e:
         if out_of_memory(e):
             raise

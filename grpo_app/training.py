@@ -148,13 +148,14 @@ def train(
             cfg.save(run_dir / "config.yaml")
         _status(run_dir, "running", reporter=reporter)
         reporter.on_status("loading", f"Loading model {cfg.model.name}…")
+        model, tokenizer, _ = load_model(cfg, host, located)
+        cfg.model.attn_implementation = host.attn_implementation  # eager, where the family refused sdpa
         for note in host.notes:
             reporter.on_log(note)
         reporter.on_log(
             f"Host: {host.device}, weights {host.dtype}, attention {host.attn_implementation}, "
             f"optimizer {host.optim}, bf16 autocast {host.bf16_autocast}."
         )
-        model, tokenizer, _ = load_model(cfg, host, located)
         reporter.on_log(f"Data: {report.summary()}.")
         trainer = _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop, clock)
         del model

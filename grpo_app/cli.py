@@ -70,6 +70,7 @@ def make_parser() -> argparse.ArgumentParser:
     ex.add_argument("run_dir", help="The run folder.")
     ex.add_argument("--merge", action="store_true", help="Fold the adapter into the base (merge_and_unload).")
     ex.add_argument("--out", help="Folder to write (default: <run>/merged or <run>/export).")
+    ex.add_argument("--gguf", choices=["f16", "q8_0"], help="Also write the merged model as one GGUF file (llama.cpp).")
     ex.add_argument(
         "--adapter",
         choices=["last", "best"],
@@ -183,8 +184,9 @@ def cmd_generate(args, cfg: Config) -> int:
 def cmd_export(args) -> int:
     from .export import export_run, push_folder
 
-    folder = export_run(args.run_dir, merge=args.merge, out=args.out, which=args.adapter)
-    print(f"exported {'merged model' if args.merge else 'adapter'} with model card to {folder}")
+    folder = export_run(args.run_dir, merge=args.merge, out=args.out, which=args.adapter, gguf=args.gguf or "")
+    what = f"merged model and model-{args.gguf}.gguf" if args.gguf else "merged model" if args.merge else "adapter"
+    print(f"exported {what} with model card to {folder}")
     if args.push:
         print(f"pushed: {push_folder(folder, args.push, private=args.private)}")
     return 0

@@ -12,16 +12,13 @@ import shutil
 from pathlib import Path
 
 from . import hub
-from .config import Config, ConfigError
+from .config import Config
+from .errors import ExportError
 from .models import DEFAULT_HUB_ID, pin_default
 from .runs import Run
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 TAGS = ["grpo", "trl", "lora", "peft", "grpo-studio"]
-
-
-class ExportError(ConfigError):
-    """Export or push could not be done; the message says why and what was kept."""
 
 
 def _hub_id(name: str) -> str | None:
@@ -32,10 +29,23 @@ def _hub_id(name: str) -> str | None:
     return name if hub.is_hub_id(name) else None
 
 
-def export_run(run_dir: str | Path, merge: bool = False, out: str | Path | None = None, which: str = "last") -> Path:
+def export_run(
+    run_dir: str | Path, merge: bool = False, out: str | Path | None = None, which: str = "last", gguf: str = ""
+) -> Path:
     """Export a run's adapter (`last`, or `best`: the one that scored best on held-out prompts) or the merged
-    model, with a model card, into `out` (default: in the run)."""
+    model, with a model card, into `out` (default: in the run); `gguf` (f16 | q8_0) adds the merged model as one
+    GGUF file for llama.cpp / Ollama (and implies `merge`)."""
     run = Run(run_dir)
+    merge = merge or bool(gguf)
+    if gguf:
+        from transformers import AutoConfig
+
+        from .gguf_export import KINDS, architecture
+        from .models import resolve_model
+
+        if gguf not in KINDS:
+            raise ExportError(f"GGUF type must be one of {', '.join(KINDS)}, not '{gguf}'.")
+        architecture(AutoConfig.from_pretrained(resolve_model(run.config().model.name)))  # refused before any work
     if not run.has_adapter():
         raise ExportError(f"'{run.path}' has no saved adapter to export (train it first).")
     adapter = run.adapter_dir
@@ -53,13 +63,18 @@ def export_run(run_dir: str | Path, merge: bool = False, out: str | Path | None 
     try:
         if merge:
             _write_merged(cfg, adapter, tmp)
+            if gguf:
+                from .gguf_export import write_gguf
+
+                write_gguf(tmp, tmp / f"model-{gguf}.gguf", gguf, name=run.path.name)
         else:
             for name in ADAPTER_FILES:
                 shutil.copy2(adapter / name, tmp / name)
             _tokenizer(cfg, adapter).save_pretrained(tmp)
         _generation_config(cfg, tmp)
         plotted = _reward_plot(run, tmp / "reward.png")
-        card(run, cfg, merged=merge, plot=plotted).save(tmp / "README.md")
+        gguf_file = f"model-{gguf}.gguf" if gguf else ""
+        card(run, cfg, merged=merge, plot=plotted, gguf=gguf_file).save(tmp / "README.md")
         shutil.rmtree(out, ignore_errors=True)  # an earlier export of the same kind is replaced whole
         tmp.rename(out)
     finally:
@@ -134,7 +149,7 @@ def _reward_plot(run: Run, path: Path) -> bool:
     return True
 
 
-def card(run: Run, cfg: Config, merged: bool, plot: bool):
+def card(run: Run, cfg: Config, merged: bool, plot: bool, gguf: str = ""):
     """The model card: metadata for the Hub, then what was trained on what, how, with what result, and usage."""
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -213,6 +228,24 @@ def card(run: Run, cfg: Config, merged: bool, plot: bool):
         "",
         "The folder's `generation_config.json` holds these generation settings as the defaults.",
     ]
+    if gguf:
+        t, p = cfg.generation.temperature, cfg.generation.min_p
+        lines += [
+            "",
+            f"### GGUF (`{gguf}`): llama.cpp, Ollama, LM Studio",
+            "",
+            "```bash",
+            f"llama-cli -m {gguf} -cnv --temp {t} --min-p {p}",
+            "```",
+            "",
+            "Ollama: a `Modelfile` beside the file, then `ollama create my-model -f Modelfile && ollama run my-model`:",
+            "",
+            "```",
+            f"FROM ./{gguf}",
+            f"PARAMETER temperature {t}",
+            f"PARAMETER min_p {p}",
+            "```",
+        ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
 
 

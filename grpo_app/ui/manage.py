@@ -94,6 +94,17 @@ def create_export_panel(past: gr.Dropdown, policy: Policy) -> dict:
             out = gr.Textbox(
                 label="Folder", placeholder="default: <run>/merged or <run>/export", scale=2, elem_id="export-out"
             )
+        with gr.Row():
+            which = gr.Radio(
+                ["last", "best"], value="last", label="Adapter", info="best: top held-out score", elem_id="export-which"
+            )
+            gguf = gr.Radio(
+                ["none", "f16", "q8_0"],
+                value="none",
+                label="Also as GGUF (llama.cpp, Ollama)",
+                info="merges; q8_0 is about half the size",
+                elem_id="export-gguf",
+            )
         export_btn = gr.Button("Export", size="sm", elem_id="export-btn")
         with gr.Row():
             repo = gr.Textbox(label="Hub repo id", placeholder="user/SmolGRPO-135M", scale=2, elem_id="push-repo")
@@ -102,29 +113,32 @@ def create_export_panel(past: gr.Dropdown, policy: Policy) -> dict:
         push_btn = gr.Button("Export and push", size="sm", elem_id="push-btn")
         result = gr.Markdown(elem_id="export-result")
 
-    def do_export(path, merge, out):
+    def do_export(path, merge, out, which="last", gguf="none"):
         from ..export import export_run
 
         policy.check_export_folder(out)
-        return export_run(policy.run_folder(path), merge=bool(merge), out=(out or "").strip() or None)
+        kind = "" if gguf in (None, "none") else gguf
+        folder = (out or "").strip() or None
+        return export_run(policy.run_folder(path), merge=bool(merge), out=folder, which=which or "last", gguf=kind)
 
-    def export(path, merge, out):
+    def export(path, merge, out, which="last", gguf="none"):
         try:
-            folder = do_export(path, merge, out)
+            folder = do_export(path, merge, out, which, gguf)
         except ConfigError as e:
             return f"❌ {e}"
-        return f"Exported to `{folder}` (model card `README.md`, `reward.png`)."
+        extra = f", `model-{gguf}.gguf`" if gguf not in (None, "none") else ""
+        return f"Exported to `{folder}` (model card `README.md`, `reward.png`{extra})."
 
-    def push(path, merge, out, repo, private, token):
+    def push(path, merge, out, repo, private, token, which="last", gguf="none"):
         from ..export import push_folder
 
         try:
-            folder = do_export(path, merge, out)
+            folder = do_export(path, merge, out, which, gguf)
             url = push_folder(folder, (repo or "").strip(), token=token or None, private=bool(private))
         except ConfigError as e:
             return f"❌ {e}", ""  # the box is emptied whatever happened: the token is never kept on the page
         return f"Pushed `{folder}` to [{repo}]({url}).", ""
 
-    export_btn.click(export, [past, merge, out], result)
-    push_btn.click(push, [past, merge, out, repo, private, token], [result, token])
+    export_btn.click(export, [past, merge, out, which, gguf], result)
+    push_btn.click(push, [past, merge, out, repo, private, token, which, gguf], [result, token])
     return {"export": export, "push": push}

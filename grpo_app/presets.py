@@ -38,6 +38,13 @@ TASK_GRPO = {  # the quick preset's optimiser and sampling, on short prompts
     "save_steps": 20,
 }
 
+TASK = {  # what the task templates share besides their data, sampling length and rewards
+    "model": {"name": "default"},
+    "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
+    "generation": {"max_new_tokens": 64},
+    "run": {"eval_steps": 20, "eval_size": 8},
+}
+
 PRESETS: dict[str, dict] = {
     # The course pinned trl==0.14.0; every value it relied on is stated here, including the TRL defaults of
     # then that TRL 1.x changed (docs/usage.md, "The recipe preset pins ...").
@@ -110,13 +117,12 @@ PRESETS: dict[str, dict] = {
     },
     # Task templates (docs/experiments.md, 2026-11-30): a verifiable answer in a column, checked by the rewards.
     "reason": {
-        "model": {"name": "default"},
+        **TASK,
         "data": {
             "path": "bundled-reason",
             "instruction": REASON_INSTRUCTION,
             "chat_format": False,  # a worked example to continue, not a chat turn
         },
-        "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
         "grpo": {**TASK_GRPO, "max_completion_length": 64},
         "reward": {
             "functions": ["regex", "numeric_match", "soft_overlong"],
@@ -125,17 +131,14 @@ PRESETS: dict[str, dict] = {
             "pattern": REASON_PATTERN,
             "overlong_buffer": 16,
         },
-        "generation": {"max_new_tokens": 64},
-        "run": {"eval_steps": 20, "eval_size": 8},
     },
     "extract": {
-        "model": {"name": "default"},
+        **TASK,
         "data": {
             "path": "bundled-extract",
             "instruction": EXTRACT_INSTRUCTION,
             "chat_format": True,
         },
-        "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
         "grpo": {**TASK_GRPO, "max_completion_length": 48},
         "reward": {
             "functions": ["json", "json_fields"],
@@ -143,8 +146,6 @@ PRESETS: dict[str, dict] = {
             "monitor": [],
             "json_keys": "name, city, age",
         },
-        "generation": {"max_new_tokens": 64},
-        "run": {"eval_steps": 20, "eval_size": 8},
     },
 }
 

@@ -45,6 +45,7 @@ audit: setup
 bench: setup
 	$(PY) bench/bench.py
 	$(PY) bench/bench_generation.py
+	$(PY) bench/bench_memory.py
 
 # The README's screenshots from a finished run folder: make screenshots RUN=runs/quick
 screenshots: setup browser

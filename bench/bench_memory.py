@@ -5,7 +5,8 @@
 
 1. The app's registry (training in a warm worker process, as `app.py` runs it) starts the quick preset: seconds
    from Start to the first chart point, the worker's peak memory (status.json) and its memory step by step.
-2. The same run with `speed.return_memory=off`, for the difference the heap trim makes.
+2. The same run with `speed.return_memory=off` (the heap trim's share) and with gradient checkpointing on
+   (memory for speed).
 3. The app process itself after the run and after one Compare generation (base and tuned on the cat document,
    the recipe's generation settings): its resident memory when idle again, and the spare warm worker's.
 """
@@ -26,13 +27,17 @@ sys.path.insert(0, str(REPO))
 GB = 2**30
 
 
-def _train(registry, steps: int, run_dir: Path, return_memory: str) -> dict:
+VARIANTS = {  # name -> overrides of the quick preset
+    "quick": [],
+    "return_memory=off": [("speed.return_memory", "off")],
+    "gradient checkpointing on": [("speed.skip_checkpointing", "off"), ("grpo.gradient_checkpointing", True)],
+}
+
+
+def _train(registry, steps: int, run_dir: Path, overrides: list) -> dict:
     from grpo_app.config import load_config
 
-    cfg = load_config(
-        "quick",
-        overrides=[("grpo.max_steps", steps), ("run.dir", str(run_dir)), ("speed.return_memory", return_memory)],
-    )
+    cfg = load_config("quick", overrides=[("grpo.max_steps", steps), ("run.dir", str(run_dir)), *overrides])
     started = time.perf_counter()
     job = registry.start(cfg)
     first = None
@@ -72,20 +77,20 @@ def main() -> None:
     registry = JobRegistry(processes=True)
     registry.warm()
     time.sleep(5)  # the warm worker's imports, as in an app a user opened a while ago
-    for setting in ("auto", "off"):
-        results[f"return_memory={setting}"] = _train(registry, args.steps, root / setting, setting)
-        print(setting, {k: v for k, v in results[f"return_memory={setting}"].items() if k != "memory_gb_by_step"})
+    for i, (name, overrides) in enumerate(VARIANTS.items()):
+        results[name] = _train(registry, args.steps, root / f"v{i}", overrides)
+        print(name, {k: v for k, v in results[name].items() if k != "memory_gb_by_step"}, flush=True)
     results["app_after_runs_gb"] = _rss_gb()
     cfg = load_config("quick")
     models = registry.inference(cfg)
-    for _ in models.stream_pair(CAT_DOCUMENT, cfg.generation, str(root / "auto" / "adapter")):
+    for _ in models.stream_pair(CAT_DOCUMENT, cfg.generation, str(root / "v0" / "adapter")):
         pass
     results["app_after_compare_gb"] = _rss_gb()
     trim()
     results["app_idle_after_compare_gb"] = _rss_gb()
     spare = registry._worker.proc.pid if registry._worker is not None else None
     results["spare_worker_gb"] = _rss_gb(spare) if spare else None
-    print(json.dumps({k: v for k, v in results.items() if not k.startswith("return_memory")}, indent=1))
+    print(json.dumps({k: v for k, v in results.items() if k not in VARIANTS}, indent=1))
     out = REPO / "bench" / "results" / f"memory-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=1))
     print(f"wrote {out}")

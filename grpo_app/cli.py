@@ -96,6 +96,7 @@ def make_parser() -> argparse.ArgumentParser:
     rw.add_argument("--prompts", type=int, default=4, help="Dataset prompts to sample a group for.")
     rw.add_argument("--adapter", help="Sample from base + this adapter instead of the base model.")
     rw.add_argument("--out", help="Report path (default: <run.dir>/reward_bench.json, else <run.root>/...).")
+    sub.add_parser("app", help="Open the app (as `python app.py`): http://127.0.0.1:7860.")
     worker = sub.add_parser("worker", help="A training process for the app (reads its run from stdin).")
     worker.add_argument("--request", help="A JSON request file instead of stdin (accelerate launch).")
     for command in sub.choices.values():
@@ -261,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "export":
             return cmd_export(args)
+        if args.command == "app":
+            from .serve import main as serve
+
+            return serve()
         if args.command == "worker":
             from .worker import main as worker
 
@@ -295,3 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         return 1
+
+
+def run() -> None:
+    """The `grpo-studio` command."""
+    sys.exit(main())

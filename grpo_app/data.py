@@ -15,7 +15,9 @@ from .config import ConfigError, DataConfig
 from .errors import first_line
 from .prompts import with_instruction
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# the bundled data: in a checkout, assets/ beside the package; installed, the package's own assets/ (package data)
+_INSTALLED = Path(__file__).resolve().parent / "assets"
+ASSETS = _INSTALLED if (_INSTALLED / "posts").is_dir() else Path(__file__).resolve().parent.parent / "assets"
 BUNDLED = {  # name -> folders of assets/ with train.jsonl and test.jsonl
     "bundled": ("posts",),  # short first-person posts (360-1,400 characters)
     "bundled-documents": ("docs",),  # long documents of varied genres (1-4 kB)

@@ -1,0 +1,49 @@
+"""Serve the app: what `python app.py`, `make run` and `grpo-studio app` run.
+
+Runs go to GRPO_STUDIO_RUNS, else /data/runs where a Space has persistent storage, else ./runs. It listens on
+127.0.0.1 unless GRADIO_SERVER_NAME says otherwise or it runs on a Space (0.0.0.0); the port follows
+GRADIO_SERVER_PORT. Ctrl-C or SIGTERM stops a running training at the end of its step and saves it before the
+process ends (GRPO_STUDIO_SHUTDOWN_WAIT seconds at most, default 60).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+
+def build():
+    """The Blocks app on the default runs folder (what a Space imports as `demo`)."""
+    from .access import default_runs_root
+    from .ui import create_ui
+
+    return create_ui(runs_root=default_runs_root())
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # Gradio closes the server on it, as on Ctrl-C
+
+
+def main(demo=None) -> int:
+    from .memory import return_freed_memory
+    from .ui import CSS, THEME
+
+    demo = demo or build()
+    signal.signal(signal.SIGTERM, _interrupt)
+    demo.registry.warm()  # a training process with its imports done, so Start does not wait for them
+    return_freed_memory()  # what a Compare generation frees goes back to the system, not to a growing heap
+    policy = demo.policy
+    try:
+        demo.queue(default_concurrency_limit=4).launch(
+            theme=THEME,
+            css=CSS,
+            show_error=True,
+            server_name=policy.host,
+            allowed_paths=policy.allowed_paths(),
+            max_file_size=f"{policy.max_upload_mb:g}mb" if policy.public else None,
+        )
+    finally:
+        snap = demo.registry.shutdown(float(os.environ.get("GRPO_STUDIO_SHUTDOWN_WAIT") or 60))
+        if snap is not None:
+            print(f"Training {snap.status}: {snap.message}", flush=True)
+    return 0

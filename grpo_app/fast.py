@@ -63,6 +63,12 @@ class FastGRPOTrainer(GRPOTrainer):
             and not decoder.supports(self.model, self.generation_config)
         )
         self._gen_model, self._packed = None, False
+        self.set_aside = []  # levers asked for that this model or these settings cannot use, with why
+        if shared_prefix and not self.shared_prefix:
+            self.set_aside.append("speed.shared_prefix steps aside: the model has sliding-window or linear attention")
+        why = decoder.supports(self.model, self.generation_config)
+        if fast_decode and merged_generation and why and not self.use_vllm:
+            self.set_aside.append(f"speed.fast_decode steps aside: {why}; sampling uses transformers' generate")
 
     def _get_per_token_logps_and_entropies(
         self,

@@ -296,8 +296,11 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
         reporter.on_log(
             "Gradient checkpointing off: a small model on this host has the memory (speed.skip_checkpointing)."
         )
-    if _lever(cfg.speed.grouped_attention, host) and plain_attention(model.config):
-        use_grouped_attention(model)
+    if _lever(cfg.speed.grouped_attention, host):
+        if plain_attention(model.config):
+            use_grouped_attention(model)
+        else:
+            reporter.on_log("speed.grouped_attention steps aside: the model has sliding-window or linear attention.")
     funcs, weights = build_rewards(cfg.reward, cfg.grpo.max_completion_length)
     g = cfg.grpo
     recorder = CompletionRecorder(
@@ -346,6 +349,8 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
     )
     for extra in callbacks[1:]:
         extra.trainer = trainer
+    for line in trainer.set_aside:
+        reporter.on_log(line + ("" if line.endswith(".") else "."))
     return trainer
 
 

@@ -97,6 +97,9 @@ def make_parser() -> argparse.ArgumentParser:
     rw.add_argument("--adapter", help="Sample from base + this adapter instead of the base model.")
     rw.add_argument("--out", help="Report path (default: <run.dir>/reward_bench.json, else <run.root>/...).")
     sub.add_parser("app", help="Open the app (as `python app.py`): http://127.0.0.1:7860.")
+    runs = sub.add_parser("runs", help="List the runs, or compare some: how each ended and the settings that differ.")
+    runs.add_argument("--root", default="runs", help="The runs folder (default: runs).")
+    runs.add_argument("--compare", nargs="+", metavar="RUN", help="Run folders (or names under --root) to compare.")
     worker = sub.add_parser("worker", help="A training process for the app (reads its run from stdin).")
     worker.add_argument("--request", help="A JSON request file instead of stdin (accelerate launch).")
     for command in sub.choices.values():
@@ -217,6 +220,28 @@ def cmd_eval(args, cfg: Config) -> int:
     return 0
 
 
+def cmd_runs(args) -> int:
+    from .run_compare import differing_settings, load_runs, runs_frame
+    from .runs import list_runs
+
+    if not args.compare:
+        listed = list_runs(args.root)
+        if not listed:
+            print(f"No runs in {args.root}.")
+        for r in listed:
+            print(r.label)
+        return 0
+    paths = [Path(p) if Path(p).is_dir() else Path(args.root) / p for p in args.compare]
+    missing = [str(p) for p in paths if not (p / "config.yaml").is_file()]
+    if missing:
+        raise ConfigError(f"Not a run folder: {missing[0]} (no config.yaml).")
+    runs = load_runs(paths)
+    print(runs_frame(runs).to_string(index=False))
+    differ = differing_settings(runs)
+    print("\nsettings that differ: " + (", ".join(differ) if differ else "none"))
+    return 0
+
+
 def cmd_rewards(args, cfg: Config) -> int:
     from .reward_bench import report_markdown, run_bench
 
@@ -262,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "export":
             return cmd_export(args)
+        if args.command == "runs":
+            return cmd_runs(args)
         if args.command == "app":
             from .serve import main as serve
 

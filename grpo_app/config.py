@@ -193,7 +193,11 @@ class RunSettings:
         "the dataset's test split.",
     )
     eval_size: int = _f(8, "How many held-out prompts each evaluation answers (greedy).")
-    guard: int = _f(0, "Stop after this many held-out evaluations without a new best (0 = off).")
+    guard: int = _f(
+        0,
+        "Stop when the held-out score stays below its best for this many evaluations while the reward rises (the "
+        "model games the reward); best/ keeps the best adapter (0 = off).",
+    )
 
 
 @dataclass

@@ -56,41 +56,46 @@ def is_summary_task(cfg: Config) -> bool:
 
 class HeldoutCallback(TrainerCallback):
     """Scores the held-out prompts every `eval_steps` steps and at the end; saves <run>/best/ on a new best; with
-    `run.guard` N, stops the run after N evaluations without a new best."""
+    `run.guard` N, stops the run after N evaluations below the best while the training reward rose."""
 
     def __init__(self, cfg: Config, run_dir: Path, reporter: Reporter, pset, rewards, sink: dict):
         self.cfg, self.run_dir, self.reporter, self.pset = cfg, run_dir, reporter, pset
         self.funcs, self.weights = rewards
         self.sink = sink  # figures for the next metrics row (LiveCallback writes it)
         self.best: tuple[int, float] | None = None
-        self.since_best = 0
+        self.reward_at_best, self.falling = float("-inf"), 0
+        self.guard_message = ""
         self.trainer = None  # set once built: its decoding copy answers far faster than `generate`
 
     def on_step_end(self, args, state, control, model=None, processing_class=None, **kw):
         every, step = self.cfg.run.eval_steps, state.global_step
         if not every or model is None or not (step % every == 0 or step == state.max_steps):
             return control
-        figures = self.score(model, processing_class or kw.get("tokenizer"))
+        figures = self.score(model, processing_class or kw.get("tokenizer"), state)
         self.sink.update(figures)
         score = figures["heldout/score"]
+        rewards = [h["reward"] for h in state.log_history if "reward" in h]
+        reward = statistics.fmean(rewards[-every:]) if rewards else float("-inf")  # since the last evaluation
         if self.best is None or score > self.best[1]:
-            self.best, self.since_best = (step, score), 0
+            self.best, self.reward_at_best, self.falling = (step, score), reward, 0
             if is_main_process():
                 save_adapter(model, processing_class, self.run_dir / "best")
                 (self.run_dir / "best" / "best.json").write_text(json.dumps({"step": step, "score": score}))
-        else:
-            self.since_best += 1
+        else:  # below the best: the guard counts it when the reward went up meanwhile (the model games it)
+            self.falling = self.falling + 1 if reward > self.reward_at_best else 0
         guard = self.cfg.run.guard
-        if guard and self.since_best >= guard and step < state.max_steps:
+        if guard and self.falling >= guard and step < state.max_steps:
             control.should_training_stop = True
             control.should_save = args.save_strategy != "no"
-            self.reporter.on_log(
-                f"Stopped by the guard: the held-out score ({score:.3g}) has not beaten step {self.best[0]}'s "
-                f"({self.best[1]:.3g}) for {guard} evaluation{'s' if guard != 1 else ''}; best/ keeps that adapter."
+            self.guard_message = (
+                f"Stopped by the guard at step {step}: the held-out score fell below step {self.best[0]}'s "
+                f"({self.best[1]:.3g}, now {score:.3g}) for {guard} evaluation{'s' if guard != 1 else ''} while the "
+                f"reward rose; best/ keeps step {self.best[0]}'s adapter."
             )
+            self.reporter.on_log(self.guard_message)
         return control
 
-    def score(self, model, tokenizer) -> dict[str, float]:
+    def score(self, model, tokenizer, state=None) -> dict[str, float]:
         """Greedy answers to the held-out prompts, scored; the training's random state is left as it was."""
         from .inference.engine import generate
 
@@ -124,7 +129,8 @@ class HeldoutCallback(TrainerCallback):
         total = [0.0] * len(texts)
         ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         for func, weight in zip(self.funcs, self.weights, strict=True):
-            values = func(prompts=self.pset.prompts, completions=texts, completion_ids=ids, **self.pset.columns)
+            kw = {"completion_ids": ids, "trainer_state": state, **self.pset.columns}  # what TRL passes
+            values = func(prompts=self.pset.prompts, completions=texts, **kw)
             values = [0.0 if v is None else float(v) for v in values]
             figures[f"heldout/{func.__name__}"] = statistics.fmean(values)
             total = [t + weight * v for t, v in zip(total, values, strict=True)]

@@ -198,6 +198,9 @@ def train(
         (run_dir / "checkpoints").rmdir()  # TRL's output_dir, empty when checkpoints are off
     step = trainer.state.global_step if trainer else 0
     message = f"{status.capitalize()} after {_steps(step)}; adapter saved to {run_dir / 'adapter'}."
+    guard = next((c.guard_message for c in _callbacks(trainer) if getattr(c, "guard_message", "")), "")
+    if guard:  # the dashboard says why the run ended early
+        message = f"{guard} The last adapter is in {run_dir / 'adapter'}."
     elapsed = round(time.time() - clock, 2)
     _status(
         run_dir,
@@ -214,6 +217,10 @@ def train(
     return RunResult(
         run_dir, status, message, metrics=list(trainer.state.log_history) if trainer else [], elapsed=elapsed
     )
+
+
+def _callbacks(trainer) -> list:
+    return list(trainer.callback_handler.callbacks) if trainer is not None else []
 
 
 def _steps(n: int) -> str:

@@ -37,18 +37,34 @@ def test_scoring_does_not_change_what_the_run_learns(tiny_cfg, tmp_path):
     assert [r["completion"] for r in scored] == [r["completion"] for r in plain]
 
 
-def test_the_guard_stops_a_run_that_stops_improving(tiny_cfg):
-    """A task's score is its weighted rewards; with guard 1, the first evaluation without a new best stops it."""
-    tiny_cfg.grpo.max_steps, tiny_cfg.run.eval_steps, tiny_cfg.run.guard = 50, 1, 1
-    tiny_cfg.data.path, tiny_cfg.data.chat_format = "bundled-reason", False
-    r = tiny_cfg.reward
-    r.functions, r.weights, r.monitor = ["numeric_match", "regex"], [2.0, 1.0], []
-    tiny_cfg.run.eval_size, tiny_cfg.grpo.learning_rate = 2, 1e-12  # nothing moves: no new best after step 1
+def test_the_guard_stops_a_run_whose_reward_rises_while_held_out_quality_falls(tiny_cfg, tmp_path):
+    """A reward made to diverge from the held-out metric: it pays `sign` x step, and the held-out prompts carry
+    sign -1. The training reward rises every step while the held-out score falls, so with guard 2 the run stops at
+    step 3 of 20, says why, and best/ keeps step 1."""
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps({"prompt": f"Text {i}.", "sign": 1}) for i in range(8)))
+    (tmp_path / "heldout.jsonl").write_text(
+        "\n".join(json.dumps({"prompt": f"Other {i}.", "sign": -1}) for i in range(2))
+    )
+    (tmp_path / "gamed.py").write_text(
+        "def gamed(prompts, completions, sign, trainer_state=None, **kw):\n"
+        "    step = trainer_state.global_step + 1 if trainer_state is not None else 0\n"
+        "    return [float(s * step) for s in sign]\n"
+    )
+    tiny_cfg.data.path, tiny_cfg.run.eval_prompts = str(tmp_path / "train.jsonl"), str(tmp_path / "heldout.jsonl")
+    tiny_cfg.reward.functions, tiny_cfg.reward.weights, tiny_cfg.reward.monitor = (
+        [f"{tmp_path}/gamed.py:gamed"],
+        [1],
+        [],
+    )
+    tiny_cfg.grpo.max_steps, tiny_cfg.run.eval_steps, tiny_cfg.run.guard = 20, 1, 2
     tiny_cfg.speed.fast_decode = "off"  # held-out answers from transformers' generate, not the decoding copy
     result = train(tiny_cfg)
     assert result.status == "finished", result.error
+    assert result.message.startswith("Stopped by the guard at step 3: the held-out score fell below step 1's")
     metrics = Run(result.run_dir).metrics()
-    assert len(metrics) == 2 and {"heldout/numeric_match", "heldout/regex"} <= set(metrics[0])
+    assert [m["heldout/score"] for m in metrics] == [-2.0, -3.0, -4.0] and metrics[-1]["reward"] > metrics[0]["reward"]
+    assert json.loads((result.run_dir / "best" / "best.json").read_text())["step"] == 1
+    assert json.loads(Run(result.run_dir).status_file.read_text())["best_step"] == 1
 
 
 def test_held_out_prompts_follow_the_task():
@@ -82,3 +98,15 @@ def test_the_best_adapter_exports(tiny_cfg, tmp_path):
     plain = train(tiny_cfg).run_dir
     with pytest.raises(ExportError, match="no best adapter: it was trained without run.eval_steps"):
         export_run(plain, which="best")
+
+
+def test_the_runs_command_compares_runs(tiny_cfg, tmp_path, capsys):
+    from grpo_app.cli import main
+
+    for name, lr in (("a", 1e-4), ("b", 1e-2)):
+        tiny_cfg.run.dir, tiny_cfg.grpo.learning_rate = str(tmp_path / name), lr
+        assert train(tiny_cfg).status == "finished"
+    assert main(["runs", "--root", str(tmp_path), "--compare", "a", "b"]) == 0
+    out = capsys.readouterr().out
+    assert "grpo.learning_rate" in out and "settings that differ: grpo.learning_rate" in out
+    assert main(["runs", "--compare", str(tmp_path / "missing"), "a"]) == 2

@@ -47,9 +47,9 @@ bench: setup
 	$(PY) bench/bench_generation.py
 	$(PY) bench/bench_memory.py
 
-# The README's screenshots from a finished run folder: make screenshots RUN=runs/quick
+# The README's screenshots from finished runs: make screenshots RUN=runs/quick [OTHER=runs/quick-2] [SCORED=runs/x]
 screenshots: setup browser
-	$(PY) docs/screenshots.py $(RUN)
+	$(PY) docs/screenshots.py $(RUN) $(if $(OTHER),--other $(OTHER)) $(if $(SCORED),--scored $(SCORED))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

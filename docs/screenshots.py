@@ -37,9 +37,21 @@ def _launch(runs: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"the app did not start: see {runs / 'app.log'}")
 
 
+def _open(page, name: str) -> None:
+    """Open a run from 'Past runs' and wait for its charts."""
+    page.locator("#past-run input").click()
+    page.get_by_role("option", name=name).first.click()
+    page.click("#open-run-btn")
+    page.locator("#train-status").get_by_text(name).wait_for(timeout=60_000)
+    page.locator("#plot-reward .js-plotly-plot").wait_for(timeout=60_000)
+    time.sleep(3)  # the charts' own transition
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a finished run folder (config.yaml, metrics.jsonl, adapter/)")
+    parser.add_argument("--other", type=Path, help="a second run: 'Compare runs' overlays both")
+    parser.add_argument("--scored", type=Path, help="a run trained with run.eval_steps: held-out chart, inspector")
     parser.add_argument("--out", type=Path, default=REPO / "assets")
     parser.add_argument("--batch", type=int, default=8, help="held-out posts in the batch comparison")
     args = parser.parse_args()
@@ -47,7 +59,8 @@ def main() -> None:
 
     runs = Path(tempfile.mkdtemp(prefix="shots-")) / "runs"
     runs.mkdir(parents=True)
-    shutil.copytree(args.run, runs / args.run.name, ignore=shutil.ignore_patterns("checkpoints", "merged"))
+    for run in filter(None, (args.run, args.other, args.scored)):
+        shutil.copytree(run, runs / run.name, ignore=shutil.ignore_patterns("checkpoints", "merged", "export"))
     proc, url = _launch(runs)
     try:
         with sync_playwright() as p:
@@ -55,12 +68,27 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1500})
             page.goto(url)
             page.get_by_text("Past runs").click()
-            page.locator("#past-run input").click()
-            page.get_by_role("option").first.click()
-            page.click("#open-run-btn")
-            page.locator("#plot-reward .js-plotly-plot").wait_for(timeout=60_000)
-            time.sleep(3)  # the charts' own transition
+            _open(page, args.run.name)
             page.screenshot(path=str(args.out / "screenshot-train.png"), full_page=False)
+            if args.scored:
+                _open(page, args.scored.name)
+                page.locator("#plot-quality").screenshot(path=str(args.out / "screenshot-heldout.png"))
+                page.get_by_text("Group inspector").click()
+                page.click("#inspect-btn")
+                page.locator("#inspect-note").get_by_text("Step").wait_for(timeout=60_000)
+                time.sleep(1)
+                page.locator("#inspect-note").locator("..").locator("..").screenshot(
+                    path=str(args.out / "screenshot-inspector.png")
+                )
+            if args.other:
+                page.get_by_text("Compare runs").click()
+                for name in (args.run.name, args.other.name):
+                    page.locator("#compare-runs-pick input").click()
+                    page.get_by_role("option", name=name).first.click()
+                page.click("#compare-runs-btn")
+                page.locator("#compare-runs-plot .js-plotly-plot").wait_for(timeout=60_000)
+                time.sleep(2)
+                page.locator("#compare-runs").screenshot(path=str(args.out / "screenshot-runs.png"))
             page.get_by_role("tab", name="Compare").click()
             page.locator("#adapter-choice input").wait_for()
             page.click("#generate-btn")

@@ -145,6 +145,9 @@ class RewardSettings:
     )
     words_column: str = _f("keywords", "Dataset column with the words contains / avoids look for (a list or text).")
     json_keys: str = _f("", "Keys the json reward requires, comma-separated (empty = any JSON object).")
+    json_schema: str = _f(
+        "", "A JSON schema (a .json file or the schema itself) the json reward's object must satisfy (empty = none)."
+    )
     length_unit: str = _f("chars", "What the length reward counts: chars | words | tokens.")
     overlong_buffer: int = _f(
         16, "soft_overlong: tokens before max_completion_length where the penalty starts (TRL's soft_punish_cache)."

@@ -35,8 +35,8 @@ CATALOG: dict[str, str] = {
     "ignoring case, spaces and end punctuation",
     "numeric_match": "1 if the last number of the answer equals the answer column's number, else 0",
     "regex": "1 if the whole completion matches reward.pattern (default: <think>...</think> then <answer>...</answer>)",
-    "json": "1 if the completion is a JSON object with exactly the keys of reward.json_keys (any, when empty), 0.5 "
-    "if another JSON object, 0 otherwise",
+    "json": "1 if the completion is a JSON object with exactly the keys of reward.json_keys (any, when empty) that "
+    "satisfies reward.json_schema (if set), 0.5 if another JSON object, 0 otherwise",
     "json_fields": "share of the answer column's JSON fields the completion's JSON object gets right",
     "contains": "share of the words column's words the completion contains",
     "avoids": "minus the share of the words column's words the completion contains",
@@ -129,14 +129,35 @@ def _contains(text: str, words: Any) -> float:
     return sum(1 for w in wanted if re.search(rf"\b{re.escape(w)}\b", said)) / len(wanted) if wanted else 0.0
 
 
+def _schema(text: str):
+    """A jsonschema validator for reward.json_schema (a file or the schema itself), or None."""
+    if not text.strip():
+        return None
+    from pathlib import Path
+
+    import jsonschema
+
+    source = Path(text.strip()).expanduser()
+    try:
+        schema = json.loads(source.read_text() if source.suffix == ".json" and source.is_file() else text)
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except (ValueError, OSError, jsonschema.SchemaError) as e:
+        raise ConfigError(f"reward.json_schema is not a valid JSON schema: {str(e).splitlines()[0]}") from None
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
 def _json_reward(settings: RewardSettings, max_len: int) -> RewardFn:
     keys = [k.strip() for k in settings.json_keys.split(",") if k.strip()]
+    schema = _schema(settings.json_schema)
+
+    def fits(obj: dict) -> bool:
+        return (not keys or set(obj) == set(keys)) and (schema is None or schema.is_valid(obj))
 
     def json_(prompts: list, completions: list, **kw: Any) -> list[float]:
         scores = []
         for c in completions:
             obj = parse_object(completion_text(c))
-            scores.append(0.0 if obj is None else 1.0 if not keys or set(obj) == set(keys) else 0.5)
+            scores.append(0.0 if obj is None else 1.0 if fits(obj) else 0.5)
         return scores
 
     json_.__name__ = "json"

@@ -55,6 +55,11 @@ def test_format_and_json_rewards():
     extra = person.replace("}", ', "job": "nurse"}')  # a key it was not asked for
     outputs = [person, f"```json\n{person}\n```", '{"name": "Ana Silva"}', "[1, 2]", "name: Ana Silva", "{}", extra]
     assert _one("json", outputs, settings) == [1.0, 1.0, 0.5, 0.0, 0.0, 0.5, 0.5]
+    schema = '{"type": "object", "required": ["name", "age"], "properties": {"age": {"type": "integer"}}}'
+    typed = RewardSettings(json_schema=schema)
+    assert _one("json", [person, person.replace("41", '"41"'), '{"name": "x"}', "nope"], typed) == [1.0, 0.5, 0.5, 0.0]
+    with pytest.raises(ConfigError, match="reward.json_schema is not a valid JSON schema"):
+        _one("json", ["{}"], RewardSettings(json_schema='{"type": "nothing"}'))
     expected = [person] * 3
     fields = [
         '{"name": "ana silva", "city": "Porto", "age": 41}',

@@ -29,6 +29,7 @@ FORM_KEYS = [
     "reward.answer_column",
     "reward.pattern",
     "reward.json_keys",
+    "reward.json_schema",
     "reward.words_column",
     "reward.overlong_buffer",
     "reward.reward_model",

@@ -89,6 +89,7 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
             with gr.Row():
                 f["reward.json_keys"] = gr.Textbox(label="JSON keys required", placeholder="name, city, age")
                 f["reward.overlong_buffer"] = gr.Number(label="Overlong buffer (tokens)", precision=0, min_width=90)
+            f["reward.json_schema"] = gr.Textbox(label="JSON schema (a .json file or the schema)", max_lines=4)
             f["reward.reward_model"] = gr.Textbox(label="Reward model (Hub id or folder)")
     with gr.Accordion("GRPO", open=True):
         with gr.Row():

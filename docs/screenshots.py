@@ -90,7 +90,8 @@ def main() -> None:
                 time.sleep(2)
                 page.locator("#compare-runs").screenshot(path=str(args.out / "screenshot-runs.png"))
             page.get_by_role("tab", name="Compare").click()
-            page.locator("#adapter-choice input").wait_for()
+            page.locator("#adapter-choice input").click()
+            page.get_by_role("option", name=args.run.name).first.click()  # the main run, not the newest
             page.click("#generate-btn")
             page.locator("#tuned-stats").get_by_text("tok/s").wait_for(timeout=600_000)
             page.locator("#base-stats").get_by_text("tok/s").wait_for(timeout=600_000)

@@ -5,7 +5,7 @@
 
 1. The app's registry (training in a warm worker process, as `app.py` runs it) starts the quick preset: seconds
    from Start to the first chart point, the worker's peak memory (status.json) and its memory step by step.
-2. The same run with `speed.return_memory=off` (the heap trim's share) and with gradient checkpointing on
+2. The same run with `speed.return_memory=on` (the heap trimmed after each step) and with gradient checkpointing on
    (memory for speed).
 3. The app process itself after the run and after one Compare generation (base and tuned on the cat document,
    the recipe's generation settings): its resident memory when idle again, and the spare warm worker's.
@@ -29,7 +29,7 @@ GB = 2**30
 
 VARIANTS = {  # name -> overrides of the quick preset
     "quick": [],
-    "return_memory=off": [("speed.return_memory", "off")],
+    "return_memory=on": [("speed.return_memory", "on")],
     "gradient checkpointing on": [("speed.skip_checkpointing", "off"), ("grpo.gradient_checkpointing", True)],
 }
 

@@ -237,9 +237,10 @@ class SpeedSettings:
         "sdpa (slow on a CPU for one query or in backward): auto (on for CPU) | on | off.",
     )
     return_memory: str = _f(
-        "auto",
-        "Give freed CPU memory back to the system (glibc: a fixed mmap threshold, a heap trim after each step) "
-        "instead of letting the heap creep over a run: auto (on for CPU) | on | off.",
+        "off",
+        "Give freed CPU memory back to the system after each step (glibc: a fixed mmap threshold, a heap trim): "
+        "on | off. Measured on the quick preset: between steps 2.8-3.3 GB instead of 4.8 GB, peak 4.4 instead of "
+        "4.8 GB, but 13% slower steps, so off by default (each run has its own process, which gives all back).",
     )
     threads: int = _f(0, "torch CPU threads (0 = torch's default).")
 

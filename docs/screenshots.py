@@ -69,6 +69,8 @@ def main() -> None:
             page.goto(url)
             page.get_by_text("Past runs").click()
             _open(page, args.run.name)
+            page.evaluate("window.scrollTo(0, 0)")
+            time.sleep(1)
             page.screenshot(path=str(args.out / "screenshot-train.png"), full_page=False)
             if args.scored:
                 _open(page, args.scored.name)

@@ -1,10 +1,11 @@
 """Model families beyond Llama (#22, first part): a family transformers will not run with sdpa trains with eager."""
 
 import pytest
+from test_matrix import Lines
 from transformers import AutoTokenizer
 
 from grpo_app.runs import Run
-from grpo_app.training import Reporter, train
+from grpo_app.training import train
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +24,6 @@ def tiny_gemma2(tmp_path_factory, tokenizer_dir):
     Gemma2ForCausalLM(config).save_pretrained(path)
     tok.save_pretrained(path)
     return path
-
-
-class Lines(Reporter):
-    def __init__(self):
-        self.lines = []
-
-    def on_log(self, line):
-        self.lines.append(line)
 
 
 def test_gemma2_trains_with_eager_attention(tiny_cfg, tiny_gemma2):

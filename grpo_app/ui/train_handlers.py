@@ -67,9 +67,6 @@ class TrainHandlers:
         """The Past runs list, and the same runs offered for comparison."""
         return gr.update(**self.past_choices())
 
-    def list_compare(self):
-        return gr.update(**self.past_choices())
-
     def compare_runs(self, data: dict) -> dict:
         """The chosen runs overlaid step by step, with the settings that differ and how each ended."""
         b = self.view.buttons

@@ -371,7 +371,7 @@ def create_train_tab(
     b["bench"].click(h.test_rewards, form, b["bench_out"])
     compared = [b["compare_note"], b["compare_plot"], b["compare_table"]]
     b["compare"].click(h.compare_runs, {b["compare_pick"]}, compared)
-    b["compare_pick"].focus(h.list_compare, None, b["compare_pick"])  # the runs as they are when it opens
+    b["compare_pick"].focus(h.list_past, None, b["compare_pick"])  # the runs as they are when it opens
     b["inspect"].click(h.inspect_groups, {b["inspect_step"], v.past}, [b["inspect_note"], b["inspect_table"]])
     editor = {b["reward_name"], b["reward_code"], *form}
     b["reward_save"].click(h.save_reward, editor, [b["reward_result"], v.fields[REWARD_TABLE]])
@@ -384,6 +384,6 @@ def create_train_tab(
         (h.show_data, data_in, data_out),
         (h.refresh, {v.seen}, live_out),
         (h.list_past, None, v.past),
-        (h.list_compare, None, b["compare_pick"]),
+        (h.list_past, None, b["compare_pick"]),
     ]
     return h

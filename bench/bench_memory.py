@@ -1,7 +1,7 @@
 """Benchmark: memory and first-point latency of the app as a user meets them (issue #20).
 
     python bench/bench_memory.py               # quick preset, 30 steps; writes bench/results/memory-<time>.json
-    python bench/bench_memory.py --steps 100   # the whole quick run
+    python bench/bench_memory.py --steps 100 --only quick   # the whole quick run, default settings only
 
 1. The app's registry (training in a warm worker process, as `app.py` runs it) starts the quick preset: seconds
    from Start to the first chart point, the worker's peak memory (status.json) and its memory step by step.
@@ -66,6 +66,7 @@ def _rss_gb(pid: int | None = None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--only", choices=list(VARIANTS), help="run this variant alone")
     args = parser.parse_args()
     from grpo_app.config import load_config
     from grpo_app.memory import trim
@@ -78,6 +79,8 @@ def main() -> None:
     registry.warm()
     time.sleep(5)  # the warm worker's imports, as in an app a user opened a while ago
     for i, (name, overrides) in enumerate(VARIANTS.items()):
+        if args.only and name != args.only:
+            continue
         results[name] = _train(registry, args.steps, root / f"v{i}", overrides)
         print(name, {k: v for k, v in results[name].items() if k != "memory_gb_by_step"}, flush=True)
     results["app_after_runs_gb"] = _rss_gb()

@@ -54,6 +54,8 @@ class FastGRPOTrainer(GRPOTrainer):
     ):
         super().__init__(*args, **kwargs)
         self.logits_head, self.merged_generation = logits_head, merged_generation
+        if logits_head:  # training-side memory: the same log-probs, one bf16 input kept per LoRA layer
+            kernels.lora_inputs_kept_bf16(self.model)
         self.shared_prefix = shared_prefix and kernels.plain_attention(self.model.config)
         self.fast_decode = (
             fast_decode
@@ -62,7 +64,7 @@ class FastGRPOTrainer(GRPOTrainer):
             and (not self.use_transformers_continuous_batching)
             and not decoder.supports(self.model, self.generation_config)
         )
-        self._gen_model, self._packed = None, False
+        self._gen_model = None
         self.set_aside = []  # levers asked for that this model or these settings cannot use, with why
         if shared_prefix and not self.shared_prefix:
             self.set_aside.append("speed.shared_prefix steps aside: the model has sliding-window or linear attention")
@@ -176,17 +178,19 @@ class FastGRPOTrainer(GRPOTrainer):
         """Swap in a plain model holding W + scale * B @ A for the length of one generation."""
         peft_model = self.accelerator.unwrap_model(self.model_wrapped)
         if self._gen_model is None:
-            self._gen_model = copy.deepcopy(peft_model.get_base_model())
+            base = peft_model.get_base_model()
+            # the copy shares every tensor with the policy (embeddings, norms, frozen weights: 270 MB for
+            # SmolLM2-135M); only the LoRA-targeted layers get weights of their own, merged, in _sync_merged
+            shared = {id(t): t for t in (*base.parameters(), *base.buffers())}
+            self._gen_model = copy.deepcopy(base, memo=shared)
             # TRL's fused-head patch is an instance `forward` closing over the *original* model: drop it
             self._gen_model.__dict__.pop("forward", None)
             _strip_lora(self._gen_model)
             self._gen_model.eval()
             if self.fast_decode:
                 kernels.use_grouped_attention(self._gen_model)
-                self._packed = kernels.pack_linears(self._gen_model)
+                kernels.pack_linears(self._gen_model)
         _sync_merged(peft_model, self._gen_model)
-        if self._packed:
-            kernels.repack(self._gen_model)
         wrapped = self.model_wrapped
         self.model_wrapped = self._gen_model
         try:
@@ -244,15 +248,22 @@ def _strip_lora(model) -> None:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, getattr(parent, child).get_base_layer())
-    for p in model.parameters():
-        p.requires_grad_(False)
 
 
 @torch.no_grad()
 def _sync_merged(peft_model, gen_model) -> None:
-    """gen weight = base weight + delta of the active adapter, computed fresh (no drift)."""
+    """gen weight = base weight + delta of the active adapter, computed fresh (no drift).
+
+    A packed layer holds only its packed merged weight; a plain one gets its own tensor the first time, since
+    the copy starts out sharing the policy's base weight, which must stay as it is."""
     for name, layer in _lora_layers(peft_model.get_base_model()).items():
         target = gen_model.get_submodule(name)
         base = layer.get_base_layer().weight
         delta = sum(layer.get_delta_weight(a) for a in layer.active_adapters if a in layer.lora_A)
-        target.weight.copy_((base.float() + delta.float()).to(target.weight.dtype))
+        merged = (base.float() + delta.float()).to(base.dtype)
+        if isinstance(target, kernels.PackedLinear):
+            target.repack(merged)
+        else:
+            if target.weight is base:
+                target.weight = torch.nn.Parameter(torch.empty_like(base), requires_grad=False)
+            target.weight.copy_(merged)

@@ -1,5 +1,6 @@
 """The CPU fast path must compute what TRL computes: same log-probs, same generations."""
 
+import pytest
 import torch
 
 from grpo_app.data import build_prompts
@@ -67,6 +68,7 @@ def test_merged_generation_equals_peft_generation(tiny_cfg, tmp_path):
     peft_model.eval()
     ids = torch.randint(0, 1000, (3, 10))
     kwargs = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
+    base = {n: p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" not in n}
     with torch.no_grad():
         ref = peft_model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
         with trainer._merged_model_for_generation():
@@ -75,6 +77,17 @@ def test_merged_generation_equals_peft_generation(tiny_cfg, tmp_path):
             out = gen.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
     assert trainer.model_wrapped is not gen  # swapped back
     assert torch.equal(out, ref)
+    # the copy shares the policy's untouched tensors (no second embedding) and never writes into them
+    policy = {p.data_ptr() for p in peft_model.parameters()}
+    assert gen.get_input_embeddings().weight.data_ptr() in policy
+    assert all(torch.equal(p, base[n]) for n, p in peft_model.named_parameters() if "lora_" not in n)
+    with torch.no_grad():  # a changed adapter reaches the copy: merged afresh at each generation
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.mul_(-1)
+        ref = peft_model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+        with trainer._merged_model_for_generation():
+            assert torch.equal(gen.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs), ref)
 
 
 def _grpo_batch(prompt_lens=(9, 6), group=3, completion=30):
@@ -268,3 +281,75 @@ def test_an_entropy_bonus_keeps_trls_log_probs(tiny_cfg, tmp_path):
     tiny_cfg.grpo.extra = {"entropy_coef": 0.01}  # needs an entropy gradient, which logprobs.py does not give
     trainer = _trainer(tiny_cfg, tmp_path, logits_head=True, shared_prefix=True)
     assert not trainer._lean_logprobs() and not trainer._may_group_by_prompt()
+
+
+def test_long_prompts_backpropagate_through_flash_attention(tiny_cfg, tmp_path, monkeypatch):
+    """Above kernels.LONG_ATTENTION, a forward with gradients goes to sdpa, which keeps no [queries x keys]
+    scores for backward (grouped attention kept ~0.9 GB of them for one 768-token SmolLM2 prompt)."""
+    from grpo_app.inference import kernels
+
+    trainer = _trainer(tiny_cfg, tmp_path, logits_head=True, shared_prefix=True)
+    trainer.model.get_base_model().set_attn_implementation(kernels.ATTENTION)
+    ids, mask = _grpo_batch(prompt_lens=(40, 36), completion=12)
+    results = []
+    for limit in (10**9, 16 * 16):  # grouped everywhere, then sdpa for the prompts
+        monkeypatch.setattr(kernels, "LONG_ATTENTION", limit)
+        squares = []
+
+        def keep(t, squares=squares):
+            square = t.is_floating_point() and t.dim() >= 3 and t.size(-1) == t.size(-2) >= 36
+            if square and t.numel() > t.size(0) * t.size(-1) ** 2:  # queries x keys per head, not the mask
+                squares.append(t.shape)
+            return t
+
+        trainer.model.zero_grad()
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+            logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 12)
+        (logps * mask[:, -12:]).sum().backward()
+        grads = torch.cat([p.grad.flatten() for n, p in trainer.model.named_parameters() if "lora_" in n])
+        results.append((logps.detach(), grads, squares))
+    assert results[0][2] and not results[1][2]  # the prompt's attention scores were kept, then not
+    torch.testing.assert_close(results[1][0], results[0][0], atol=2e-2, rtol=1e-2)
+    torch.testing.assert_close(results[1][1], results[0][1], atol=1e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_lora_layers_keep_their_bf16_input_with_the_same_result(tiny_cfg, autocast):
+    """PEFT keeps an fp32 copy of each LoRA layer's input for backward (q, k, v: three of one tensor); the fast
+    path keeps the shared bf16 input instead, with bit-identical log-probs and gradients."""
+    from peft import LoraConfig, get_peft_model
+
+    from grpo_app.inference import kernels
+    from grpo_app.inference.logprobs import completion_logprobs, lean_parts
+
+    model, _, _ = load_model(tiny_cfg, host_settings(tiny_cfg))
+    model = get_peft_model(model.to(torch.bfloat16), LoraConfig(r=4, target_modules="all-linear"))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.05)
+    ids, mask = _grpo_batch()
+    hidden, inter = model.config.hidden_size, model.config.intermediate_size
+
+    def step():
+        kept = []
+        model.zero_grad()
+        with (
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast),
+            torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t),
+        ):
+            logps, _ = completion_logprobs(lean_parts(model), ids, mask, 30, 1.0, True)
+        (logps * mask[:, -30:]).sum().backward()
+        grads = torch.cat([p.grad.flatten() for n, p in model.named_parameters() if "lora_" in n])
+        params = {p.data_ptr() for p in model.parameters()}
+        inputs = {  # activations of width hidden or intermediate kept for backward, each storage once
+            t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+            for t in kept
+            if t.size(-1) in (hidden, inter) and t.data_ptr() not in params
+        }
+        return logps.detach(), grads, sum(inputs.values())
+
+    before = step()
+    assert kernels.lora_inputs_kept_bf16(model) == 7 * model.config.num_hidden_layers
+    after = step()
+    assert torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
+    assert after[2] < (before[2] if autocast else 0.7 * before[2])  # no per-adapter copies of the input

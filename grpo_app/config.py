@@ -239,8 +239,8 @@ class SpeedSettings:
     return_memory: str = _f(
         "off",
         "Give freed CPU memory back to the system after each step (glibc: a fixed mmap threshold, a heap trim): "
-        "on | off. Measured on the quick preset: between steps 2.8-3.3 GB instead of 4.8 GB, peak 4.4 instead of "
-        "4.8 GB, but 13% slower steps, so off by default (each run has its own process, which gives all back).",
+        "on | off. Less memory between steps, a few percent slower steps; off by default, as the quick run's peak "
+        "is already 2.8 GB and each run's process gives all back when it ends (docs/performance.md, Memory).",
     )
     threads: int = _f(0, "torch CPU threads (0 = torch's default).")
 

@@ -353,3 +353,25 @@ def test_lora_layers_keep_their_bf16_input_with_the_same_result(tiny_cfg, autoca
     after = step()
     assert torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
     assert after[2] < (before[2] if autocast else 0.7 * before[2])  # no per-adapter copies of the input
+
+
+def test_long_prompts_run_again_in_backward_with_the_same_gradients(tiny_cfg, tmp_path, monkeypatch):
+    """Above logprobs.CHECKPOINT_PROMPT_TOKENS, the shared prompt forward keeps only its keys and values for
+    backward and runs again there: the same log-probs and LoRA gradients, fewer tensors kept."""
+    from grpo_app.inference import logprobs
+
+    trainer = _trainer(tiny_cfg, tmp_path, logits_head=True, shared_prefix=True)
+    ids, mask = _grpo_batch(prompt_lens=(40, 36), completion=12)
+    results = []
+    for limit in (10**9, 16):  # kept, then run again
+        monkeypatch.setattr(logprobs, "CHECKPOINT_PROMPT_TOKENS", limit)
+        kept = []
+        trainer.model.zero_grad()
+        with torch.autograd.graph.saved_tensors_hooks(lambda t, kept=kept: kept.append(t.numel()) or t, lambda t: t):
+            logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, 12)
+        (logps * mask[:, -12:]).sum().backward()
+        grads = torch.cat([p.grad.flatten() for n, p in trainer.model.named_parameters() if "lora_" in n])
+        results.append((logps.detach(), grads, sum(kept)))
+    assert results[1][2] < results[0][2]
+    torch.testing.assert_close(results[1][0], results[0][0], atol=0, rtol=0)
+    torch.testing.assert_close(results[1][1], results[0][1], atol=1e-6, rtol=1e-5)

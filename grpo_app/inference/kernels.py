@@ -19,8 +19,8 @@ ATTENTION = "grpo_studio_grouped"
 # Above this many attention scores (batch x heads x queries x keys), a forward that will be backpropagated runs
 # torch's fused kernel: this one keeps fp32 scores and probabilities for backward, ~30 MB a layer for one 768-token
 # SmolLM2 prompt (~0.9 GB over 30 layers), the fused kernel only its output and log-sum-exp. Measured 2026-11-30 on
-# the 2-core machine: no slower on long prompts, ~10% slower for a step's short ones, hence the threshold.
-LONG_ATTENTION = 2**21
+# the 2-core machine: as fast on long prompts, ~10% slower on short ones, hence the threshold.
+LONG_ATTENTION = 2**20
 
 
 def grouped_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):

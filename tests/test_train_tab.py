@@ -101,6 +101,7 @@ def test_resume_keeps_the_steps_before_it_and_one_clock(app, tiny_cfg):
     assert snap.status == "finished" and [m["step"] for m in snap.metrics] == [1, 2, 3, 4]
     reward = tab.refresh({v.seen: (None, -1, -1)})[v.plots["reward"]]
     assert list(next(t for t in reward.data if t.name == "reward (mean)").x) == [1, 2, 3, 4]
+    assert tab.refresh({v.seen: (None, -1, -1)})[v.plots["reward"]] is reward  # another page: drawn once for all
     status = json.loads((root / "resumed" / "status.json").read_text())
     first = demo.registry.snapshot().elapsed
     time.sleep(1.2)

@@ -46,6 +46,7 @@ bench: setup
 	$(PY) bench/bench.py
 	$(PY) bench/bench_generation.py
 	$(PY) bench/bench_memory.py
+	$(PY) bench/bench_load.py
 
 # The README's screenshots from finished runs: make screenshots RUN=runs/quick [OTHER=runs/quick-2] [SCORED=runs/x]
 screenshots: setup browser

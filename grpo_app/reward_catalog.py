@@ -41,6 +41,8 @@ CATALOG: dict[str, str] = {
     "contains": "share of the words column's words the completion contains",
     "avoids": "minus the share of the words column's words the completion contains",
     "reward_model": "the score reward.reward_model (a sequence-classification model) gives prompt + completion",
+    "rouge": "ROUGE-L F-measure (rouge-score, stemmed) of the completion against a reference answer: the answer "
+    "column when the data has it, else its reference / summary / tldr / completion column",
 }
 
 
@@ -243,6 +245,29 @@ def _reward_model(settings: RewardSettings, max_len: int) -> RewardFn:
     return reward_model
 
 
+ROUGE_COLUMNS = ("reference", "summary", "tldr", "reference_summary", "completion")
+
+
+def _rouge_reward(settings: RewardSettings, max_len: int) -> RewardFn:
+    """Closeness to what a person wrote: the one summary reward that knows the content a good answer carries.
+
+    Cheap checks (grounded, short, not a copy) are met by a vague sentence; a reference is not."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+    def rouge(prompts: list, completions: list, **kw: Any) -> list[float]:
+        present = [settings.answer_column, *ROUGE_COLUMNS]
+        column = next((c for c in present if c in kw), settings.answer_column)
+        references = _column(kw, column, "rouge", len(completions))
+        return [
+            scorer.score(str(ref or ""), completion_text(c)).get("rougeL").fmeasure if str(ref or "").strip() else 0.0
+            for c, ref in zip(completions, references, strict=True)
+        ]
+
+    return rouge
+
+
 def _answer(settings: RewardSettings) -> str:
     return settings.answer_column
 
@@ -272,4 +297,5 @@ MAKERS: dict[str, Callable[[RewardSettings, int], RewardFn]] = {
     "regex": _regex_reward,
     "json": _json_reward,
     "reward_model": _reward_model,
+    "rouge": _rouge_reward,
 }

@@ -23,8 +23,8 @@ def _one(name: str, completions: list, settings: RewardSettings | None = None, m
 
 
 def test_every_catalogue_name_is_listed_with_a_description():
-    for name in ("think_format", "accuracy", "soft_overlong", "cosine", "repetition", "exact_match",
-                 "numeric_match", "regex", "json", "json_fields", "contains", "avoids", "reward_model"):  # fmt: skip
+    for name in ("think_format", "accuracy", "soft_overlong", "cosine", "repetition", "exact_match", "numeric_match",
+                 "regex", "json", "json_fields", "contains", "avoids", "reward_model", "rouge"):  # fmt: skip
         assert len(BUILTIN_REWARDS[name]) > 20
 
 
@@ -80,6 +80,24 @@ def test_words_and_lengths():
     assert _one("length", ["a", "b"], tokens, completion_ids=[[1, 2, 3, 4], [1]]) == [0, -3]
     with pytest.raises(ConfigError, match="chars, words or tokens"):
         _one("length", ["a"], RewardSettings(length_unit="lines"))
+
+
+def test_rouge_pays_for_what_the_reference_says():
+    """The reference's content scores; the title copied scores less than a summary that carries the question."""
+    reference = "My landlord kept $650 of my $1,200 deposit for paint and carpet; should I go to small claims?"
+    answers = [
+        "My landlord kept $650 of my deposit for paint and carpet; is small claims worth it?",  # a summary
+        "Landlord keeping $650 of my deposit for paint and an ancient carpet",  # the title
+        "I am upset.",  # vague
+        "",
+    ]
+    scores = _one("rouge", answers, reference=[reference] * 4)
+    assert scores[0] > 0.6 > scores[1] > 0.3 > scores[2] >= scores[3] == 0.0
+    # the answer column first when it names a column the data has, then the usual reference columns
+    assert _one("rouge", ["a b c"], RewardSettings(answer_column="gold"), gold=["a b c"], reference=["x"]) == [1.0]
+    assert _one("rouge", ["a b c"], completion=["a b c"]) == [1.0]
+    with pytest.raises(ConfigError, match="needs the dataset column 'answer'"):
+        _one("rouge", ["a b c"], label=["x"])
 
 
 def test_trl_rewards_get_what_trl_gives_them():

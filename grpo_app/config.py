@@ -141,7 +141,8 @@ class RewardSettings:
     )
     answer_column: str = _f(
         "answer",
-        "Dataset column with the expected answer, for accuracy, cosine, exact_match, numeric_match and json_fields.",
+        "Dataset column with the expected answer, for accuracy, cosine, exact_match, numeric_match, json_fields "
+        "and rouge (which falls back to a reference, summary, tldr or completion column).",
     )
     words_column: str = _f("keywords", "Dataset column with the words contains / avoids look for (a list or text).")
     json_keys: str = _f("", "Keys the json reward requires, comma-separated (empty = any JSON object).")

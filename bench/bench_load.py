@@ -3,11 +3,13 @@
     python bench/bench_load.py                       # phases of 0, 1, 5, 20 and again 0 viewers, 6 steps each
     python bench/bench_load.py --viewers 0 20 --steps-per-phase 8
 
-Starts the app (`app.py`, loopback only), starts a quick run through its API, and while it trains attaches
-simulated viewers: each joins the page's own live-refresh event (the 1.5 s timer of the Train tab) over Gradio's
-queue, as the browser does, with a session of its own, and waits for the answer before the next tick. Reports,
-per phase, the run's mean step time (from its metrics.jsonl) and the p50/p95 latency of a refresh. Goals (#24):
-with 20 viewers, step time within 10% of none and p95 under 300 ms. Writes bench/results/load-<time>.json.
+Starts the app (`app.py`, loopback only), starts a quick run through its API (every step on the same post and a
+learning rate too small to change the model, so that phases compare), and while it trains attaches simulated
+viewers: each joins the page's own live-refresh event (the 1.5 s timer of the Train tab) over Gradio's queue, as the
+browser does, with a session of its own, then the events that refresh sets off (a part of the view with news:
+charts, samples), and waits for them before the next tick. Reports, per phase, the run's mean step time (from its
+metrics.jsonl) and the p50/p95 latency of a whole refresh (the tick and what it set off). Goals (#24): with 20
+viewers, step time within 10% of none and p95 under 300 ms. Writes bench/results/load-<time>.json.
 """
 
 from __future__ import annotations
@@ -61,36 +63,42 @@ def _start_app(runs: Path) -> tuple[subprocess.Popen, str]:
     sys.exit("the app did not start within 300 s")
 
 
-def _refresh_event(url: str) -> tuple[int, int]:
-    """(fn_index, trigger_id) of the Train tab's timer tick, read from the page's own config."""
+def _refresh_events(url: str) -> tuple[tuple[int, int], dict[int, tuple[int, int]]]:
+    """The Train tab's timer tick as (fn_index, trigger_id), and the events its outputs set off: for each State the
+    tick writes, the (fn_index, trigger_id) of its change event. All read from the page's own config."""
     config = httpx.get(f"{url}/config", timeout=30).json()
+    tick, changes = None, {}
     for dep in config["dependencies"]:
         for target, event in dep.get("targets", []):
             if event == "tick":
-                return dep["id"], target
-    sys.exit("no timer event in the page's config")
+                tick = (dep["id"], target)
+            elif event == "change":
+                changes[target] = (dep["id"], target)
+    if tick is None:
+        sys.exit("no timer event in the page's config")
+    return tick, changes
 
 
 class Viewer(threading.Thread):
-    """One open page: a session of its own that runs the live refresh every TICK seconds, one at a time."""
+    """One open page: a session of its own that runs the live refresh every TICK seconds, one at a time, and then,
+    as the browser does, the change events of the States that refresh changed (the parts of the view with news)."""
 
-    def __init__(self, url: str, fn_index: int, trigger: int, stop: threading.Event):
+    def __init__(self, url: str, tick: tuple[int, int], changes: dict, stop: threading.Event):
         super().__init__(daemon=True)
-        self.url, self.fn_index, self.trigger, self.stop = url, fn_index, trigger, stop
+        self.url, self.tick, self.changes, self.stop = url, tick, changes, stop
         self.session = uuid.uuid4().hex[:11]
-        self.latencies: list[tuple[float, float]] = []  # (when, seconds)
+        self.latencies: list[tuple[float, float]] = []  # (when, seconds): the tick and what it set off
         self.errors = 0
+        self.requests = 0
 
-    def refresh(self, client: httpx.Client) -> None:
-        body = {
-            "data": [None],
-            "fn_index": self.fn_index,
-            "trigger_id": self.trigger,
-            "session_hash": self.session,
-            "event_data": None,
-        }
-        started = time.perf_counter()
-        event_id = client.post(f"{self.url}/gradio_api/queue/join", json=body).json()["event_id"]
+    def _call(self, client: httpx.Client, event: tuple[int, int]) -> list[int]:
+        """Run one event through Gradio's queue; the ids of the States it changed."""
+        fn_index, trigger = event
+        body = {"data": [None], "fn_index": fn_index, "trigger_id": trigger, "session_hash": self.session}
+        self.requests += 1
+        event_id = client.post(f"{self.url}/gradio_api/queue/join", json={**body, "event_data": None}).json()[
+            "event_id"
+        ]
         with client.stream("GET", f"{self.url}/gradio_api/queue/data", params={"session_hash": self.session}) as r:
             for line in r.iter_lines():
                 if not line.startswith("data:"):
@@ -99,7 +107,14 @@ class Viewer(threading.Thread):
                 if msg.get("event_id") == event_id and msg.get("msg") == "process_completed":
                     if not msg.get("success", True):
                         self.errors += 1
-                    break
+                    return list((msg.get("output") or {}).get("changed_state_ids") or [])
+        return []
+
+    def refresh(self, client: httpx.Client) -> None:
+        started = time.perf_counter()
+        for state in self._call(client, self.tick):
+            if state in self.changes:
+                self._call(client, self.changes[state])
         self.latencies.append((time.time(), time.perf_counter() - started))
 
     def run(self) -> None:
@@ -137,9 +152,16 @@ def main() -> None:
     (root / "runs").mkdir()
     proc, url = _start_app(root / "runs")
     try:
-        fn_index, trigger = _refresh_event(url)
+        tick, changes = _refresh_events(url)
         total = args.warmup_steps + args.steps_per_phase * len(args.viewers)
-        overrides = [f"grpo.max_steps={total}", "run.eval_steps=0", f"grpo.save_steps={total}"]
+        # every step on the same post, with a learning rate too small to change the model: a step's time follows
+        # its prompt's length and its answers' (shorter as the model learns) more than any viewer. With the
+        # preset's texts and rate, two phases of no viewer differed by 11-30%; the work of a step is the same.
+        post = json.loads((REPO / "assets" / "posts" / "train.jsonl").read_text().splitlines()[0])
+        same = root / "one-post.jsonl"
+        same.write_text("\n".join(json.dumps({"prompt": post["prompt"]}) for _ in range(total + 1)) + "\n")
+        overrides = [f"grpo.max_steps={total}", "run.eval_steps=0", f"grpo.save_steps={total}", f"data.path={same}"]
+        overrides.append("grpo.learning_rate=1e-12")
         run_id = Client(url, verbose=False).predict(preset="quick", overrides=overrides, api_name="/start_run")[
             "run_id"
         ]
@@ -148,7 +170,7 @@ def main() -> None:
         phases, done = [], args.warmup_steps
         for count in args.viewers:
             stop = threading.Event()
-            viewers = [Viewer(url, fn_index, trigger, stop) for _ in range(count)]
+            viewers = [Viewer(url, tick, changes, stop) for _ in range(count)]
             for v in viewers:
                 v.start()
             _wait_for_step(run_dir, done + args.steps_per_phase, proc)
@@ -162,6 +184,7 @@ def main() -> None:
                 "viewers": count,
                 "step_s": round(statistics.mean(r["step_time"] for r in rows), 2),
                 "refreshes": len(latencies),
+                "requests": sum(v.requests for v in viewers),
                 "refresh_p50_ms": round(1000 * latencies[len(latencies) // 2]) if latencies else None,
                 "refresh_p95_ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))]) if latencies else None,
                 "errors": sum(v.errors for v in viewers),

@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .config import Config, ConfigError
@@ -74,6 +75,7 @@ class TrainingJob(Reporter):
         self._elapsed_before = 0.0  # a resumed run's clock goes on from where it stopped
         self._final_elapsed: float | None = None  # the run's own figure once it has ended (as status.json says)
         self.thread: threading.Thread | None = None
+        self.on_step: list[Callable[[TrainingJob], None]] = []  # called (in the reporting thread) after each step
 
     # Reporter: called from the training thread
     def _update(self, **changes) -> None:
@@ -124,6 +126,8 @@ class TrainingJob(Reporter):
         with self._lock:
             self._state.metrics.append(row)
             self._state.version += 1
+        for listener in self.on_step:  # e.g. the page drawing the new step's charts before anyone asks
+            listener(self)
 
     def on_completions(self, step: int, rows: list[dict]) -> None:
         self._update(completions=rows, completions_step=step)

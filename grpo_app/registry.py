@@ -25,6 +25,7 @@ class JobRegistry:
         self._worker = None  # a warm supervisor.Worker, started ahead of the next run
         self._warming = False
         self._inference = None  # InferenceModels for the Compare tab, one base model at a time
+        self.on_step: list = []  # called with each job after each of its steps (TrainingJob.on_step)
 
     def warm(self) -> None:
         """Keep a training process ready (its imports done), now and after every run, so Start is quick."""
@@ -76,6 +77,7 @@ class JobRegistry:
                     "Stop it first, or wait for it to finish."
                 )
             self.current = self._job(cfg, resume, owner, max_seconds)
+            self.current.on_step.extend(self.on_step)
             self.current.start()
             return self.current
 

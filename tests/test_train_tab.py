@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import gradio as gr
 import pandas as pd
 import pytest
 
@@ -100,7 +101,8 @@ def test_resume_keeps_the_steps_before_it_and_one_clock(app, tiny_cfg):
     snap = demo.registry.current.wait(120)
     assert snap.status == "finished" and [m["step"] for m in snap.metrics] == [1, 2, 3, 4]
     reward = tab.refresh({v.seen: (None, -1, -1)})[v.plots["reward"]]
-    assert list(next(t for t in reward.data if t.name == "reward (mean)").x) == [1, 2, 3, 4]
+    traces = json.loads(reward.plot)["data"]
+    assert next(t for t in traces if t["name"] == "reward (mean)")["x"] == [1, 2, 3, 4]
     assert tab.refresh({v.seen: (None, -1, -1)})[v.plots["reward"]] is reward  # another page: drawn once for all
     status = json.loads((root / "resumed" / "status.json").read_text())
     first = demo.registry.snapshot().elapsed
@@ -109,6 +111,30 @@ def test_resume_keeps_the_steps_before_it_and_one_clock(app, tiny_cfg):
     assert abs(first - status["elapsed"]) < 1.0  # live (and a reload) and the run folder agree
     assert live.run_snapshot(Run(root / "resumed")).elapsed == status["elapsed"]  # and so does Open
     assert status["elapsed"] >= snap.metrics[-1]["elapsed"] >= snap.metrics[0]["elapsed"]
+
+
+def test_a_quiet_tick_sends_little_and_each_part_once(app, tiny_cfg):
+    """The 1.5 s timer answers with the status line, progress and markers only; each part of the view (charts,
+    samples, the run's settings) follows once, through its marker's event, when it has news (#24: Gradio builds a
+    component for every output a reply leaves out, ~35 ms a tick with the whole view as outputs)."""
+    demo, tab, root = app
+    v = tab.view
+    tiny_cfg.run.root, tiny_cfg.run.dir = str(root), str(root / "ticked")
+    job = demo.registry.start(tiny_cfg)
+    rows = len(job.wait(120).metrics)
+    _wait_for(lambda: tab._live.get("charts", ((),))[0] == ("charts", id(job), rows))  # drawn before anyone asked
+    first = tab.tick({v.seen: (None, -1, -1)})
+    assert set(first) == {v.seen, v.status, v.progress, *v.pending.values()}  # every part has news for a new page
+    charts_part = tab.deliver("charts")({v.pending["charts"]: first[v.pending["charts"]]})
+    assert set(charts_part) == set(v.parts["charts"])
+    reward = charts_part[v.plots["reward"]]
+    assert reward.type == "plotly" and '"reward (mean)"' in reward.plot  # serialised once, sent as is
+    samples = tab.deliver("samples")({v.pending["samples"]: first[v.pending["samples"]]})
+    assert set(samples) == set(v.parts["samples"])
+    settings = tab.deliver("run")({v.pending["run"]: first[v.pending["run"]]})
+    assert v.past in settings and v.fields["model.name"] not in settings  # an ended run leaves the form alone
+    again = tab.tick({v.seen: first[v.seen]})
+    assert set(again) == {v.seen, v.status, v.progress} and again[v.seen] == gr.skip()  # nothing new
 
 
 def test_the_running_runs_settings_fill_the_form(app, tiny_cfg):

@@ -12,6 +12,12 @@ from ..access import Policy, runs_are_lost_on_restart
 from ..data import ASSETS
 from ..registry import JobRegistry
 
+# Gradio's queue summarises the last 10,000 events with pandas after every event (GRADIO_ANALYTICS_CACHE_FREQUENCY=1):
+# with twenty pages refreshing, that grew to the server's largest cost (bench/bench_load.py). Read when the queue
+# starts; an operator's own setting wins.
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
+
 CSS = (ASSETS / "style.css").read_text() if (ASSETS / "style.css").is_file() else ""
 THEME = gr.themes.Soft(primary_hue="violet", secondary_hue="cyan")
 

@@ -6,6 +6,7 @@ only what changes is sent. Tests call these methods directly, with the same dict
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -47,9 +48,11 @@ class TrainHandlers:
         self.view, self.registry, self.runs_root, self.policy = view, registry, runs_root, policy
         self.on_load: list[tuple] = []  # (fn, inputs, outputs) to run when a page loads
         self.manage: dict = {}  # the Past runs panel's handlers (rename, delete, export, push)
-        # the live run's charts as last drawn, keyed by (job, rows): every open page's refresh shares one drawing
-        # per step (bench/bench_load.py: drawing them per page was half the server's time with 20 pages open)
-        self._live_charts: tuple[tuple, dict] = ((), {})
+        # the live run's charts and samples as last drawn and serialised, by part: (key, part); every open page's
+        # refresh shares one drawing per step (bench/bench_load.py: per page, it was half the server's time)
+        self._live: dict[str, tuple[tuple, dict]] = {}
+        self._drawing = threading.Lock()
+        registry.on_step.append(self._draw_ahead)
 
     # --- reading and writing the form ---
     def form_values(self, data: dict) -> dict[str, Any]:
@@ -297,42 +300,114 @@ class TrainHandlers:
     def refresh(self, data: dict) -> dict:
         """What changed since this page's last refresh. A run that has not passed its checks yet (no run folder)
         changes only the status line: a refused start never replaces the last run's charts."""
+        return self._changes(data)[0]
+
+    def _changes(self, data: dict, parts: set[str] | None = None) -> tuple[dict, set[str]]:
+        """`refresh`, drawing only the named parts of the view (all when None); and which parts have news."""
         v = self.view
-        job_id, version, drawn = data[v.seen]
+        job_id, version, drawn, *shown = data[v.seen]  # shown: the samples this page has (see `_samples_key`)
         job = self.registry.current
         s = self.registry.snapshot()
         current = id(job) if job else None
         changed = (current, s.version) != (job_id, version)
         if not changed and not s.active:
-            return {v.seen: data[v.seen]}  # nothing to send (a dict keyed by a component, never an empty one)
-        out: dict = {v.status: live.status_markdown(s), v.seen: (current, s.version, len(s.metrics))}
+            return {v.seen: data[v.seen]}, set()  # nothing to send (a dict keyed by a component, never empty)
+        samples = self._samples_key(s)
+        out: dict = {v.status: live.status_markdown(s), v.seen: (current, s.version, len(s.metrics), samples)}
         if not s.run_dir:  # still checking, or refused: the dashboard keeps what it shows
             if s.active:  # not shown yet: once its folder exists, the next refresh draws it (and its settings)
                 out[v.seen] = (job_id, s.version, drawn)
-            return out
-        instruction = job.cfg.data.instruction if job else ""
+            return out, set()
         out[v.progress] = live.progress_html(s)
+        news = set()
         if current != job_id or len(s.metrics) != drawn:
-            key = (current, len(s.metrics))
-            if self._live_charts[0] != key:
-                self._live_charts = (key, self.charts(s.metrics))
-            out.update(self._live_charts[1])
-            out[v.warning] = live.warning_markdown(s.metrics)
-        if changed:
-            out.update(
-                {
-                    v.completions_caption: live.completions_caption(s),
-                    v.log: live.log_text(s),
-                    v.completions: live.completions_frame(s.completions, instruction),
-                }
-            )
-        if current != job_id and job is not None and s.active:  # a run this page has not shown: its settings
-            out.update({**self.form_update(job.cfg), v.form_note: FORM_NOTE})
-        elif changed and not s.active:
-            out[v.form_note] = ""
-        if current != job_id or (changed and not s.active):  # a new run folder, or a run that ended
-            out[v.past] = gr.update(**self.past_choices())
-        return out
+            news.add("charts")
+        if current != job_id or (changed and shown != [samples]):
+            news.add("samples")
+        new_run = current != job_id and job is not None and s.active  # a run this page has not shown: its settings
+        if new_run or changed and not s.active or current != job_id:
+            news.add("run")
+        wanted = news if parts is None else news & parts
+        if "charts" in wanted:
+            out.update(self._shared(("charts", current, len(s.metrics)), lambda: self._charts_part(s)))
+        if "samples" in wanted:
+            instruction = job.cfg.data.instruction if job else ""
+            out.update(self._shared(("samples", current, samples), lambda: self._samples_part(s, instruction)))
+        if "run" in wanted:
+            if new_run:
+                out.update({**self.form_update(job.cfg), v.form_note: FORM_NOTE})
+            elif changed and not s.active:
+                out[v.form_note] = ""
+            if current != job_id or (changed and not s.active):  # a new run folder, or a run that ended
+                out[v.past] = gr.update(**self.past_choices())
+        return out, news
+
+    def _shared(self, key: tuple, draw) -> dict:
+        """A part of the live view drawn and serialised once for every open page (one of each kind is kept)."""
+        with self._drawing:  # twenty pages asking at once after a step: the first draws, the others wait for it
+            if self._live.get(key[0], ((),))[0] != key:
+                self._live[key[0]] = (key, draw())
+            return self._live[key[0]][1]
+
+    def _draw_ahead(self, job) -> None:
+        """As a step lands, draw its charts in the background: the pages' next refresh finds them ready (drawing
+        takes 0.1-0.3 s on two busy cores, the p95 of a refresh when the first page to ask paid for it)."""
+
+        def draw() -> None:
+            if self.registry.current is job:
+                s = self.registry.snapshot()
+                self._shared(("charts", id(job), len(s.metrics)), lambda: self._charts_part(s))
+
+        threading.Thread(target=draw, name="draw-charts", daemon=True).start()
+
+    def _charts_part(self, s) -> dict:
+        v = self.view
+        drawn = {plot: plot.postprocess(fig) for plot, fig in self.charts(s.metrics).items()}
+        return {**drawn, v.warning: live.warning_markdown(s.metrics)}
+
+    @staticmethod
+    def _samples_key(s) -> tuple:
+        """What the samples part shows, in brief: a run's version moves with every progress tick and log line,
+        its completions and log less often (a page was sent the same table at nearly every tick)."""
+        rows = hash(tuple((str(c.get("completion")), c.get("total")) for c in s.completions))
+        return live.completions_caption(s), rows, len(s.log), s.log[-1] if s.log else "", s.error
+
+    def _samples_part(self, s, instruction: str) -> dict:
+        v = self.view
+        table = v.completions.postprocess(live.completions_frame(s.completions, instruction)).model_dump()
+        return {v.completions_caption: live.completions_caption(s), v.log: live.log_text(s), v.completions: table}
+
+    def tick(self, data: dict) -> dict:
+        """Every open page's 1.5 s timer: the status line and progress bar, and for each part of the view with news
+        (charts, samples, the run's settings) a marker whose change event sends that part (`deliver`).
+
+        Gradio builds a new component for every output a reply leaves out (`gr.skip()` included): one event with
+        the whole view's sixty outputs cost ~35 ms of server CPU per page per tick with nothing to send
+        (bench/bench_load.py). A quiet tick now has a handful of outputs, and a step sends each part once."""
+        v = self.view
+        since = data[v.seen]
+        out, news = self._changes(data, set())
+        s = self.registry.snapshot()
+        # an unchanged State is skipped (Gradio rebuilds a State's config each time one is written)
+        reply = {v.seen: gr.skip() if out[v.seen] == since else out[v.seen]}
+        reply[v.status] = out.get(v.status, live.status_markdown(s))
+        if v.progress in out or s.run_dir:  # a refused start leaves the last run's progress bar as it was
+            reply[v.progress] = out.get(v.progress, live.progress_html(s))
+        for name in news:
+            reply[v.pending[name]] = (since, out[v.seen])
+        return reply
+
+    def deliver(self, name: str):
+        """The handler that sends one part of the view: what changed since the tick that flagged it."""
+        v = self.view
+
+        def send(data: dict) -> dict:
+            since, _ = data[v.pending[name]]
+            out, _ = self._changes({v.seen: since}, {name})
+            return {c: out[c] for c in v.parts[name] if c in out}
+
+        send.__name__ = f"deliver_{name}"
+        return send
 
     def open_run(self, data: dict) -> dict:
         v = self.view

@@ -356,16 +356,19 @@ def create_train_tab(
     }
     data_in = {v.fields[k] for k in ("data.path", "data.split", "data.prompt_column", REWARD_TABLE)}
     data_out = [v.data_info, v.data_preview, v.fields["data.prompt_column"]]
-    live_out = [*v.dashboard, v.seen, v.form_note, v.past, *v.form]
+    v.pending.update({name: gr.State(None) for name in v.parts})
+    live_out = [v.status, v.progress, v.seen, *v.pending.values()]  # the tick's; each part follows its marker
+    for name, marker in v.pending.items():
+        marker.change(h.deliver(name), {marker}, v.parts[name], show_progress="hidden")
     b["past_refresh"].click(h.list_past, None, v.past)
     b["open"].click(h.open_run, {v.past}, [*v.form, *v.dashboard, v.form_note])
     b["continue"].click(h.continue_from, {v.past}, v.fields["run.resume_from"])
-    b["resume"].click(h.resume_run, {v.visitor, v.past}, v.status).then(h.refresh, {v.seen}, live_out)
+    b["resume"].click(h.resume_run, {v.visitor, v.past}, v.status).then(h.tick, {v.seen}, live_out)
     v.preset.change(h.load_preset, {v.preset}, v.form).then(h.show_data, data_in, data_out)
     v.upload.upload(h.upload_data, {v.upload}, v.fields["data.path"]).then(h.show_data, data_in, data_out)
     v.fields["data.path"].submit(h.show_data, data_in, data_out)
     v.fields["data.split"].submit(h.show_data, data_in, data_out)
-    v.start.click(h.start_run, {v.visitor, *form}, v.status).then(h.refresh, {v.seen}, live_out)
+    v.start.click(h.start_run, {v.visitor, *form}, v.status).then(h.tick, {v.seen}, live_out)
     v.stop.click(h.stop_run, {v.visitor}, v.status)
     b["show"].click(h.show_config, form, [v.yaml_view, v.cli_view])
     b["bench"].click(h.test_rewards, form, b["bench_out"])
@@ -379,10 +382,10 @@ def create_train_tab(
     b["config_upload"].upload(h.upload_config, {b["config_upload"]}, [*v.form, v.status])
     # always ticking: an idle tick costs a snapshot and sends nothing, and a page never misses a run because a
     # refresh computed before Start (the page-load one, say) came back after it
-    gr.Timer(1.5).tick(h.refresh, {v.seen}, live_out, show_progress="hidden")
+    gr.Timer(1.5).tick(h.tick, {v.seen}, live_out, show_progress="hidden")
     h.on_load = [
         (h.show_data, data_in, data_out),
-        (h.refresh, {v.seen}, live_out),
+        (h.tick, {v.seen}, live_out),
         (h.list_past, None, v.past),
         (h.list_past, None, b["compare_pick"]),
     ]

@@ -35,6 +35,8 @@ class TrainView:
     seen: gr.State
     visitor: gr.State
     buttons: dict[str, gr.components.Component] = field(default_factory=dict)
+    # one marker per part of the live view: set by the timer's tick when that part has news, its change event sends it
+    pending: dict[str, gr.State] = field(default_factory=dict)
 
     @property
     def form(self) -> list[gr.components.Component]:
@@ -52,3 +54,12 @@ class TrainView:
             self.completions,
             self.log,
         ]
+
+    @property
+    def parts(self) -> dict[str, list[gr.components.Component]]:
+        """The live view beyond the status line and progress bar, in the parts that change together."""
+        return {
+            "charts": [*self.plots.values(), self.warning],
+            "samples": [self.completions_caption, self.completions, self.log],
+            "run": [*self.form, self.form_note, self.past],
+        }

@@ -177,6 +177,10 @@ def test_a_refused_start_keeps_the_last_runs_dashboard(app, tiny_cfg):
     after = tab.refresh({v.seen: seen})
     assert "Not started" in after[v.status] and "Dataset file not found" in after[v.status]
     assert v.plots["reward"] not in after and v.completions not in after
+    # a part flagged before that start, delivered after it: nothing to send, and never an empty reply (Gradio
+    # refuses one: the server log had a traceback per page)
+    late = tab.deliver("charts")({v.pending["charts"]: ((None, -1, -1), seen)})
+    assert list(late.values()) == [gr.skip()]
 
 
 def test_rename_renames_the_status_too(app, tiny_cfg):

@@ -404,7 +404,10 @@ class TrainHandlers:
         def send(data: dict) -> dict:
             since, _ = data[v.pending[name]]
             out, _ = self._changes({v.seen: since}, {name})
-            return {c: out[c] for c in v.parts[name] if c in out}
+            part = {c: out[c] for c in v.parts[name] if c in out}
+            # nothing left to send (a new run started since the tick and is still being checked): Gradio refuses an
+            # empty dict, so one skipped output stands for all
+            return part or {v.parts[name][0]: gr.skip()}
 
         send.__name__ = f"deliver_{name}"
         return send

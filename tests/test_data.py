@@ -102,7 +102,8 @@ def test_overlong_prompts_truncated_or_dropped(tmp_path, tokenizer_dir):
 def test_bundled_posts_documents_and_mixed():
     posts, documents, mixed = (read_rows(name) for name in ("bundled", "bundled-documents", "bundled-mixed"))
     assert len(mixed) == len(posts) + len(documents)
-    assert mixed.column_names == ["prompt", "title", "layout"]  # the columns both have reach the rewards
+    assert mixed.column_names == ["prompt", "title", "layout", "reference"]  # the columns both have reach rewards
+    assert all(0 < len(r) <= 120 and r not in p for r, p in zip(mixed["reference"], mixed["prompt"], strict=True))
     reason, extract = read_rows("bundled-reason"), read_rows("bundled-extract")
     assert reason.column_names == extract.column_names == ["prompt", "answer"] and len(reason) == len(extract) == 200
     assert all(row["answer"].isdigit() for row in reason)  # as written: a string of digits, never a float

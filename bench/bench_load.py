@@ -1,6 +1,6 @@
 """Benchmark: what open pages cost a run (issue #24). Viewers poll the live view as the page does.
 
-    python bench/bench_load.py                       # phases of 0, 1, 5, 20 and again 0 viewers, 6 steps each
+    python bench/bench_load.py                       # phases of 0, 1, 5, 20 and again 0 viewers, 8 steps each
     python bench/bench_load.py --viewers 0 20 --steps-per-phase 8
 
 Starts the app (`app.py`, loopback only), starts a quick run through its API (every step on the same post and a
@@ -143,7 +143,7 @@ def _wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--viewers", type=int, nargs="+", default=[0, 1, 5, 20, 0])
-    parser.add_argument("--steps-per-phase", type=int, default=6)
+    parser.add_argument("--steps-per-phase", type=int, default=8)  # 6: ~5% between two quiet phases
     parser.add_argument("--warmup-steps", type=int, default=2)
     args = parser.parse_args()
     from gradio_client import Client

@@ -173,8 +173,10 @@ def test_train_live_then_stop(app_url, browser, tiny_model_dir):
     page.locator("#train-status").get_by_text("Stopped").wait_for(timeout=120_000)
     run_dirs = [p for p in runs.iterdir() if (p / "config.yaml").is_file()]
     assert len(run_dirs) == 1 and (run_dirs[0] / "adapter" / "adapter_model.safetensors").is_file()
-    steps = page.evaluate(REWARD_POINTS)
+    steps = len((run_dirs[0] / "metrics.jsonl").read_text().splitlines())
     assert 2 <= steps < 400
+    # the last step's charts follow the status line by a refresh (each part of the view is its own event)
+    _wait(lambda: page.evaluate(REWARD_POINTS) == steps)
     page.reload()
     _wait(lambda: page.evaluate(REWARD_POINTS) == steps)  # the full history survives a reload
     # a saved run reopens from "Past runs" in a fresh page (no job in that view's history needed)

@@ -325,7 +325,7 @@ class TrainHandlers:
         if current != job_id or (changed and shown != [samples]):
             news.add("samples")
         new_run = current != job_id and job is not None and s.active  # a run this page has not shown: its settings
-        if new_run or changed and not s.active or current != job_id:
+        if current != job_id or (changed and not s.active):  # a new run, or one that ended
             news.add("run")
         wanted = news if parts is None else news & parts
         if "charts" in wanted:

@@ -17,6 +17,7 @@ from typing import Any
 
 from .config import ConfigError, RewardSettings
 from .prompts import completion_text, prompt_text
+from .references import REFERENCE_COLUMNS
 
 RewardFn = Callable[..., list[float]]
 ANSWER_TAG = re.compile(r"<answer>([\s\S]*?)</answer>")
@@ -245,7 +246,7 @@ def _reward_model(settings: RewardSettings, max_len: int) -> RewardFn:
     return reward_model
 
 
-ROUGE_COLUMNS = ("reference", "summary", "tldr", "reference_summary", "completion")
+ROUGE_COLUMNS = (*REFERENCE_COLUMNS, "completion")  # the held-out sets' reference columns, and smoltldr's
 
 
 def _rouge_reward(settings: RewardSettings, max_len: int) -> RewardFn:

@@ -67,7 +67,9 @@ def test_the_fast_engine_answers_as_generate_does(trained):
     """Greedy in float32: the decoder over merged copies gives transformers' `generate` answers (base and PEFT
     adapter), for a batch of prompts of different lengths."""
     from grpo_app.inference import engine
+    from grpo_app.inference.decoder import prefill_chunks
     from grpo_app.inference.engine import generate
+    from grpo_app.prompts import prompt_ids
 
     cfg, adapter = trained
     cfg.model.dtype = "float32"
@@ -75,6 +77,8 @@ def test_the_fast_engine_answers_as_generate_does(trained):
     settings = GenerationSettings(max_new_tokens=10, do_sample=False)
     prompts = [PROMPT, [{"role": "user", "content": "Summarize: my cat hides under the bed all day long."}], "Hi"]
     assert models.fallback_reason(settings) == ""
+    lengths = [len(prompt_ids(models.tokenizer, p)) for p in prompts]
+    assert len(prefill_chunks(lengths)) > 1  # prompts of unlike lengths are prefilled apart, then decoded together
     for side in (None, adapter):
         fast = [g.text for g in models.generate(prompts, settings, adapter=side)]
         model = models.select(side)

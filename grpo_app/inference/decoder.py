@@ -151,6 +151,34 @@ def draw(
     return token
 
 
+PREFILL_WASTE = 0.2  # prompts prefilled together pad at most this share of their own tokens
+PREFILL_TOKENS = 16_384  # and hold at most this many tokens, padding included
+
+
+def prefill_chunks(lengths: list[int]) -> list[list[int]]:
+    """Prompt indices prefilled together: ascending length, little padding, a bounded number of tokens."""
+    out: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        rows = out[-1] if out else None
+        if rows:
+            padded = (len(rows) + 1) * lengths[i]  # ascending: the newcomer is the longest
+            real = sum(lengths[j] for j in rows) + lengths[i]
+            if padded <= (1 + PREFILL_WASTE) * real and padded <= PREFILL_TOKENS:
+                rows.append(i)
+                continue
+        out.append([i])
+    return out
+
+
+def _kv(cache) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    return [layer.keys for layer in cache.layers], [layer.values for layer in cache.layers]
+
+
+def _widened(x: torch.Tensor, rows: int, width: int) -> torch.Tensor:
+    """Zeros shaped like a layer's keys or values for `rows` prompts of `width` tokens."""
+    return x.new_zeros(rows, *x.shape[1:-2], width, x.size(-1))
+
+
 def left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Token rows left-padded as TRL pads prompts for `generate`, with their attention mask.
 
@@ -199,27 +227,13 @@ class Decoder:
         inverse = torch.tensor([row[tuple(p)] for p in prompt_ids], device=device)
         ids, mask = left_pad([list(p) for p in unique], self.pad_id, device)
         positions = (mask.cumsum(-1) - 1).clamp_(min=0)
-        prefill = DynamicCache(config=model.config)
-        grouped = model.config._attn_implementation == ATTENTION
-        if grouped:  # a long query: torch's sdpa (flash) kernel is quicker there (0.64 s against 0.78 s, 716 tokens)
-            model.set_attn_implementation("sdpa")
-        try:
-            self.logits = model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=prefill,
-                use_cache=True,
-                logits_to_keep=1,
-            ).logits[:, -1][inverse]
-        finally:
-            if grouped:
-                model.set_attn_implementation(ATTENTION)
+        logits, keys, values = self._prefill(model, [list(p) for p in unique], ids.size(1))
+        self.logits = logits[inverse]
         n, self.width, self.new = len(prompt_ids), ids.size(1), config.max_new_tokens
         self.cache = StaticCache(config=model.config, max_cache_len=self.width + self.new)
-        for layer, done_layer in zip(self.cache.layers, prefill.layers, strict=True):
-            layer.update(done_layer.keys[inverse], done_layer.values[inverse])
-        del prefill
+        for layer, k, v in zip(self.cache.layers, keys, values, strict=True):
+            layer.update(k[inverse], v[inverse])
+        del keys, values
         self.attend = torch.cat([mask[inverse], torch.zeros((n, self.new), dtype=torch.long, device=device)], 1).bool()
         self.position = positions[inverse, -1:] + 1
         self.history = ids[inverse]  # what the repetition penalty looks back on, as in `generate`
@@ -229,6 +243,43 @@ class Decoder:
         self.alive = torch.ones(n, dtype=torch.bool, device=device)
         self.length = torch.zeros(n, dtype=torch.long, device=device)  # tokens written per output row
         self.t, self.done = 0, False
+
+    def _prefill(self, model, prompts: list[list[int]], width: int):
+        """Last-position logits and the KV cache of every prompt, left-padded to `width`.
+
+        Prompts of similar length are prefilled together (`prefill_chunks`): padding 24 posts to the longest one
+        spent 39% of the prefill on pad tokens. Each chunk's cache is written into the full width at the right."""
+        grouped = model.config._attn_implementation == ATTENTION
+        if grouped:  # a long query: torch's sdpa (flash) kernel is quicker there (0.64 s against 0.78 s, 716 tokens)
+            model.set_attn_implementation("sdpa")
+        logits, keys, values = None, [], []
+        try:
+            for chunk in prefill_chunks([len(p) for p in prompts]):
+                ids, mask = left_pad([prompts[i] for i in chunk], self.pad_id, model.device)
+                cache = DynamicCache(config=model.config)
+                out = model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=(mask.cumsum(-1) - 1).clamp_(min=0),
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                ).logits[:, -1]
+                if chunk == list(range(len(prompts))):  # one chunk, in order: its cache is the whole cache
+                    return out, *_kv(cache)
+                if logits is None:
+                    logits = out.new_empty(len(prompts), out.size(-1))
+                    keys, values = ([_widened(x, len(prompts), width) for x in xs] for xs in _kv(cache))
+                rows = torch.tensor(chunk, device=model.device)
+                logits[rows] = out
+                at = width - ids.size(1)
+                for layer, k, v in zip(cache.layers, keys, values, strict=True):
+                    k[rows, :, at:] = layer.keys
+                    v[rows, :, at:] = layer.values
+        finally:
+            if grouped:
+                model.set_attn_implementation(ATTENTION)
+        return logits, keys, values
 
     def _draw(self, scores: torch.Tensor) -> torch.Tensor:
         if not self.do_sample:

@@ -45,6 +45,7 @@ audit: setup
 bench: setup
 	$(PY) bench/bench.py
 	$(PY) bench/bench_generation.py
+	$(PY) bench/bench_process.py
 	$(PY) bench/bench_memory.py
 	$(PY) bench/bench_load.py
 

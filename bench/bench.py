@@ -1,13 +1,14 @@
 """Benchmark: the reference recipe in plain TRL (a) vs GRPO Studio's engine (b), same prompts and seeds.
 
-    make bench                         # 5 steps each, writes bench/results/<time>.json
-    python bench/bench.py --steps 8
+    make bench                         # 5 steps each, five runs, writes bench/results/<time>.json
+    python bench/bench.py --steps 8 --runs 1
 
 Offline, the recipe runs on SmolLM2-135M-Instruct (the offline default) and the bundled posts as plain
 prompts; every hyperparameter is the `recipe` preset's. (a) is the recipe copied into TRL as a user
 would, with only what the host forces (no 8-bit Adam without CUDA): fp32 weights + bf16 autocast,
 gradient checkpointing on (GRPOConfig's default), sdpa. Each variant runs in its own process so peak
-memory is its own. Step times exclude the first step (warm-up).
+memory is its own. Step times exclude the first step (warm-up). The machine drifts, so the ratio is read over
+several runs (median and range).
 """
 
 from __future__ import annotations
@@ -192,11 +193,32 @@ def child(variant: str, steps: int, out: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=5, help="(a) then (b), this many times: the ratio's spread")
     parser.add_argument("--variant", choices=["trl", "engine"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
         return child(args.variant, args.steps, args.out)
+    runs = []
+    for i in range(args.runs):
+        print(f"run {i + 1} of {args.runs}", flush=True)
+        runs.append(one_run(args.steps))
+        report(runs[-1])
+    ratios = [r["speedup"] for r in runs]
+    print(
+        f"\nspeed-up over {len(runs)} runs: median {statistics.median(ratios):.2f}x, "
+        f"{min(ratios):.2f}x to {max(ratios):.2f}x ({', '.join(f'{x:.2f}' for x in ratios)})"
+    )
+    out_dir = REPO / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
+    result = {**runs[-1], "runs": runs, "speedups": ratios} if len(runs) > 1 else runs[0]
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+
+
+def one_run(steps: int) -> dict:
+    """(a) and (b) back to back, each in its own process; the figures of both and their ratio."""
     import tempfile
 
     from transformers import AutoConfig
@@ -206,10 +228,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="grpo-bench-"))
     raw = {}
     for variant in ("trl", "engine"):
-        print(f"running ({'a' if variant == 'trl' else 'b'}) {variant}, {args.steps} steps…", flush=True)
+        print(f"running ({'a' if variant == 'trl' else 'b'}) {variant}, {steps} steps…", flush=True)
         out = tmp / f"{variant}.json"
         subprocess.run(
-            [sys.executable, __file__, "--variant", variant, "--steps", str(args.steps), "--out", str(out)], check=True
+            [sys.executable, __file__, "--variant", variant, "--steps", str(steps), "--out", str(out)], check=True
         )
         raw[variant] = json.loads(out.read_text())
     cfg = AutoConfig.from_pretrained(resolve_model("default"))
@@ -223,18 +245,22 @@ def main() -> None:
     a, b = (summarize(raw[v], params) for v in ("trl", "engine"))
     for r in (a, b):
         r["train_mfu"] = r["train_gflops_per_s"] / peak
-    result = {
+    return {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(),
             "torch": torch.__version__,
             "bf16_matmul_gflops": peak,
         },
-        "steps": args.steps,
+        "steps": steps,
         "a_plain_trl": a,
         "b_engine": b,
         "speedup": a["step_s"] / b["step_s"],
     }
+
+
+def report(result: dict) -> None:
+    a, b = result["a_plain_trl"], result["b_engine"]
     rows = [
         ("s / optimizer step", "step_s", "{:.1f}"),
         ("completion tokens / s", "completion_tokens_per_s", "{:.1f}"),
@@ -243,7 +269,8 @@ def main() -> None:
         ("training MFU (bf16 peak)*", "train_mfu", "{:.1%}"),
         ("peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
     ]
-    print(f"\nbf16 matmul peak here: {peak:.0f} GFLOP/s; {args.steps} steps each, first excluded\n")
+    peak, steps = result["machine"]["bf16_matmul_gflops"], result["steps"]
+    print(f"\nbf16 matmul peak here: {peak:.0f} GFLOP/s; {steps} steps each, first excluded\n")
     print(f"{'':28}{'(a) plain TRL':>16}{'(b) engine':>14}")
     for label, key, fmt in rows:
         print(f"{label:28}{fmt.format(a[key]):>16}{fmt.format(b[key]):>14}")
@@ -260,11 +287,6 @@ def main() -> None:
         )
     print("* FLOPs of plain TRL's step (all prompt and padding tokens): work the engine skips still counts.")
     print(f"\nspeed-up (a)/(b) per step: {result['speedup']:.2f}x")
-    out_dir = REPO / "bench" / "results"
-    out_dir.mkdir(exist_ok=True)
-    path = out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2))
-    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

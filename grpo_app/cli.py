@@ -96,6 +96,7 @@ def make_parser() -> argparse.ArgumentParser:
     rw.add_argument("--prompts", type=int, default=4, help="Dataset prompts to sample a group for.")
     rw.add_argument("--adapter", help="Sample from base + this adapter instead of the base model.")
     rw.add_argument("--out", help="Report path (default: <run.dir>/reward_bench.json, else <run.root>/...).")
+    rw.add_argument("--list", action="store_true", help="Print every built-in reward, what it scores and reads.")
     sub.add_parser("app", help="Open the app (as `python app.py`): http://127.0.0.1:7860.")
     runs = sub.add_parser("runs", help="List the runs, or compare some: how each ended and the settings that differ.")
     runs.add_argument("--root", default="runs", help="The runs folder (default: runs).")
@@ -245,6 +246,11 @@ def cmd_runs(args) -> int:
 def cmd_rewards(args, cfg: Config) -> int:
     from .reward_bench import report_markdown, run_bench
 
+    if args.list:
+        from .rewards import catalogue_markdown
+
+        print(catalogue_markdown())
+        return 0
     validate(cfg)
     cfg.model.dtype, cfg.model.device = "auto", "auto"
 

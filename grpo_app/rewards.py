@@ -81,6 +81,41 @@ BUILTIN_REWARDS: dict[str, str] = {
     "of the text, else 0",
     **CATALOG,
 }
+# What each reward reads besides the completion: `reward.*` settings and dataset columns (the page's table,
+# `python -m grpo_app rewards --list`, docs/rewards.md).
+REWARD_INPUTS: dict[str, tuple[str, ...]] = {
+    "length": ("reward.ideal_length", "reward.length_unit"),
+    "one_sentence": ("reward.regex",),
+    "grounding": ("the prompt",),
+    "no_repeat": (),
+    "summary": ("the prompt",),
+    "coverage": ("the prompt",),
+    "no_copy": ("the prompt",),
+    "accuracy": ("column reward.answer_column",),
+    "think_format": (),
+    "soft_overlong": ("grpo.max_completion_length", "reward.overlong_buffer"),
+    "cosine": ("column reward.answer_column", "grpo.max_completion_length"),
+    "repetition": (),
+    "exact_match": ("column reward.answer_column",),
+    "numeric_match": ("column reward.answer_column",),
+    "regex": ("reward.pattern",),
+    "json": ("reward.json_keys", "reward.json_schema"),
+    "json_fields": ("column reward.answer_column",),
+    "contains": ("column reward.words_column",),
+    "avoids": ("column reward.words_column",),
+    "reward_model": ("reward.reward_model", "the prompt"),
+    "rouge": ("column reward.answer_column, else reference / summary / tldr / completion",),
+}
+
+
+def catalogue_markdown() -> str:
+    """Every built-in reward as a table row: its name, what it scores, what it reads besides the completion."""
+    rows = ["| reward | what it scores | reads |", "|---|---|---|"]
+    for name, text in BUILTIN_REWARDS.items():
+        reads = ", ".join(f"`{x}`" if x.startswith(("reward.", "grpo.")) else x for x in REWARD_INPUTS[name])
+        cell = text.replace("|", "\\|")  # a table cell: its bars escaped
+        rows.append(f"| `{name}` | {cell} | {reads or '-'} |")
+    return "\n".join(rows)
 
 
 def load_custom(spec: str) -> RewardFn:

@@ -28,6 +28,27 @@ def test_every_catalogue_name_is_listed_with_a_description():
         assert len(BUILTIN_REWARDS[name]) > 20
 
 
+def test_the_catalogue_says_what_each_reward_reads(capsys):
+    """One table for the page and `rewards --list`: a row per reward, naming settings that exist."""
+    from dataclasses import fields
+
+    from grpo_app.cli import main
+    from grpo_app.config import GRPOSettings
+    from grpo_app.rewards import REWARD_INPUTS, catalogue_markdown
+
+    assert set(REWARD_INPUTS) == set(BUILTIN_REWARDS)
+    known = {f"reward.{f.name}" for f in fields(RewardSettings)} | {f"grpo.{f.name}" for f in fields(GRPOSettings)}
+    for name, inputs in REWARD_INPUTS.items():
+        for item in inputs:
+            named = item.removeprefix("column ").split(",")[0]
+            assert named in known or named == "the prompt", (name, item)
+    table = catalogue_markdown()
+    assert len(table.splitlines()) == 2 + len(BUILTIN_REWARDS)
+    assert "| `length` |" in table and "`reward.ideal_length`" in table and "\\|ideal - length\\|" in table
+    assert main(["rewards", "--list"]) == 0
+    assert capsys.readouterr().out.strip() == table
+
+
 def test_answers_are_checked_against_the_answer_column():
     answers = [
         "<think>3 plus 5 is 8.</think> <answer>8</answer>",

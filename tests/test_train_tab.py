@@ -282,6 +282,15 @@ def test_the_preview_says_which_reward_reads_which_column(app, tmp_path):
     assert "answer → check" in info and "source (no reward reads it)" in info
 
 
+def test_the_page_lists_each_reward_with_what_it_reads(app):
+    """The catalogue in the page (#21.2): each reward's row says what it scores and which settings it reads."""
+    demo, _, _ = app
+    shown = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "reward-catalogue"]
+    assert len(shown) == 1
+    assert "| `length` |" in shown[0].value and "`reward.ideal_length`" in shown[0].value
+    assert "| `json` |" in shown[0].value and "`reward.json_schema`" in shown[0].value
+
+
 def test_the_reward_bench_in_the_page(app, tiny_cfg, tmp_path):
     """Test the rewards (#21.4): real samples from the form's model beside the probes, the report kept; a reward
     that cannot load is one sentence."""

@@ -16,7 +16,7 @@ from ..data import FILE_TYPES
 from ..presets import PRESETS
 from ..registry import JobRegistry
 from ..reward_editor import EXAMPLE
-from ..rewards import BUILTIN_REWARDS
+from ..rewards import catalogue_markdown
 from .forms import FORM_KEYS, REWARD_HEADERS, REWARD_TABLE, config_to_values
 from .manage import create_export_panel, create_run_manager
 from .train_handlers import TrainHandlers
@@ -76,7 +76,7 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
             elem_classes="gs-hint",
         )
         with gr.Accordion("What each reward scores", open=False):
-            gr.Markdown("\n".join(f"- **{k}**: {v}" for k, v in BUILTIN_REWARDS.items()))
+            gr.Markdown(catalogue_markdown(), elem_id="reward-catalogue")
         with gr.Row():
             f["reward.ideal_length"] = gr.Number(label="Ideal length (chars)", precision=0, minimum=1, min_width=100)
             f["reward.regex"] = gr.Textbox(label="one_sentence pattern")

@@ -15,6 +15,7 @@ line. These checks read the text the way a user would, roughly, and each names w
   lifted (nearly) word for word.
 - `coverage`: how much of the body's content beyond its title and first sentence the answer carries (0..1): the
   first line copied scores 0, a sentence that joins the problem and the question scores high.
+- `title_gist`: the share of the title's content words the answer conveys (0..1; 0 without a title).
 - `is_summary`: the rule the evaluation counts. An answer passes when it is not degenerate, repetition <= 0.25,
   it copies nothing (above), it has at least two grounded content words and grounding >= 0.5, it is shorter than
   the source (at most `MAX_SHARE` of its characters), and it carries something of the body beyond its first
@@ -211,6 +212,15 @@ def coverage(source: str, answer: str, layout: Layout | None = None) -> float:
     best = sum(sorted(weights.values(), reverse=True)[:COVERAGE_WORDS])
     carried = sum(weights[s] for s in _stems(answer) if s in weights)
     return min(1.0, carried / best)
+
+
+def title_gist(source: str, answer: str, layout: Layout | None = None) -> float:
+    """Share of the title's content words (else the first heading's) that the answer conveys, 0..1; 0 for a text
+    without one. A poster's title says what the post is about, and a summary says it too, with more: paid alone
+    this is the title copied, so it rides with `no_copy` (which fails an answer with too little beyond the title)."""
+    layout = layout or split_layout(source)
+    wanted = _stems(layout.title)
+    return len(wanted & _stems(answer)) / len(wanted) if wanted else 0.0
 
 
 @dataclass

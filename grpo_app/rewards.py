@@ -65,6 +65,7 @@ QUALITY_REWARDS: dict[str, Callable[[str, str], float]] = {
     "summary": lambda source, answer: float(quality.is_summary(source, answer)),
     "coverage": quality.coverage,
     "no_copy": lambda source, answer: -float(bool(quality.copied(source, answer))),
+    "title_gist": quality.title_gist,
 }
 ALIASES = {"on_topic": "grounding"}  # the name earlier versions used
 
@@ -79,6 +80,8 @@ BUILTIN_REWARDS: dict[str, str] = {
     "coverage": "how much of the text's content beyond its title and first sentence the completion carries (0..1)",
     "no_copy": "-1 if the completion copies the title, a heading, a label line, the instruction or one sentence "
     "of the text, else 0",
+    "title_gist": "share of the title's (else first heading's) content words the completion conveys (0..1; 0 "
+    "without a title): what the post is about, said again; pair it with no_copy",
     **CATALOG,
 }
 # What each reward reads besides the completion: `reward.*` settings and dataset columns (the page's table,
@@ -91,6 +94,7 @@ REWARD_INPUTS: dict[str, tuple[str, ...]] = {
     "summary": ("the prompt",),
     "coverage": ("the prompt",),
     "no_copy": ("the prompt",),
+    "title_gist": ("the prompt",),
     "accuracy": ("column reward.answer_column",),
     "think_format": (),
     "soft_overlong": ("grpo.max_completion_length", "reward.overlong_buffer"),

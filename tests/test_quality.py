@@ -92,3 +92,20 @@ def test_hacking_warning_when_reward_rises_and_quality_falls():
     flat = _rows(lambda i: -100.0, lambda i: max(0.0, 0.6 - 0.06 * i), lambda i: 0.7)
     assert hacking_warning(flat) == ""  # quality falls but the reward does not rise: no gaming to report
     assert hacking_warning(hacked[:6]) == ""  # too early to tell
+
+
+def test_title_gist_pays_for_what_the_title_says_not_for_the_title_alone():
+    """title_gist: a summary that conveys the poster's title with the body's specifics scores high and passes the
+    rule; the laziest answer that maxes it, the title itself, is caught by the copy check beside it."""
+    from grpo_app.quality import copied, title_gist
+
+    title = "Landlord keeping $650 of my deposit for paint and an ancient carpet"
+    post = f"SUBREDDIT: r/legaladvice\n\nTITLE: {title}\n\nPOST: {POST}"
+    good = "My landlord is keeping $650 of my $1,200 deposit for paint and carpet; is small claims court worth it?"
+    assert title_gist(post, good) >= 0.7 and is_summary(post, good)
+    lazy = title
+    assert title_gist(post, lazy) == 1.0 and copied(post, lazy) == "copies the title" and not is_summary(post, lazy)
+    assert title_gist(post, "I cleaned the apartment and took photos before I moved out.") == 0.0
+    assert title_gist(POST, good) == 0.0  # a plain text has no title: nothing to convey, no signal
+    doc = "# Why volcanoes erupt\n\nMagma rises because it is lighter than the rock around it. Gas builds up."
+    assert title_gist(doc, "Volcanoes erupt when light, gassy magma rises through heavier rock.") == 1.0

@@ -15,7 +15,8 @@ line. These checks read the text the way a user would, roughly, and each names w
   lifted (nearly) word for word.
 - `coverage`: how much of the body's content beyond its title and first sentence the answer carries (0..1): the
   first line copied scores 0, a sentence that joins the problem and the question scores high.
-- `title_gist`: the share of the title's content words the answer conveys (0..1; 0 without a title).
+- `title_gist`: the share of the title's content words the answer conveys (0..1; 0 without a title, and 0 for a
+  copy).
 - `is_summary`: the rule the evaluation counts. An answer passes when it is not degenerate, repetition <= 0.25,
   it copies nothing (above), it has at least two grounded content words and grounding >= 0.5, it is shorter than
   the source (at most `MAX_SHARE` of its characters), and it carries something of the body beyond its first
@@ -216,11 +217,14 @@ def coverage(source: str, answer: str, layout: Layout | None = None) -> float:
 
 def title_gist(source: str, answer: str, layout: Layout | None = None) -> float:
     """Share of the title's content words (else the first heading's) that the answer conveys, 0..1; 0 for a text
-    without one. A poster's title says what the post is about, and a summary says it too, with more: paid alone
-    this is the title copied, so it rides with `no_copy` (which fails an answer with too little beyond the title)."""
+    without one, and 0 for an answer that is a copy (`copied`): a poster's title says what the post is about, and a
+    summary says it too, with more. Paired with `no_copy` alone it was gamed: a run (seed 42) copied 10 of 40 post
+    titles where the preset copies 3-6."""
     layout = layout or split_layout(source)
     wanted = _stems(layout.title)
-    return len(wanted & _stems(answer)) / len(wanted) if wanted else 0.0
+    if not wanted or copied(source, answer, layout):
+        return 0.0
+    return len(wanted & _stems(answer)) / len(wanted)
 
 
 @dataclass

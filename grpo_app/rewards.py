@@ -81,7 +81,7 @@ BUILTIN_REWARDS: dict[str, str] = {
     "no_copy": "-1 if the completion copies the title, a heading, a label line, the instruction or one sentence "
     "of the text, else 0",
     "title_gist": "share of the title's (else first heading's) content words the completion conveys (0..1; 0 "
-    "without a title): what the post is about, said again; pair it with no_copy",
+    "without a title, and 0 for a copy): what the post is about, said again with more",
     **CATALOG,
 }
 # What each reward reads besides the completion: `reward.*` settings and dataset columns (the page's table,

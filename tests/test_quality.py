@@ -96,7 +96,7 @@ def test_hacking_warning_when_reward_rises_and_quality_falls():
 
 def test_title_gist_pays_for_what_the_title_says_not_for_the_title_alone():
     """title_gist: a summary that conveys the poster's title with the body's specifics scores high and passes the
-    rule; the laziest answer that maxes it, the title itself, is caught by the copy check beside it."""
+    rule; the laziest answers that would max it, the title itself or the title with a word or two, score 0."""
     from grpo_app.quality import copied, title_gist
 
     title = "Landlord keeping $650 of my deposit for paint and an ancient carpet"
@@ -104,7 +104,8 @@ def test_title_gist_pays_for_what_the_title_says_not_for_the_title_alone():
     good = "My landlord is keeping $650 of my $1,200 deposit for paint and carpet; is small claims court worth it?"
     assert title_gist(post, good) >= 0.7 and is_summary(post, good)
     lazy = title
-    assert title_gist(post, lazy) == 1.0 and copied(post, lazy) == "copies the title" and not is_summary(post, lazy)
+    assert copied(post, lazy) == "copies the title" and title_gist(post, lazy) == 0.0
+    assert title_gist(post, f"TITLE: {title}") == title_gist(post, f"{title}, sadly.") == 0.0
     assert title_gist(post, "I cleaned the apartment and took photos before I moved out.") == 0.0
     assert title_gist(POST, good) == 0.0  # a plain text has no title: nothing to convey, no signal
     doc = "# Why volcanoes erupt\n\nMagma rises because it is lighter than the rock around it. Gas builds up."

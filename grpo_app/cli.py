@@ -325,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`rewards --list | head`): nothing more to say, no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would fail again
+        return 141  # as a shell reports a writer its reader left (128 + SIGPIPE)
     except Exception as e:  # a bug or a fault we did not foresee: still one sentence, the rest on request
         print(
             f"error: {type(e).__name__}: {first_line(e)}" + ("" if args.debug else " (--debug shows the traceback)"),

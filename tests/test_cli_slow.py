@@ -31,6 +31,14 @@ def test_cli_rejects_bad_input_without_traceback(tmp_path):
     assert r.returncode == 0 and "mlabonne/smoltldr" in r.stdout
 
 
+def test_cli_output_cut_short_by_its_reader_is_not_an_error(tmp_path):
+    """`rewards --list | head -1`: the reader leaves after one line; the CLI stops quietly, as a shell tool does."""
+    r = subprocess.run(
+        f"{sys.executable} -m grpo_app rewards --list | head -1", shell=True, cwd=REPO, capture_output=True, text=True
+    )
+    assert r.stdout.startswith("| reward |") and r.stderr == ""
+
+
 def test_cli_train_then_generate_with_and_without_adapter(tmp_path):
     prompts = tmp_path / "new_posts.jsonl"
     prompts.write_text(

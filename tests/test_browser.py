@@ -138,7 +138,7 @@ def _table_rows(page, elem_id) -> int:
 
 def _set(page, elem_id, value):
     box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
-    for _ in range(3):  # a field in an accordion that is still opening can lose a fill (seen once in 20 CI runs)
+    for _ in range(3):  # a field in an accordion still opening lost a fill once (kill -9 test, a CI run)
         box.fill(str(value))
         box.press("Tab")
         try:

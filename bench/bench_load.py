@@ -1,15 +1,17 @@
 """Benchmark: what open pages cost a run (issue #24). Viewers poll the live view as the page does.
 
-    python bench/bench_load.py                       # phases of 0, 1, 5, 20 and again 0 viewers, 8 steps each
+    python bench/bench_load.py                       # 0, 1, 0, 5, 0, 20, 0, 20, 0 viewers, 5 steps each
     python bench/bench_load.py --viewers 0 20 --steps-per-phase 8
 
 Starts the app (`app.py`, loopback only), starts a quick run through its API (every step on the same post and a
 learning rate too small to change the model, so that phases compare), and while it trains attaches simulated
-viewers: each joins the page's own live-refresh event (the 1.5 s timer of the Train tab) over Gradio's queue, as the
-browser does, with a session of its own, then the events that refresh sets off (a part of the view with news:
-charts, samples), and waits for them before the next tick. Reports, per phase, the run's mean step time (from its
-metrics.jsonl) and the p50/p95 latency of a whole refresh (the tick and what it set off). Goals (#24): with 20
-viewers, step time within 10% of none and p95 under 300 ms. Writes bench/results/load-<time>.json.
+viewers that do what an open page does (grpo_app/ui/pulse.py): every 1.5 s ask the pulse route, and when its key has
+moved, run the page's refresh over Gradio's queue with a session of its own, then the events that refresh sets off
+(a part of the view with news: charts, samples), waiting for them before the next beat. Reports, per phase, the
+run's mean step time (from its metrics.jsonl), the p50/p95 latency of a whole refresh (the refresh and what it set
+off) and the CPU the simulated viewers themselves took (they share the machine; real browsers would not).
+Goals (#24): with 20 viewers, step time within 10% of none and p95 under 300 ms. Writes
+bench/results/load-<time>.json.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psutil
 
 REPO = Path(__file__).resolve().parent.parent
-TICK = 1.5  # the Train tab's gr.Timer
+sys.path.insert(0, str(REPO))
+from grpo_app.ui.pulse import BUTTON_ID, ROUTE, TICK  # noqa: E402  (the page's own heartbeat)
 
 
 def _free_port() -> int:
@@ -64,18 +68,20 @@ def _start_app(runs: Path) -> tuple[subprocess.Popen, str]:
 
 
 def _refresh_events(url: str) -> tuple[tuple[int, int], dict[int, tuple[int, int]]]:
-    """The Train tab's timer tick as (fn_index, trigger_id), and the events its outputs set off: for each State the
-    tick writes, the (fn_index, trigger_id) of its change event. All read from the page's own config."""
+    """The Train tab's refresh (its hidden button's click) as (fn_index, trigger_id), and the events its outputs set
+    off: for each State the refresh writes, the (fn_index, trigger_id) of its change event. All read from the page's
+    own config."""
     config = httpx.get(f"{url}/config", timeout=30).json()
+    button = next((c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == BUTTON_ID), None)
     tick, changes = None, {}
     for dep in config["dependencies"]:
         for target, event in dep.get("targets", []):
-            if event == "tick":
+            if (target, event) == (button, "click"):
                 tick = (dep["id"], target)
             elif event == "change":
                 changes[target] = (dep["id"], target)
     if tick is None:
-        sys.exit("no timer event in the page's config")
+        sys.exit("no refresh event in the page's config")
     return tick, changes
 
 
@@ -89,7 +95,8 @@ class Viewer(threading.Thread):
         self.session = uuid.uuid4().hex[:11]
         self.latencies: list[tuple[float, float]] = []  # (when, seconds): the tick and what it set off
         self.errors = 0
-        self.requests = 0
+        self.requests = 0  # refresh events run
+        self.pulses = 0  # heartbeats asked
 
     def _call(self, client: httpx.Client, event: tuple[int, int]) -> list[int]:
         """Run one event through Gradio's queue; the ids of the States it changed."""
@@ -118,14 +125,24 @@ class Viewer(threading.Thread):
         self.latencies.append((time.time(), time.perf_counter() - started))
 
     def run(self) -> None:
+        seen = None
         with httpx.Client(timeout=60) as client:
             while not self.stop.is_set():
                 started = time.perf_counter()
                 try:
-                    self.refresh(client)
+                    self.pulses += 1
+                    key = client.get(f"{self.url}{ROUTE}").json()["key"]
+                    if key != seen:  # as the page's heartbeat: refresh only when the run moved
+                        seen = key
+                        self.refresh(client)
                 except (httpx.HTTPError, KeyError, ValueError):
                     self.errors += 1
                 self.stop.wait(max(0.0, TICK - (time.perf_counter() - started)))
+
+
+def _cpu(proc: subprocess.Popen) -> float:
+    times = psutil.Process(proc.pid).cpu_times()
+    return times.user + times.system
 
 
 def _steps(run_dir: Path) -> list[dict]:
@@ -140,10 +157,40 @@ def _wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen) -> None:
         time.sleep(0.5)
 
 
+def _neighbours(phases: list[dict], i: int) -> list[dict]:
+    """The nearest phase without viewers before a loaded phase and the nearest after it."""
+    if phases[i]["viewers"] == 0:
+        return []
+    before = next((p for p in reversed(phases[:i]) if p["viewers"] == 0), None)
+    after = next((p for p in phases[i + 1 :] if p["viewers"] == 0), None)
+    return [p for p in (before, after) if p]
+
+
+def _idle(url: str, tick, changes, proc: subprocess.Popen, count: int, seconds: float = 20.0) -> dict:
+    """What open pages cost the app while nothing trains: its CPU with `count` viewers, and the refreshes they ran."""
+    served, began, stop = _cpu(proc), time.time(), threading.Event()
+    viewers = [Viewer(url, tick, changes, stop) for _ in range(count)]
+    for v in viewers:
+        v.start()
+    time.sleep(seconds)
+    stop.set()
+    for v in viewers:
+        v.join(30)
+    return {
+        "viewers": count,
+        "app_cpu_pct": round(100 * (_cpu(proc) - served) / (time.time() - began), 1),
+        "pulses": sum(v.pulses for v in viewers),
+        "requests": sum(v.requests for v in viewers),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--viewers", type=int, nargs="+", default=[0, 1, 5, 20, 0])
-    parser.add_argument("--steps-per-phase", type=int, default=8)  # 6: ~5% between two quiet phases
+    # each loaded phase between two quiet ones: this machine's speed drifts 10-20% within minutes, so a phase is
+    # compared with its neighbours, not with a mean over the whole run
+    parser.add_argument("--viewers", type=int, nargs="+", default=[0, 1, 0, 5, 0, 20, 0, 20, 0])
+    parser.add_argument("--steps-per-phase", type=int, default=5)
+    parser.add_argument("--idle-viewers", type=int, default=20)  # first, before the run: pages with nothing new
     parser.add_argument("--warmup-steps", type=int, default=2)
     args = parser.parse_args()
     from gradio_client import Client
@@ -153,14 +200,17 @@ def main() -> None:
     proc, url = _start_app(root / "runs")
     try:
         tick, changes = _refresh_events(url)
+        idle = _idle(url, tick, changes, proc, args.idle_viewers)
+        print("no run:", idle, flush=True)
         total = args.warmup_steps + args.steps_per_phase * len(args.viewers)
+        more = total + 10  # steps beyond the last phase: the run's end (its last step's save) is not measured
         # every step on the same post, with a learning rate too small to change the model: a step's time follows
         # its prompt's length and its answers' (shorter as the model learns) more than any viewer. With the
         # preset's texts and rate, two phases of no viewer differed by 11-30%; the work of a step is the same.
         post = json.loads((REPO / "assets" / "posts" / "train.jsonl").read_text().splitlines()[0])
         same = root / "one-post.jsonl"
-        same.write_text("\n".join(json.dumps({"prompt": post["prompt"]}) for _ in range(total + 1)) + "\n")
-        overrides = [f"grpo.max_steps={total}", "run.eval_steps=0", f"grpo.save_steps={total}", f"data.path={same}"]
+        same.write_text("\n".join(json.dumps({"prompt": post["prompt"]}) for _ in range(more + 1)) + "\n")
+        overrides = [f"grpo.max_steps={more}", "run.eval_steps=0", f"grpo.save_steps={more}", f"data.path={same}"]
         overrides.append("grpo.learning_rate=1e-12")
         run_id = Client(url, verbose=False).predict(preset="quick", overrides=overrides, api_name="/start_run")[
             "run_id"
@@ -171,6 +221,7 @@ def main() -> None:
         for count in args.viewers:
             stop = threading.Event()
             viewers = [Viewer(url, tick, changes, stop) for _ in range(count)]
+            cpu, served, began = time.process_time(), _cpu(proc), time.time()
             for v in viewers:
                 v.start()
             _wait_for_step(run_dir, done + args.steps_per_phase, proc)
@@ -184,7 +235,11 @@ def main() -> None:
                 "viewers": count,
                 "step_s": round(statistics.mean(r["step_time"] for r in rows), 2),
                 "refreshes": len(latencies),
+                "pulses": sum(v.pulses for v in viewers),
                 "requests": sum(v.requests for v in viewers),
+                "viewers_cpu_s": round(time.process_time() - cpu, 1),  # this process: the simulated browsers
+                "app_cpu_s": round(_cpu(proc) - served, 1),  # the app's own process, training's child not counted
+                "wall_s": round(time.time() - began, 1),
                 "refresh_p50_ms": round(1000 * latencies[len(latencies) // 2]) if latencies else None,
                 "refresh_p95_ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))]) if latencies else None,
                 "errors": sum(v.errors for v in viewers),
@@ -194,17 +249,19 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(60)
-    quiet = [p["step_s"] for p in phases if p["viewers"] == 0]
-    print("\n| viewers | s / step | vs none | refresh p50 (ms) | p95 (ms) | refreshes | errors |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for p in phases:
-        ratio = f"{p['step_s'] / statistics.mean(quiet):.2f}x" if quiet else "-"
+    print("\n| viewers | s / step | vs quiet neighbours | app CPU (% of a core) | refresh p50 / p95 (ms) | refreshes |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for i, p in enumerate(phases):
+        p["app_cpu_pct"] = round(100 * p["app_cpu_s"] / max(p["wall_s"], 1e-9), 1)
+        near = _neighbours(phases, i)
+        p["vs_quiet"] = round(p["step_s"] / statistics.mean(q["step_s"] for q in near), 3) if near else None
+        ratio = f"{p['vs_quiet']:.2f}x" if p["vs_quiet"] else "-"
         print(
-            f"| {p['viewers']} | {p['step_s']} | {ratio} | {p['refresh_p50_ms'] or '-'} | "
-            f"{p['refresh_p95_ms'] or '-'} | {p['refreshes']} | {p['errors']} |"
+            f"| {p['viewers']} | {p['step_s']} | {ratio} | {p['app_cpu_pct']} | "
+            f"{p['refresh_p50_ms'] or '-'} / {p['refresh_p95_ms'] or '-'} | {p['refreshes']} |"
         )
     out = REPO / "bench" / "results" / f"load-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"url": url, "phases": phases}, indent=1))
+    out.write_text(json.dumps({"url": url, "idle": idle, "phases": phases}, indent=1))
     print(f"wrote {out}")
 
 

@@ -172,6 +172,15 @@ class TrainingJob(Reporter):
             copy = JobSnapshot(
                 **{**s.__dict__, "metrics": list(s.metrics), "completions": list(s.completions), "log": list(self._log)}
             )
-        running = (self._ended or time.time()) - self._started if self._started else 0.0
-        copy.elapsed = self._final_elapsed if self._final_elapsed is not None else self._elapsed_before + running
+        copy.elapsed = self._elapsed()
         return copy
+
+    def pulse(self) -> tuple[int, str, float]:
+        """(version, status, elapsed) without copying the metrics: what an open page polls between refreshes."""
+        with self._lock:
+            version, status = self._state.version, self._state.status
+        return version, status, self._elapsed()
+
+    def _elapsed(self) -> float:
+        running = (self._ended or time.time()) - self._started if self._started else 0.0
+        return self._final_elapsed if self._final_elapsed is not None else self._elapsed_before + running

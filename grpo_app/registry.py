@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .checks import validate
 from .config import Config
-from .jobs import JobBusy, JobSnapshot, NotYourRun, TrainingJob
+from .jobs import ACTIVE, JobBusy, JobSnapshot, NotYourRun, TrainingJob
 
 
 class JobRegistry:
@@ -114,6 +114,15 @@ class JobRegistry:
 
     def snapshot(self) -> JobSnapshot:
         return self.current.snapshot() if self.current else JobSnapshot()
+
+    def pulse(self) -> tuple[str, bool, float]:
+        """(key, active, elapsed): the key changes whenever a refresh of the live view would show something new
+        (another job, a new version of this one's state); cheap enough for every open page to ask every tick."""
+        job = self.current
+        if job is None:
+            return "none", False, 0.0
+        version, status, elapsed = job.pulse()
+        return f"{id(job)}-{version}", status in ACTIVE, elapsed
 
     def renamed(self, old: Path, new: Path) -> None:
         """A run folder was renamed: the job that made it names the new folder from now on."""

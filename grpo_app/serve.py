@@ -27,6 +27,7 @@ def _interrupt(signum, frame):
 def main(demo=None) -> int:
     from .memory import return_freed_memory
     from .ui import CSS, THEME
+    from .ui.pulse import add_pulse_route
 
     demo = demo or build()
     signal.signal(signal.SIGTERM, _interrupt)
@@ -41,7 +42,10 @@ def main(demo=None) -> int:
             server_name=policy.host,
             allowed_paths=policy.allowed_paths(),
             max_file_size=f"{policy.max_upload_mb:g}mb" if policy.public else None,
+            prevent_thread_lock=True,
         )
+        add_pulse_route(demo.app, demo.registry)  # what open pages poll between refreshes (ui/pulse.py)
+        demo.block_thread()
     finally:
         snap = demo.registry.shutdown(float(os.environ.get("GRPO_STUDIO_SHUTDOWN_WAIT") or 60))
         if snap is not None:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from grpo_app.config import Config, preset
@@ -216,6 +217,27 @@ def test_train_live_then_stop(app_url, browser, tiny_model_dir):
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
     assert (run_dirs[0] / "merged" / "README.md").is_file()
+
+
+def test_a_page_with_nothing_new_asks_the_pulse_and_no_refresh(app_url, browser):
+    """An open page costs the server a plain GET every 1.5 s, not a Gradio event (#24, twenty viewers): it runs the
+    live view's refresh only when the pulse's key moves (ui/pulse.py; the run's steps reaching the page while it
+    trains is `test_train_live_then_stop`)."""
+    url, _ = app_url
+    pulse = httpx.get(f"{url}/studio/pulse", timeout=10).json()
+    assert set(pulse) == {"key", "active", "elapsed"} and not pulse["active"]
+    page = browser.new_page()
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(url)
+    page.get_by_text("206 rows").wait_for(timeout=60_000)
+    page.wait_for_event("request", lambda r: "studio/pulse" in r.url, timeout=30_000)
+    page.wait_for_timeout(2_000)  # the page-load events and the first pulse's refresh have gone out
+    before = len(requests)
+    page.wait_for_timeout(6_000)  # (Playwright delivers a page's events while it is called, not in time.sleep)
+    quiet = requests[before:]
+    assert sum("studio/pulse" in u for u in quiet) >= 3, quiet
+    assert not [u for u in quiet if "queue/join" in u], quiet
 
 
 def test_compare_streams_both_sides_and_batch(app_url, browser):

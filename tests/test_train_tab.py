@@ -16,6 +16,7 @@ from grpo_app.runs import Run
 from grpo_app.training import train
 from grpo_app.ui import charts, create_ui, live
 from grpo_app.ui.forms import REWARD_TABLE, apply_reward_rows, config_to_values, form_to_config, reward_rows
+from grpo_app.ui.pulse import pulse
 
 
 @pytest.fixture
@@ -113,24 +114,28 @@ def test_resume_keeps_the_steps_before_it_and_one_clock(app, tiny_cfg):
     assert status["elapsed"] >= snap.metrics[-1]["elapsed"] >= snap.metrics[0]["elapsed"]
 
 
-def test_a_quiet_tick_sends_little_and_each_part_once(app, tiny_cfg):
-    """The 1.5 s timer answers with the status line, progress and markers only; each part of the view (charts,
-    samples, the run's settings) follows once, through its marker's event, when it has news (#24: Gradio builds a
-    component for every output a reply leaves out, ~35 ms a tick with the whole view as outputs)."""
+def test_a_refresh_sends_each_part_once_and_the_form_behind_its_marker(app, tiny_cfg):
+    """A page's refresh sends the status line, progress, charts and samples with news, and a marker for the run's
+    settings, which follow through the marker's own event; a refresh with nothing new sends the status line only
+    (#24: Gradio builds a component for every output a reply leaves out, ~35 ms with the form among them)."""
     demo, tab, root = app
     v = tab.view
     tiny_cfg.run.root, tiny_cfg.run.dir = str(root), str(root / "ticked")
+    before = pulse(demo.registry)
     job = demo.registry.start(tiny_cfg)
     rows = len(job.wait(120).metrics)
     _wait_for(lambda: tab._live.get("charts", ((),))[0] == ("charts", id(job), rows))  # drawn before anyone asked
+    after = pulse(demo.registry)  # what every open page asks each 1.5 s before it asks for a refresh
+    assert after["key"] != before["key"] and not after["active"]
+    assert after["elapsed"] == live.clock(job.snapshot().elapsed)
+    assert pulse(demo.registry) == after  # a run that has ended: nothing moves, no page refreshes
     first = tab.tick({v.seen: (None, -1, -1)})
-    assert set(first) == {v.seen, v.status, v.progress, *v.pending.values()}  # every part has news for a new page
-    charts_part = tab.deliver("charts")({v.pending["charts"]: first[v.pending["charts"]]})
-    assert set(charts_part) == set(v.parts["charts"])
-    reward = charts_part[v.plots["reward"]]
+    inline = {*v.parts["charts"], *v.parts["samples"]}
+    assert set(first) == {v.seen, v.status, v.progress, *inline, v.pending["run"]}  # all news for a new page
+    assert set(v.pending) == {"run"}
+    reward = first[v.plots["reward"]]
     assert reward.type == "plotly" and '"reward (mean)"' in reward.plot  # serialised once, sent as is
-    samples = tab.deliver("samples")({v.pending["samples"]: first[v.pending["samples"]]})
-    assert set(samples) == set(v.parts["samples"])
+    assert len(reward.plot) < 12_000  # the charts' slim template, not plotly_white's 7 KB a figure
     settings = tab.deliver("run")({v.pending["run"]: first[v.pending["run"]]})
     assert v.past in settings and v.fields["model.name"] not in settings  # an ended run leaves the form alone
     again = tab.tick({v.seen: first[v.seen]})
@@ -179,7 +184,7 @@ def test_a_refused_start_keeps_the_last_runs_dashboard(app, tiny_cfg):
     assert v.plots["reward"] not in after and v.completions not in after
     # a part flagged before that start, delivered after it: nothing to send, and never an empty reply (Gradio
     # refuses one: the server log had a traceback per page)
-    late = tab.deliver("charts")({v.pending["charts"]: ((None, -1, -1), seen)})
+    late = tab.deliver("run")({v.pending["run"]: ((None, -1, -1), seen)})
     assert list(late.values()) == [gr.skip()]
 
 

@@ -48,6 +48,7 @@ def identify(browser_id: str, profile: gr.OAuthProfile | None) -> tuple[str, str
 
 def create_ui(runs_root: str = "runs", policy: Policy | None = None) -> gr.Blocks:
     """The page; `policy` (default: from the environment) says what a visitor may do."""
+    from . import pulse
     from .api import create_api
     from .compare_tab import create_compare_tab
     from .train_tab import create_train_tab
@@ -71,6 +72,7 @@ def create_ui(runs_root: str = "runs", policy: Policy | None = None) -> gr.Block
                 compare = create_compare_tab(registry, runs_root, policy)
         for fn, inputs, outputs in train.on_load:
             demo.load(fn, inputs, outputs)
+        demo.load(None, js=pulse.LOAD_JS)  # the live view's heartbeat, in the browser (ui/pulse.py)
         demo.load(identify, browser_id, [browser_id, visitor])
         if compare.get("on_load"):
             demo.load(*compare["on_load"])

@@ -53,7 +53,7 @@ def progress_html(s: JobSnapshot) -> str:
     reward = next((m["reward"] for m in reversed(s.metrics) if m.get("reward") is not None), None)
     stats = [
         f"step <b>{s.step}/{s.total or '?'}</b>",
-        f"elapsed {clock(s.elapsed if s.status != 'idle' else 0)}",
+        f'elapsed <span class="gs-elapsed">{clock(s.elapsed if s.status != "idle" else 0)}</span>',
         f"ETA {clock(s.eta) if s.active else '–'}",
         f"{tps:.1f} completion tokens/s" if tps else "– tokens/s",
         f"reward {reward:.2f}" if reward is not None else "",

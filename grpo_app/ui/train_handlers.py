@@ -38,7 +38,7 @@ from .forms import (
     form_to_config,
     reward_rows,
 )
-from .train_view import TrainView
+from .train_view import INLINE, TrainView
 
 FORM_NOTE = "🔒 *The form shows the settings of the run in progress; change them for the next run once it ends.*"
 
@@ -378,15 +378,15 @@ class TrainHandlers:
         return {v.completions_caption: live.completions_caption(s), v.log: live.log_text(s), v.completions: table}
 
     def tick(self, data: dict) -> dict:
-        """Every open page's 1.5 s timer: the status line and progress bar, and for each part of the view with news
-        (charts, samples, the run's settings) a marker whose change event sends that part (`deliver`).
+        """A page's refresh, run when its pulse moved (ui/pulse.py): the status line and progress bar, the charts and
+        samples when they have news, and for the run's settings a marker whose change event sends them (`deliver`).
 
-        Gradio builds a new component for every output a reply leaves out (`gr.skip()` included): one event with
-        the whole view's sixty outputs cost ~35 ms of server CPU per page per tick with nothing to send
-        (bench/bench_load.py). A quiet tick now has a handful of outputs, and a step sends each part once."""
+        Gradio builds a new component for every output a reply leaves out (`gr.skip()` included): with the form's
+        forty-odd fields among its outputs, a refresh cost ~35 ms of server CPU with nothing to send
+        (bench/bench_load.py). The form stays behind its marker; the rest comes in this one event."""
         v = self.view
         since = data[v.seen]
-        out, news = self._changes(data, set())
+        out, news = self._changes(data, set(INLINE))
         s = self.registry.snapshot()
         # an unchanged State is skipped (Gradio rebuilds a State's config each time one is written)
         reply = {v.seen: gr.skip() if out[v.seen] == since else out[v.seen]}
@@ -394,7 +394,10 @@ class TrainHandlers:
         if v.progress in out or s.run_dir:  # a refused start leaves the last run's progress bar as it was
             reply[v.progress] = out.get(v.progress, live.progress_html(s))
         for name in news:
-            reply[v.pending[name]] = (since, out[v.seen])
+            if name in INLINE:
+                reply.update({c: out[c] for c in v.parts[name] if c in out})
+            else:
+                reply[v.pending[name]] = (since, out[v.seen])
         return reply
 
     def deliver(self, name: str):

@@ -17,10 +17,11 @@ from ..presets import PRESETS
 from ..registry import JobRegistry
 from ..reward_editor import EXAMPLE
 from ..rewards import catalogue_markdown
+from . import pulse
 from .forms import FORM_KEYS, REWARD_HEADERS, REWARD_TABLE, config_to_values
 from .manage import create_export_panel, create_run_manager
 from .train_handlers import TrainHandlers
-from .train_view import TrainView
+from .train_view import INLINE, TrainView
 
 
 def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.UploadButton, gr.Markdown, gr.Dataframe]:
@@ -356,8 +357,9 @@ def create_train_tab(
     }
     data_in = {v.fields[k] for k in ("data.path", "data.split", "data.prompt_column", REWARD_TABLE)}
     data_out = [v.data_info, v.data_preview, v.fields["data.prompt_column"]]
-    v.pending.update({name: gr.State(None) for name in v.parts})
-    live_out = [v.status, v.progress, v.seen, *v.pending.values()]  # the tick's; each part follows its marker
+    v.pending.update({name: gr.State(None) for name in v.parts if name not in INLINE})
+    inline = [c for name in INLINE for c in v.parts[name]]
+    live_out = [v.status, v.progress, v.seen, *inline, *v.pending.values()]  # the refresh's; the rest follows markers
     for name, marker in v.pending.items():
         marker.change(h.deliver(name), {marker}, v.parts[name], show_progress="hidden")
     b["past_refresh"].click(h.list_past, None, v.past)
@@ -380,9 +382,10 @@ def create_train_tab(
     b["reward_save"].click(h.save_reward, editor, [b["reward_result"], v.fields[REWARD_TABLE]])
     b["download"].click(h.download_config, form, v.config_file)
     b["config_upload"].upload(h.upload_config, {b["config_upload"]}, [*v.form, v.status])
-    # always ticking: an idle tick costs a snapshot and sends nothing, and a page never misses a run because a
-    # refresh computed before Start (the page-load one, say) came back after it
-    gr.Timer(1.5).tick(h.tick, {v.seen}, live_out, show_progress="hidden")
+    # the refresh runs when the page's pulse says the run moved (ui/pulse.py); "always_last": a pulse that lands
+    # while a refresh is on its way runs one more after it, so a page never keeps a state older than its last pulse
+    refresh = gr.Button("Refresh", visible="hidden", elem_id=pulse.BUTTON_ID)
+    refresh.click(h.tick, {v.seen}, live_out, show_progress="hidden", trigger_mode="always_last")
     h.on_load = [
         (h.show_data, data_in, data_out),
         (h.tick, {v.seen}, live_out),

@@ -8,6 +8,8 @@ import gradio as gr
 
 from .forms import FORM_KEYS
 
+INLINE = ("charts", "samples")  # the parts of the live view a refresh sends itself; the run's settings follow it
+
 
 @dataclass
 class TrainView:
@@ -35,7 +37,8 @@ class TrainView:
     seen: gr.State
     visitor: gr.State
     buttons: dict[str, gr.components.Component] = field(default_factory=dict)
-    # one marker per part of the live view: set by the timer's tick when that part has news, its change event sends it
+    # a marker for each part of the live view not in INLINE: the refresh sets it when that part has news, and its
+    # change event sends the part
     pending: dict[str, gr.State] = field(default_factory=dict)
 
     @property

@@ -34,7 +34,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from grpo_app.ui.pulse import BUTTON_ID, ROUTE, TICK  # noqa: E402  (the page's own heartbeat)
+from grpo_app.ui.pulse import BUTTON_ID, ROUTE, SETTLE, TICK  # noqa: E402  (the page's own heartbeat)
 
 
 def _free_port() -> int:
@@ -125,15 +125,16 @@ class Viewer(threading.Thread):
         self.latencies.append((time.time(), time.perf_counter() - started))
 
     def run(self) -> None:
-        seen = None
+        seen, moment, at = None, None, 0.0
         with httpx.Client(timeout=60) as client:
             while not self.stop.is_set():
                 started = time.perf_counter()
                 try:
                     self.pulses += 1
-                    key = client.get(f"{self.url}{ROUTE}").json()["key"]
-                    if key != seen:  # as the page's heartbeat: refresh only when the run moved
-                        seen = key
+                    p = client.get(f"{self.url}{ROUTE}").json()
+                    # as the page's heartbeat (pulse.LOAD_JS): a new moment at once, other news SETTLE s after
+                    if p["key"] != seen and (p["moment"] != moment or started - at >= SETTLE):
+                        seen, moment, at = p["key"], p["moment"], started
                         self.refresh(client)
                 except (httpx.HTTPError, KeyError, ValueError):
                     self.errors += 1

@@ -175,11 +175,11 @@ class TrainingJob(Reporter):
         copy.elapsed = self._elapsed()
         return copy
 
-    def pulse(self) -> tuple[int, str, float]:
-        """(version, status, elapsed) without copying the metrics: what an open page polls between refreshes."""
+    def pulse(self) -> tuple[int, str, int, float]:
+        """(version, status, steps logged, elapsed) without copying the metrics: what an open page polls."""
         with self._lock:
-            version, status = self._state.version, self._state.status
-        return version, status, self._elapsed()
+            version, status, logged = self._state.version, self._state.status, len(self._state.metrics)
+        return version, status, logged, self._elapsed()
 
     def _elapsed(self) -> float:
         running = (self._ended or time.time()) - self._started if self._started else 0.0

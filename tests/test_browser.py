@@ -225,7 +225,7 @@ def test_a_page_with_nothing_new_asks_the_pulse_and_no_refresh(app_url, browser)
     trains is `test_train_live_then_stop`)."""
     url, _ = app_url
     pulse = httpx.get(f"{url}/studio/pulse", timeout=10).json()
-    assert set(pulse) == {"key", "active", "elapsed"} and not pulse["active"]
+    assert set(pulse) == {"key", "moment", "active", "elapsed"} and not pulse["active"]
     page = browser.new_page()
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))

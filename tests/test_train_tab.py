@@ -126,7 +126,7 @@ def test_a_refresh_sends_each_part_once_and_the_form_behind_its_marker(app, tiny
     rows = len(job.wait(120).metrics)
     _wait_for(lambda: tab._live.get("charts", ((),))[0] == ("charts", id(job), rows))  # drawn before anyone asked
     after = pulse(demo.registry)  # what every open page asks each 1.5 s before it asks for a refresh
-    assert after["key"] != before["key"] and not after["active"]
+    assert after["key"] != before["key"] and after["moment"] != before["moment"] and not after["active"]
     assert after["elapsed"] == live.clock(job.snapshot().elapsed)
     assert pulse(demo.registry) == after  # a run that has ended: nothing moves, no page refreshes
     first = tab.tick({v.seen: (None, -1, -1)})

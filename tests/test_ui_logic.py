@@ -127,3 +127,26 @@ def test_a_saved_run_reopens_as_the_live_view_showed_it(tiny_cfg):
     assert s.status == "finished" and s.step == 2 and s.total == 2 and len(s.metrics) == 2
     assert s.completions_step == 2 and len(s.completions) == 4 and not s.active
     assert len(charts.reward_figure(s.metrics).data[1].x) == 2
+
+
+def test_the_pulse_moves_its_moment_with_steps_and_its_key_with_any_news():
+    """A page refreshes at once on a new moment (a step's metrics, a status, another run) and lets other news (a
+    step's samples as they arrive, log lines) wait a few seconds: one refresh a short step, not two (#24)."""
+    from grpo_app.jobs import TrainingJob
+    from grpo_app.registry import JobRegistry
+
+    registry = JobRegistry()
+    assert registry.pulse() == ("none", "none", False, 0.0)
+    registry.current = job = TrainingJob(preset("quick"))
+    job.on_status("training", "Training: 2 steps.")
+    key, moment, active, _ = registry.pulse()
+    assert active
+    job.on_completions(1, [{"prompt": "p", "completion": "c"}])  # the step's samples, mid-step
+    job.on_log("a line")
+    after = registry.pulse()
+    assert after[0] != key and after[1] == moment  # news, but no new moment: it can wait
+    job.on_progress(1, 2)
+    job.on_metrics({"step": 1, "reward": 0.5})
+    assert registry.pulse()[1] != moment  # the step landed: every page refreshes now
+    job.on_status("finished", "Done.")
+    assert registry.pulse()[1:3] == (f"{id(job)}-finished-1", False)

@@ -175,11 +175,12 @@ class TrainingJob(Reporter):
         copy.elapsed = self._elapsed()
         return copy
 
-    def pulse(self) -> tuple[int, str, int, float]:
-        """(version, status, steps logged, elapsed) without copying the metrics: what an open page polls."""
+    def pulse(self) -> tuple[int, str, str, int, float]:
+        """(version, status, message, steps logged, elapsed) without copying the metrics: what an open page polls."""
         with self._lock:
-            version, status, logged = self._state.version, self._state.status, len(self._state.metrics)
-        return version, status, logged, self._elapsed()
+            s = self._state
+            version, status, message, logged = s.version, s.status, s.message, len(s.metrics)
+        return version, status, message, logged, self._elapsed()
 
     def _elapsed(self) -> float:
         running = (self._ended or time.time()) - self._started if self._started else 0.0

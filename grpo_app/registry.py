@@ -118,12 +118,13 @@ class JobRegistry:
     def pulse(self) -> tuple[str, str, bool, float]:
         """(key, moment, active, elapsed), cheap enough for every open page to ask every 1.5 s. The key moves with
         anything a refresh of the live view would show (another job, any new version of its state); the moment only
-        with what a page shows at once: another job, a new status, a new step's metrics."""
+        with what a page shows at once: another job, a new status line, a new step's metrics."""
         job = self.current
         if job is None:
             return "none", "none", False, 0.0
-        version, status, logged, elapsed = job.pulse()
-        return f"{id(job)}-{version}", f"{id(job)}-{status}-{logged}", status in ACTIVE, elapsed
+        version, status, message, logged, elapsed = job.pulse()
+        moment = f"{id(job)}-{status}-{logged}-{hash(message) & 0xFFFFFFFF:x}"
+        return f"{id(job)}-{version}", moment, status in ACTIVE, elapsed
 
     def renamed(self, old: Path, new: Path) -> None:
         """A run folder was renamed: the job that made it names the new folder from now on."""

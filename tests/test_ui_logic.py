@@ -148,5 +148,8 @@ def test_the_pulse_moves_its_moment_with_steps_and_its_key_with_any_news():
     job.on_progress(1, 2)
     job.on_metrics({"step": 1, "reward": 0.5})
     assert registry.pulse()[1] != moment  # the step landed: every page refreshes now
+    moment = registry.pulse()[1]
+    job.on_status("training", "Training: 2 steps, the model loaded.")  # a new status line shows at once too
+    assert registry.pulse()[1] != moment
     job.on_status("finished", "Done.")
-    assert registry.pulse()[1:3] == (f"{id(job)}-finished-1", False)
+    assert registry.pulse()[1].startswith(f"{id(job)}-finished-1-") and not registry.pulse()[2]

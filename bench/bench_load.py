@@ -5,11 +5,14 @@
 
 Starts the app (`app.py`, loopback only), starts a quick run through its API (every step on the same post and a
 learning rate too small to change the model, so that phases compare), and while it trains attaches simulated
-viewers that do what an open page does (grpo_app/ui/pulse.py): every 1.5 s ask the pulse route, and when its key has
-moved, run the page's refresh over Gradio's queue with a session of its own, then the events that refresh sets off
-(a part of the view with news: charts, samples), waiting for them before the next beat. Reports, per phase, the
-run's mean step time (from its metrics.jsonl), the p50/p95 latency of a whole refresh (the refresh and what it set
-off) and the CPU the simulated viewers themselves took (they share the machine; real browsers would not).
+viewers that do what an open page does (grpo_app/ui/pulse.py): load the page (its refresh over Gradio's queue, with
+a session of its own), then every 1.5 s ask the pulse route; when the run's stage has moved, run the Gradio refresh
+again and the events it sets off (a part of the view with news); when only its key has moved, fetch the feed and
+parse it, as the page does before it applies it. A phase is measured from the first step that begins after all its
+pages have loaded (what loading cost the app is reported apart). Reports, per phase, the run's mean step time (from
+its metrics.jsonl), the p50/p95 latency of a live refresh (a feed, or a Gradio refresh and what it set off), the
+Gradio events run, and the CPU the simulated viewers themselves took (they share the machine, as real browsers would
+not: the pulse and the feed go through `http.client`, lighter than httpx).
 Goals (#24): with 20 viewers, step time within 10% of none and p95 under 300 ms. Writes
 bench/results/load-<time>.json.
 """
@@ -17,6 +20,7 @@ bench/results/load-<time>.json.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import socket
@@ -34,7 +38,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from grpo_app.ui.pulse import BUTTON_ID, ROUTE, SETTLE, TICK  # noqa: E402  (the page's own heartbeat)
+from grpo_app.ui.pulse import BUTTON_ID, FEED_ROUTE, ROUTE, SETTLE, TICK  # noqa: E402  (the page's own heartbeat)
 
 
 def _free_port() -> int:
@@ -95,8 +99,30 @@ class Viewer(threading.Thread):
         self.session = uuid.uuid4().hex[:11]
         self.latencies: list[tuple[float, float]] = []  # (when, seconds): the tick and what it set off
         self.errors = 0
-        self.requests = 0  # refresh events run
+        self.requests = 0  # Gradio events run
         self.pulses = 0  # heartbeats asked
+        self.feeds = 0  # feeds fetched
+        self.loaded = threading.Event()  # the page's load (its first refresh) is done
+        self._plain: http.client.HTTPConnection | None = None
+
+    def _get(self, path: str) -> bytes:
+        """A plain GET on a kept-alive connection (what a browser's fetch costs the server; little on this side)."""
+        for attempt in range(2):
+            if self._plain is None:
+                self._plain = http.client.HTTPConnection(httpx.URL(self.url).host, httpx.URL(self.url).port, timeout=60)
+            try:
+                self._plain.request("GET", path)
+                r = self._plain.getresponse()
+                body = r.read()
+                if r.status != 200:
+                    raise ValueError(f"{path}: HTTP {r.status}")
+                return body
+            except (http.client.HTTPException, OSError):
+                self._plain.close()
+                self._plain = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     def _call(self, client: httpx.Client, event: tuple[int, int]) -> list[int]:
         """Run one event through Gradio's queue; the ids of the States it changed."""
@@ -117,26 +143,40 @@ class Viewer(threading.Thread):
                     return list((msg.get("output") or {}).get("changed_state_ids") or [])
         return []
 
-    def refresh(self, client: httpx.Client) -> None:
+    def refresh(self, client: httpx.Client, timed: bool = True) -> None:
         started = time.perf_counter()
         for state in self._call(client, self.tick):
             if state in self.changes:
                 self._call(client, self.changes[state])
+        if timed:
+            self.latencies.append((time.time(), time.perf_counter() - started))
+
+    def feed(self, client: httpx.Client) -> None:
+        started = time.perf_counter()
+        self.feeds += 1
+        json.loads(self._get(FEED_ROUTE))
         self.latencies.append((time.time(), time.perf_counter() - started))
 
     def run(self) -> None:
         seen, moment, at = None, None, 0.0
         with httpx.Client(timeout=60) as client:
+            shown = json.loads(self._get(ROUTE))["stage"]  # the page loads: its first refresh
+            self.refresh(client, timed=False)
+            self.loaded.set()
             while not self.stop.is_set():
                 started = time.perf_counter()
                 try:
                     self.pulses += 1
-                    p = client.get(f"{self.url}{ROUTE}").json()
-                    # as the page's heartbeat (pulse.LOAD_JS): a new moment at once, other news SETTLE s after
-                    if p["key"] != seen and (p["moment"] != moment or started - at >= SETTLE):
-                        seen, moment, at = p["key"], p["moment"], started
+                    p = json.loads(self._get(ROUTE))
+                    # as the page's heartbeat (pulse.LOAD_JS): a new stage through Gradio; within one, a new moment
+                    # at once from the feed, other news SETTLE s after
+                    if p["stage"] != shown:
+                        shown, seen, moment, at = p["stage"], p["key"], p["moment"], started
                         self.refresh(client)
-                except (httpx.HTTPError, KeyError, ValueError):
+                    elif p["key"] != seen and (p["moment"] != moment or started - at >= SETTLE):
+                        seen, moment, at = p["key"], p["moment"], started
+                        self.feed(client)
+                except (httpx.HTTPError, http.client.HTTPException, OSError, KeyError, ValueError):
                     self.errors += 1
                 self.stop.wait(max(0.0, TICK - (time.perf_counter() - started)))
 
@@ -182,6 +222,7 @@ def _idle(url: str, tick, changes, proc: subprocess.Popen, count: int, seconds: 
         "app_cpu_pct": round(100 * (_cpu(proc) - served) / (time.time() - began), 1),
         "pulses": sum(v.pulses for v in viewers),
         "requests": sum(v.requests for v in viewers),
+        "feeds": sum(v.feeds for v in viewers),
     }
 
 
@@ -204,7 +245,8 @@ def main() -> None:
         idle = _idle(url, tick, changes, proc, args.idle_viewers)
         print("no run:", idle, flush=True)
         total = args.warmup_steps + args.steps_per_phase * len(args.viewers)
-        more = total + 10  # steps beyond the last phase: the run's end (its last step's save) is not measured
+        # steps beyond the phases: one a phase while its pages load, and the run's end (its last step's save)
+        more = 2 * total + 10  # (the app stops when the last phase ends: steps left over cost nothing)
         # every step on the same post, with a learning rate too small to change the model: a step's time follows
         # its prompt's length and its answers' (shorter as the model learns) more than any viewer. With the
         # preset's texts and rate, two phases of no viewer differed by 11-30%; the work of a step is the same.
@@ -218,32 +260,42 @@ def main() -> None:
         ]
         run_dir = root / "runs" / run_id
         _wait_for_step(run_dir, args.warmup_steps, proc)
-        phases, done = [], args.warmup_steps
+        phases = []
         for count in args.viewers:
             stop = threading.Event()
             viewers = [Viewer(url, tick, changes, stop) for _ in range(count)]
-            cpu, served, began = time.process_time(), _cpu(proc), time.time()
+            loading, opened = _cpu(proc), time.time()
             for v in viewers:
                 v.start()
+            for v in viewers:
+                v.loaded.wait(120)
+            loads_cpu = _cpu(proc) - loading
+            # measured from the first step that begins once every page has loaded
+            done = len(_steps(run_dir)) + 1
+            _wait_for_step(run_dir, done, proc)
+            cpu, served, began = time.process_time(), _cpu(proc), time.time()
+            base = {k: sum(getattr(v, k) for v in viewers) for k in ("pulses", "requests", "feeds")}
             _wait_for_step(run_dir, done + args.steps_per_phase, proc)
+            counts = {k: sum(getattr(v, k) for v in viewers) - n for k, n in base.items()}
+            viewers_cpu, app_cpu, wall = time.process_time() - cpu, _cpu(proc) - served, time.time() - began
             stop.set()
             for v in viewers:
                 v.join(30)
             rows = _steps(run_dir)[done : done + args.steps_per_phase]
-            done += args.steps_per_phase
-            latencies = sorted(s for v in viewers for _, s in v.latencies)
+            latencies = sorted(s for v in viewers for when, s in v.latencies if when >= began)
             phase = {
                 "viewers": count,
                 "step_s": round(statistics.mean(r["step_time"] for r in rows), 2),
                 "refreshes": len(latencies),
-                "pulses": sum(v.pulses for v in viewers),
-                "requests": sum(v.requests for v in viewers),
-                "viewers_cpu_s": round(time.process_time() - cpu, 1),  # this process: the simulated browsers
-                "app_cpu_s": round(_cpu(proc) - served, 1),  # the app's own process, training's child not counted
-                "wall_s": round(time.time() - began, 1),
+                **counts,
+                "viewers_cpu_s": round(viewers_cpu, 1),  # this process: the simulated browsers
+                "app_cpu_s": round(app_cpu, 1),  # the app's own process, training's child not counted
+                "wall_s": round(wall, 1),
                 "refresh_p50_ms": round(1000 * latencies[len(latencies) // 2]) if latencies else None,
                 "refresh_p95_ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))]) if latencies else None,
                 "errors": sum(v.errors for v in viewers),
+                "loads_app_cpu_s": round(loads_cpu, 2),  # the pages' loading, before the measured steps
+                "loads_s": round(began - opened, 1),
             }
             phases.append(phase)
             print(phase, flush=True)

@@ -175,12 +175,13 @@ class TrainingJob(Reporter):
         copy.elapsed = self._elapsed()
         return copy
 
-    def pulse(self) -> tuple[int, str, str, int, float]:
-        """(version, status, message, steps logged, elapsed) without copying the metrics: what an open page polls."""
+    def pulse(self) -> tuple[int, str, str, int, bool, float]:
+        """(version, status, message, steps logged, has a run folder, elapsed) without copying the metrics: what an
+        open page polls."""
         with self._lock:
             s = self._state
-            version, status, message, logged = s.version, s.status, s.message, len(s.metrics)
-        return version, status, message, logged, self._elapsed()
+            version, status, message, logged, folder = s.version, s.status, s.message, len(s.metrics), bool(s.run_dir)
+        return version, status, message, logged, folder, self._elapsed()
 
     def _elapsed(self) -> float:
         running = (self._ended or time.time()) - self._started if self._started else 0.0

@@ -8,10 +8,29 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 from .checks import validate
 from .config import Config
 from .jobs import ACTIVE, JobBusy, JobSnapshot, NotYourRun, TrainingJob
+
+
+class Pulse(NamedTuple):
+    """What an open page polls. The key moves with anything the live view shows (another job, any new version of
+    its state); the moment only with what a page shows at once (another job, a new status line, a new step's
+    metrics); the stage only where a page needs more than the live view (another job, its run folder known, its
+    end): the run's settings in the form and the list of runs."""
+
+    key: str
+    moment: str
+    stage: str
+    active: bool
+    elapsed: float
+
+
+def stage(job_id: int | None, active: bool, folder: bool) -> str:
+    """`Pulse.stage` for the job with that id (None: no job yet)."""
+    return f"{job_id}-{int(active)}-{int(folder)}" if job_id is not None else "none"
 
 
 class JobRegistry:
@@ -115,16 +134,15 @@ class JobRegistry:
     def snapshot(self) -> JobSnapshot:
         return self.current.snapshot() if self.current else JobSnapshot()
 
-    def pulse(self) -> tuple[str, str, bool, float]:
-        """(key, moment, active, elapsed), cheap enough for every open page to ask every 1.5 s. The key moves with
-        anything a refresh of the live view would show (another job, any new version of its state); the moment only
-        with what a page shows at once: another job, a new status line, a new step's metrics."""
+    def pulse(self) -> Pulse:
+        """Where the current job stands, cheap enough for every open page to ask every 1.5 s (see `Pulse`)."""
         job = self.current
         if job is None:
-            return "none", "none", False, 0.0
-        version, status, message, logged, elapsed = job.pulse()
+            return Pulse("none", "none", "none", False, 0.0)
+        version, status, message, logged, folder, elapsed = job.pulse()
         moment = f"{id(job)}-{status}-{logged}-{hash(message) & 0xFFFFFFFF:x}"
-        return f"{id(job)}-{version}", moment, status in ACTIVE, elapsed
+        active = status in ACTIVE
+        return Pulse(f"{id(job)}-{version}", moment, stage(id(job), active, folder), active, elapsed)
 
     def renamed(self, old: Path, new: Path) -> None:
         """A run folder was renamed: the job that made it names the new folder from now on."""

@@ -27,7 +27,7 @@ def _interrupt(signum, frame):
 def main(demo=None) -> int:
     from .memory import return_freed_memory
     from .ui import CSS, THEME
-    from .ui.pulse import add_pulse_route
+    from .ui.pulse import add_live_routes
 
     demo = demo or build()
     signal.signal(signal.SIGTERM, _interrupt)
@@ -44,7 +44,7 @@ def main(demo=None) -> int:
             max_file_size=f"{policy.max_upload_mb:g}mb" if policy.public else None,
             prevent_thread_lock=True,
         )
-        add_pulse_route(demo.app, demo.registry)  # what open pages poll between refreshes (ui/pulse.py)
+        add_live_routes(demo.app, demo.registry, demo.train.feed)  # what open pages poll (ui/pulse.py)
         demo.block_thread()
     finally:
         snap = demo.registry.shutdown(float(os.environ.get("GRPO_STUDIO_SHUTDOWN_WAIT") or 60))

@@ -162,7 +162,11 @@ def test_train_live_then_stop(app_url, browser, tiny_model_dir):
     page.click("#start-btn")
     _wait(lambda: page.evaluate(REWARD_POINTS) >= 2)
     first = page.evaluate(REWARD_POINTS)
-    _wait(lambda: page.evaluate(REWARD_POINTS) > first)  # still growing: the page polls the job
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    _wait(lambda: page.evaluate(REWARD_POINTS) > first + 1)  # still growing: the page follows the job...
+    # ...through the feed, with no Gradio event while the run's stage holds (#24: ~18 ms of server CPU each)
+    assert [u for u in requests if "studio/live" in u] and not [u for u in requests if "queue/join" in u], requests
     _wait(lambda: _table_rows(page, "completions-table") >= 4, timeout=30)
     assert "step" in page.locator("#train-progress").inner_text()
     # the watched quality metrics are charted live beside the reward, one point per step
@@ -225,7 +229,7 @@ def test_a_page_with_nothing_new_asks_the_pulse_and_no_refresh(app_url, browser)
     trains is `test_train_live_then_stop`)."""
     url, _ = app_url
     pulse = httpx.get(f"{url}/studio/pulse", timeout=10).json()
-    assert set(pulse) == {"key", "moment", "active", "elapsed"} and not pulse["active"]
+    assert set(pulse) == {"key", "moment", "stage", "active", "elapsed"} and not pulse["active"]
     page = browser.new_page()
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
@@ -237,7 +241,8 @@ def test_a_page_with_nothing_new_asks_the_pulse_and_no_refresh(app_url, browser)
     page.wait_for_timeout(6_000)  # (Playwright delivers a page's events while it is called, not in time.sleep)
     quiet = requests[before:]
     assert sum("studio/pulse" in u for u in quiet) >= 3, quiet
-    assert not [u for u in quiet if "queue/join" in u], quiet
+    assert not [u for u in quiet if "queue/join" in u or "studio/live" in u], quiet
+    assert page.locator("#gs-stage").text_content().strip() == pulse["stage"]  # what its last refresh showed
 
 
 def test_compare_streams_both_sides_and_batch(app_url, browser):

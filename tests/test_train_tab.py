@@ -124,14 +124,15 @@ def test_a_refresh_sends_each_part_once_and_the_form_behind_its_marker(app, tiny
     before = pulse(demo.registry)
     job = demo.registry.start(tiny_cfg)
     rows = len(job.wait(120).metrics)
-    _wait_for(lambda: tab._live.get("charts", ((),))[0] == ("charts", id(job), rows))  # drawn before anyone asked
+    _wait_for(lambda: tab.feed.drawn("charts") == ("charts", id(job), rows))  # drawn before anyone asked
     after = pulse(demo.registry)  # what every open page asks each 1.5 s before it asks for a refresh
     assert after["key"] != before["key"] and after["moment"] != before["moment"] and not after["active"]
     assert after["elapsed"] == live.clock(job.snapshot().elapsed)
     assert pulse(demo.registry) == after  # a run that has ended: nothing moves, no page refreshes
     first = tab.tick({v.seen: (None, -1, -1)})
     inline = {*v.parts["charts"], *v.parts["samples"]}
-    assert set(first) == {v.seen, v.status, v.progress, *inline, v.pending["run"]}  # all news for a new page
+    assert set(first) == {v.seen, v.stage, v.status, v.progress, *inline, v.pending["run"]}  # all news, a new page
+    assert first[v.stage] == after["stage"] == f"{id(job)}-0-1"  # the stage the page shows: its pulse compares
     assert set(v.pending) == {"run"}
     reward = first[v.plots["reward"]]
     assert reward.type == "plotly" and '"reward (mean)"' in reward.plot  # serialised once, sent as is
@@ -139,7 +140,37 @@ def test_a_refresh_sends_each_part_once_and_the_form_behind_its_marker(app, tiny
     settings = tab.deliver("run")({v.pending["run"]: first[v.pending["run"]]})
     assert v.past in settings and v.fields["model.name"] not in settings  # an ended run leaves the form alone
     again = tab.tick({v.seen: first[v.seen]})
-    assert set(again) == {v.seen, v.status, v.progress} and again[v.seen] == gr.skip()  # nothing new
+    assert set(again) == {v.seen, v.stage, v.status, v.progress} and again[v.seen] == gr.skip()  # nothing new
+
+
+def test_the_feed_is_the_live_view_built_once_for_every_page(app, tiny_cfg):
+    """Within a run's stage a page brings its view from the feed, one JSON body per version of the run's state for
+    every page, whose values are what the Gradio refresh sends, in the order of the feed event's outputs; a part
+    carries a key the page compares so that an unchanged one is left alone (#24)."""
+    demo, tab, root = app
+    v, feed = tab.view, tab.feed
+    idle = json.loads(feed.body())
+    assert idle["stage"] == "none" and "Idle" in idle["head"][0] and "charts" not in idle  # no run: the status line
+    tiny_cfg.run.root, tiny_cfg.run.dir = str(root), str(root / "fed")
+    job = demo.registry.start(tiny_cfg)
+    job.wait(120)
+    body = feed.body()
+    assert feed.ready() is body and feed.body() is body  # built once, served as is to every page
+    p = json.loads(body)
+    assert p["stage"] == pulse(demo.registry)["stage"]
+    assert len(p["head"]) + sum(p["sizes"].values()) == len(feed.outputs) == 2 + 6 + 3
+    assert [len(p["charts"]), len(p["samples"])] == [p["sizes"]["charts"], p["sizes"]["samples"]]
+    tick = tab.tick({v.seen: (None, -1, -1)})
+    assert p["head"] == [tick[v.status], tick[v.progress]] and "Finished" in p["head"][0]
+    reward = p["charts"][list(v.plots).index("reward")]
+    assert reward == tick[v.plots["reward"]].model_dump() and '"reward (mean)"' in reward["plot"]
+    table = p["samples"][v.parts["samples"].index(v.completions)]
+    assert table == tick[v.completions] and "completion" in table["headers"] and table["data"]
+    job.on_log("one more line")  # news for the samples only: the charts keep their key, so a page keeps them
+    assert feed.ready() is None
+    again = json.loads(feed.body())
+    assert again["keys"]["charts"] == p["keys"]["charts"] and again["keys"]["samples"] != p["keys"]["samples"]
+    assert again["samples"][v.parts["samples"].index(v.log)].endswith("one more line")
 
 
 def test_the_running_runs_settings_fill_the_form(app, tiny_cfg):

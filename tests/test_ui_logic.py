@@ -130,26 +130,31 @@ def test_a_saved_run_reopens_as_the_live_view_showed_it(tiny_cfg):
 
 
 def test_the_pulse_moves_its_moment_with_steps_and_its_key_with_any_news():
-    """A page refreshes at once on a new moment (a step's metrics, a status, another run) and lets other news (a
-    step's samples as they arrive, log lines) wait a few seconds: one refresh a short step, not two (#24)."""
+    """A page brings its view at once on a new moment (a step's metrics, a status, another run) and lets other news
+    (a step's samples as they arrive, log lines) wait a few seconds: one feed a short step, not two; its stage moves
+    only where the page needs a Gradio refresh (another run, its folder known, its end) (#24)."""
     from grpo_app.jobs import TrainingJob
     from grpo_app.registry import JobRegistry
 
     registry = JobRegistry()
-    assert registry.pulse() == ("none", "none", False, 0.0)
+    assert registry.pulse() == ("none", "none", "none", False, 0.0)
     registry.current = job = TrainingJob(preset("quick"))
     job.on_status("training", "Training: 2 steps.")
-    key, moment, active, _ = registry.pulse()
-    assert active
+    first = registry.pulse()
+    assert first.active and first.stage == f"{id(job)}-1-0"
+    job.on_run_dir("/tmp/run")
+    assert registry.pulse().stage == f"{id(job)}-1-1"  # its folder: the page shows the run and its settings
+    key, moment = registry.pulse()[:2]
     job.on_completions(1, [{"prompt": "p", "completion": "c"}])  # the step's samples, mid-step
     job.on_log("a line")
     after = registry.pulse()
-    assert after[0] != key and after[1] == moment  # news, but no new moment: it can wait
+    assert after.key != key and after.moment == moment  # news, but no new moment: it can wait
     job.on_progress(1, 2)
     job.on_metrics({"step": 1, "reward": 0.5})
-    assert registry.pulse()[1] != moment  # the step landed: every page refreshes now
-    moment = registry.pulse()[1]
+    assert registry.pulse().moment != moment and registry.pulse().stage == after.stage  # a step: the feed, at once
+    moment = registry.pulse().moment
     job.on_status("training", "Training: 2 steps, the model loaded.")  # a new status line shows at once too
-    assert registry.pulse()[1] != moment
+    assert registry.pulse().moment != moment
     job.on_status("finished", "Done.")
-    assert registry.pulse()[1].startswith(f"{id(job)}-finished-1-") and not registry.pulse()[2]
+    end = registry.pulse()
+    assert end.moment.startswith(f"{id(job)}-finished-1-") and not end.active and end.stage == f"{id(job)}-0-1"

@@ -1,62 +1,105 @@
-"""The live view's heartbeat: what an open page asks every 1.5 s, and the refresh it sets off only when needed.
+"""The live view's heartbeat: what an open page asks every 1.5 s, and how it then brings its view up to date.
 
-A refresh of the live view is a Gradio event (the queue, a session, the page's States): ~18 ms of the server's CPU
-each, which twenty open pages asked for every 1.5 s while a run shared the same two cores. Now each page asks
-`GET /studio/pulse` instead, a plain route that reads a version number under a lock (~0.3 ms), and runs the refresh
-(`TrainHandlers.tick`, behind a hidden button) only when the key it answers has changed, at most about once a step
-(see LOAD_JS). Between refreshes it moves the progress bar's elapsed clock itself. Where the route is missing (the
-Blocks launched by someone else's code), the page refreshes on every beat, as it did before.
+A refresh of the live view through Gradio is an event (the queue, a session, the page's States): ~18 ms of the
+server's CPU each, whatever it carries, and twenty pages asked for one each step while a run held both cores (#24).
+Now each page asks `GET /studio/pulse`, a plain route that reads a few fields under a lock (~0.3 ms), and then:
+- when the run's stage moved (another run, its folder known, its end: registry.Pulse), the Gradio refresh
+  (`TrainHandlers.tick`, behind a hidden button), which also brings the run's settings and the list of runs;
+- when only the run moved within its stage (a step, its samples, the status line), the feed: `GET /studio/live`,
+  one JSON body built once per version of the run's state for every page (ui/feed.py), which the page applies
+  itself through a frontend-only event, with no Gradio event at all;
+- otherwise it moves the progress bar's elapsed clock itself.
+Where the routes are missing (the Blocks launched by someone else's code), the page refreshes through Gradio on every
+beat, as it did before.
 """
 
 from __future__ import annotations
 
 from ..registry import JobRegistry
+from .feed import LiveFeed
 from .live import clock
 
-ROUTE = "/studio/pulse"
-BUTTON_ID = "gs-refresh"
+ROUTE, FEED_ROUTE = "/studio/pulse", "/studio/live"
+BUTTON_ID, FEED_ID, STAGE_ID = "gs-refresh", "gs-feed", "gs-stage"
 
 # Installed once per page by a frontend-only load event: every TICK seconds, ask the pulse. A new moment (a step's
-# metrics, a new status, another run) refreshes at once; other news (a step's samples as they arrive, log lines)
-# waits until SETTLE seconds after the last refresh, so a short step costs each page one refresh, not two, and a
-# long one still shows its samples before it ends. `fetch` is relative to the page: it follows a root path.
+# metrics, a new status, another run) brings the view at once; other news (a step's samples as they arrive, log lines)
+# waits until SETTLE seconds after the last, so a short step costs each page one feed, not two, and a long one still
+# shows its samples before it ends. A new stage is asked for again only after SETTLE: its refresh may be on its way.
+# `fetch` is relative to the page: it follows a root path.
 TICK, SETTLE = 1.5, 10.0
 LOAD_JS = f"""
 () => {{
   if (window.gsPulse) return;
-  const seen = (window.gsPulse = {{ key: null, moment: null, at: 0 }});
-  const refresh = () => document.getElementById("{BUTTON_ID}")?.click();
+  const seen = (window.gsPulse = {{ key: null, moment: null, at: 0, asked: null, parts: {{}} }});
+  const click = (id) => document.getElementById(id)?.click();
+  const fill = (n) => Array.from({{ length: n }}, () => ({{ __type__: "update" }}));
+  window.gsFeed = async (total) => {{
+    try {{
+      const r = await fetch("{FEED_ROUTE.lstrip("/")}", {{ cache: "no-store" }});
+      if (!r.ok) throw r.status;
+      const p = await r.json();
+      const part = (name) => {{
+        if (!p[name] || p.keys[name] === seen.parts[name]) return fill(p.sizes[name]);
+        seen.parts[name] = p.keys[name];
+        return p[name];
+      }};
+      return [...p.head, ...part("charts"), ...part("samples")];
+    }} catch (e) {{
+      click("{BUTTON_ID}");
+      return fill(total);
+    }}
+  }};
   const beat = () =>
     fetch("{ROUTE.lstrip("/")}", {{ cache: "no-store" }})
       .then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
       .then((p) => {{
-        const now = Date.now();
-        if (p.key !== seen.key && (p.moment !== seen.moment || now - seen.at >= {SETTLE * 1000:g})) {{
+        const now = Date.now(), settled = now - seen.at >= {SETTLE * 1000:g};
+        const shown = document.getElementById("{STAGE_ID}")?.textContent.trim();
+        if (p.stage !== shown) {{
+          if (p.stage !== seen.asked || settled) {{
+            Object.assign(seen, {{ key: p.key, moment: p.moment, at: now, asked: p.stage }});
+            click("{BUTTON_ID}");
+          }}
+        }} else if (p.key !== seen.key && (p.moment !== seen.moment || settled)) {{
           Object.assign(seen, {{ key: p.key, moment: p.moment, at: now }});
-          refresh();
+          click("{FEED_ID}");
         }} else if (p.active) {{
           const el = document.querySelector("#train-progress .gs-elapsed");
           if (el) el.textContent = p.elapsed;
         }}
       }})
-      .catch(() => refresh());
+      .catch(() => click("{BUTTON_ID}"));
   setInterval(beat, {TICK * 1000:g});
 }}
 """
 
 
+def feed_js(total: int) -> str:
+    """The feed button's frontend-only event: the values of its `total` outputs, from the feed (LOAD_JS)."""
+    keep = f"Array.from({{ length: {total} }}, () => ({{ __type__: 'update' }}))"
+    return f"() => (window.gsFeed ? window.gsFeed({total}) : {keep})"
+
+
 def pulse(registry: JobRegistry) -> dict:
-    """The route's answer: the key a page compares with the last it saw, and the run's clock as the bar shows it."""
-    key, moment, active, elapsed = registry.pulse()
-    return {"key": key, "moment": moment, "active": active, "elapsed": clock(elapsed)}
+    """The route's answer: the keys a page compares with the last it saw, and the run's clock as the bar shows it."""
+    p = registry.pulse()
+    return {"key": p.key, "moment": p.moment, "stage": p.stage, "active": p.active, "elapsed": clock(p.elapsed)}
 
 
-def add_pulse_route(app, registry: JobRegistry) -> None:
-    """Serve `pulse` on the launched FastAPI app, outside Gradio's queue: on the event loop (no worker thread to
-    hand it to) and as a ready response (nothing for FastAPI to validate or encode)."""
-    from fastapi.responses import JSONResponse
+def add_live_routes(app, registry: JobRegistry, feed: LiveFeed) -> None:
+    """Serve the pulse and the feed on the launched FastAPI app, outside Gradio's queue: on the event loop (no worker
+    thread to hand them to) and as ready responses (nothing for FastAPI to validate or encode). Building the feed
+    (drawing a step's charts, 0.1-0.3 s) goes to a thread, once per version for every page."""
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.responses import JSONResponse, Response
 
     async def answer() -> JSONResponse:
         return JSONResponse(pulse(registry))
 
+    async def live_view() -> Response:
+        body = feed.ready() or await run_in_threadpool(feed.body)
+        return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
     app.add_api_route(ROUTE, answer, methods=["GET"], include_in_schema=False)
+    app.add_api_route(FEED_ROUTE, live_view, methods=["GET"], include_in_schema=False)

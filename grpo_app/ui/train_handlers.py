@@ -6,7 +6,6 @@ only what changes is sent. Tests call these methods directly, with the same dict
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,12 +21,13 @@ from ..data import preview
 from ..groups import step_groups
 from ..groups import summary as group_summary
 from ..jobs import JobBusy, NotYourRun
-from ..registry import JobRegistry
+from ..registry import JobRegistry, stage
 from ..rewards import columns_used
 from ..run_compare import differing_settings, load_runs, runs_frame
 from ..runs import Run, list_runs
 from . import charts, live, manage
 from .charts import FIGURES, all_figures
+from .feed import LiveFeed
 from .forms import (
     FORM_KEYS,
     REWARD_TABLE,
@@ -48,11 +48,9 @@ class TrainHandlers:
         self.view, self.registry, self.runs_root, self.policy = view, registry, runs_root, policy
         self.on_load: list[tuple] = []  # (fn, inputs, outputs) to run when a page loads
         self.manage: dict = {}  # the Past runs panel's handlers (rename, delete, export, push)
-        # the live run's charts and samples as last drawn and serialised, by part: (key, part); every open page's
-        # refresh shares one drawing per step (bench/bench_load.py: per page, it was half the server's time)
-        self._live: dict[str, tuple[tuple, dict]] = {}
-        self._drawing = threading.Lock()
-        registry.on_step.append(self._draw_ahead)
+        # the live run's parts drawn once for every page's refresh, and the feed (bench/bench_load.py: drawn per
+        # page, the charts were half the server's time)
+        self.feed = LiveFeed(view, registry)
 
     # --- reading and writing the form ---
     def form_values(self, data: dict) -> dict[str, Any]:
@@ -302,22 +300,24 @@ class TrainHandlers:
         changes only the status line: a refused start never replaces the last run's charts."""
         return self._changes(data)[0]
 
-    def _changes(self, data: dict, parts: set[str] | None = None) -> tuple[dict, set[str]]:
-        """`refresh`, drawing only the named parts of the view (all when None); and which parts have news."""
+    def _changes(self, data: dict, parts: set[str] | None = None) -> tuple[dict, set[str], Any, str]:
+        """`refresh`, drawing only the named parts of the view (all when None); which parts have news; the snapshot
+        it read; and the run's stage as the pulse tells it (registry.Pulse)."""
         v = self.view
-        job_id, version, drawn, *shown = data[v.seen]  # shown: the samples this page has (see `_samples_key`)
+        job_id, version, drawn, *shown = data[v.seen]  # shown: the samples this page has (see `samples_key`)
         job = self.registry.current
         s = self.registry.snapshot()
         current = id(job) if job else None
+        now = stage(current, s.active, bool(s.run_dir))
         changed = (current, s.version) != (job_id, version)
         if not changed and not s.active:
-            return {v.seen: data[v.seen]}, set()  # nothing to send (a dict keyed by a component, never empty)
-        samples = self._samples_key(s)
+            return {v.seen: data[v.seen]}, set(), s, now  # nothing to send (a dict keyed by a component, never empty)
+        samples = self.feed.samples_key(s)
         out: dict = {v.status: live.status_markdown(s), v.seen: (current, s.version, len(s.metrics), samples)}
         if not s.run_dir:  # still checking, or refused: the dashboard keeps what it shows
             if s.active:  # not shown yet: once its folder exists, the next refresh draws it (and its settings)
                 out[v.seen] = (job_id, s.version, drawn)
-            return out, set()
+            return out, set(), s, now
         out[v.progress] = live.progress_html(s)
         news = set()
         if current != job_id or len(s.metrics) != drawn:
@@ -329,10 +329,9 @@ class TrainHandlers:
             news.add("run")
         wanted = news if parts is None else news & parts
         if "charts" in wanted:
-            out.update(self._shared(("charts", current, len(s.metrics)), lambda: self._charts_part(s)))
+            out.update(self.feed.charts(s, current))
         if "samples" in wanted:
-            instruction = job.cfg.data.instruction if job else ""
-            out.update(self._shared(("samples", current, samples), lambda: self._samples_part(s, instruction)))
+            out.update(self.feed.samples(s, current, job.cfg.data.instruction if job else ""))
         if "run" in wanted:
             if new_run:
                 out.update({**self.form_update(job.cfg), v.form_note: FORM_NOTE})
@@ -340,56 +339,21 @@ class TrainHandlers:
                 out[v.form_note] = ""
             if current != job_id or (changed and not s.active):  # a new run folder, or a run that ended
                 out[v.past] = gr.update(**self.past_choices())
-        return out, news
-
-    def _shared(self, key: tuple, draw) -> dict:
-        """A part of the live view drawn and serialised once for every open page (one of each kind is kept)."""
-        with self._drawing:  # twenty pages asking at once after a step: the first draws, the others wait for it
-            if self._live.get(key[0], ((),))[0] != key:
-                self._live[key[0]] = (key, draw())
-            return self._live[key[0]][1]
-
-    def _draw_ahead(self, job) -> None:
-        """As a step lands, draw its charts in the background: the pages' next refresh finds them ready (drawing
-        takes 0.1-0.3 s on two busy cores, the p95 of a refresh when the first page to ask paid for it)."""
-
-        def draw() -> None:
-            if self.registry.current is job:
-                s = self.registry.snapshot()
-                self._shared(("charts", id(job), len(s.metrics)), lambda: self._charts_part(s))
-
-        threading.Thread(target=draw, name="draw-charts", daemon=True).start()
-
-    def _charts_part(self, s) -> dict:
-        v = self.view
-        drawn = {plot: plot.postprocess(fig) for plot, fig in self.charts(s.metrics).items()}
-        return {**drawn, v.warning: live.warning_markdown(s.metrics)}
-
-    @staticmethod
-    def _samples_key(s) -> tuple:
-        """What the samples part shows, in brief: a run's version moves with every progress tick and log line,
-        its completions and log less often (a page was sent the same table at nearly every tick)."""
-        rows = hash(tuple((str(c.get("completion")), c.get("total")) for c in s.completions))
-        return live.completions_caption(s), rows, len(s.log), s.log[-1] if s.log else "", s.error
-
-    def _samples_part(self, s, instruction: str) -> dict:
-        v = self.view
-        table = v.completions.postprocess(live.completions_frame(s.completions, instruction)).model_dump()
-        return {v.completions_caption: live.completions_caption(s), v.log: live.log_text(s), v.completions: table}
+        return out, news, s, now
 
     def tick(self, data: dict) -> dict:
-        """A page's refresh, run when its pulse moved (ui/pulse.py): the status line and progress bar, the charts and
-        samples when they have news, and for the run's settings a marker whose change event sends them (`deliver`).
+        """A page's refresh, run when its pulse says the run's stage moved (ui/pulse.py): the status line and progress
+        bar, the charts and samples when they have news, the stage it showed, and for the run's settings a marker
+        whose change event sends them (`deliver`). Steps between stages reach the page through the feed.
 
         Gradio builds a new component for every output a reply leaves out (`gr.skip()` included): with the form's
         forty-odd fields among its outputs, a refresh cost ~35 ms of server CPU with nothing to send
         (bench/bench_load.py). The form stays behind its marker; the rest comes in this one event."""
         v = self.view
         since = data[v.seen]
-        out, news = self._changes(data, set(INLINE))
-        s = self.registry.snapshot()
+        out, news, s, now = self._changes(data, set(INLINE))
         # an unchanged State is skipped (Gradio rebuilds a State's config each time one is written)
-        reply = {v.seen: gr.skip() if out[v.seen] == since else out[v.seen]}
+        reply = {v.seen: gr.skip() if out[v.seen] == since else out[v.seen], v.stage: now}
         reply[v.status] = out.get(v.status, live.status_markdown(s))
         if v.progress in out or s.run_dir:  # a refused start leaves the last run's progress bar as it was
             reply[v.progress] = out.get(v.progress, live.progress_html(s))
@@ -406,7 +370,7 @@ class TrainHandlers:
 
         def send(data: dict) -> dict:
             since, _ = data[v.pending[name]]
-            out, _ = self._changes({v.seen: since}, {name})
+            out, *_ = self._changes({v.seen: since}, {name})
             part = {c: out[c] for c in v.parts[name] if c in out}
             # nothing left to send (a new run started since the tick and is still being checked): Gradio refuses an
             # empty dict, so one skipped output stands for all

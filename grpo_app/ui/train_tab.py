@@ -358,8 +358,9 @@ def create_train_tab(
     data_in = {v.fields[k] for k in ("data.path", "data.split", "data.prompt_column", REWARD_TABLE)}
     data_out = [v.data_info, v.data_preview, v.fields["data.prompt_column"]]
     v.pending.update({name: gr.State(None) for name in v.parts if name not in INLINE})
+    v.stage = gr.HTML("", visible="hidden", elem_id=pulse.STAGE_ID)
     inline = [c for name in INLINE for c in v.parts[name]]
-    live_out = [v.status, v.progress, v.seen, *inline, *v.pending.values()]  # the refresh's; the rest follows markers
+    live_out = [v.status, v.progress, v.seen, v.stage, *inline, *v.pending.values()]  # the rest follows markers
     for name, marker in v.pending.items():
         marker.change(h.deliver(name), {marker}, v.parts[name], show_progress="hidden")
     b["past_refresh"].click(h.list_past, None, v.past)
@@ -382,10 +383,15 @@ def create_train_tab(
     b["reward_save"].click(h.save_reward, editor, [b["reward_result"], v.fields[REWARD_TABLE]])
     b["download"].click(h.download_config, form, v.config_file)
     b["config_upload"].upload(h.upload_config, {b["config_upload"]}, [*v.form, v.status])
-    # the refresh runs when the page's pulse says the run moved (ui/pulse.py); "always_last": a pulse that lands
-    # while a refresh is on its way runs one more after it, so a page never keeps a state older than its last pulse
+    # the refresh runs when the page's pulse says the run's stage moved, the feed (frontend-only: the page fetches
+    # the feed's body and returns its values as the event's outputs) when it moved within a stage (ui/pulse.py).
+    # "always_last": a pulse that lands while one is on its way runs one more after it, so a page never keeps a
+    # state older than its last pulse
+    quiet = {"show_progress": "hidden", "trigger_mode": "always_last"}
     refresh = gr.Button("Refresh", visible="hidden", elem_id=pulse.BUTTON_ID)
-    refresh.click(h.tick, {v.seen}, live_out, show_progress="hidden", trigger_mode="always_last")
+    refresh.click(h.tick, {v.seen}, live_out, **quiet)
+    feed = gr.Button("Feed", visible="hidden", elem_id=pulse.FEED_ID)
+    feed.click(None, None, h.feed.outputs, js=pulse.feed_js(len(h.feed.outputs)), **quiet)
     h.on_load = [
         (h.show_data, data_in, data_out),
         (h.tick, {v.seen}, live_out),

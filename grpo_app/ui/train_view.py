@@ -40,6 +40,8 @@ class TrainView:
     # a marker for each part of the live view not in INLINE: the refresh sets it when that part has news, and its
     # change event sends the part
     pending: dict[str, gr.State] = field(default_factory=dict)
+    # hidden: the run's stage (registry.Pulse) as the page's last refresh showed it, which the page's pulse compares
+    stage: gr.HTML | None = None
 
     @property
     def form(self) -> list[gr.components.Component]:

@@ -242,8 +242,9 @@ def main() -> None:
     proc, url = _start_app(root / "runs")
     try:
         tick, changes = _refresh_events(url)
+        rest = _idle(url, tick, changes, proc, 0)  # the app alone: its queue's loops, the warm worker
         idle = _idle(url, tick, changes, proc, args.idle_viewers)
-        print("no run:", idle, flush=True)
+        print("no run, no page:", rest, "\nno run:", idle, flush=True)
         total = args.warmup_steps + args.steps_per_phase * len(args.viewers)
         # steps beyond the phases: one a phase while its pages load, and the run's end (its last step's save)
         more = 2 * total + 10  # (the app stops when the last phase ends: steps left over cost nothing)
@@ -314,7 +315,7 @@ def main() -> None:
             f"{p['refresh_p50_ms'] or '-'} / {p['refresh_p95_ms'] or '-'} | {p['refreshes']} |"
         )
     out = REPO / "bench" / "results" / f"load-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"url": url, "idle": idle, "phases": phases}, indent=1))
+    out.write_text(json.dumps({"url": url, "rest": rest, "idle": idle, "phases": phases}, indent=1))
     print(f"wrote {out}")
 
 

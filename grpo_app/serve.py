@@ -20,6 +20,19 @@ def build():
     return create_ui(runs_root=default_runs_root())
 
 
+# Gradio's queue looks for new events every 1 ms while it has none, and its progress loop every 10 ms: 3-4% of a core
+# for an app with nothing to do, taken from training on a 2-core machine. An event now waits at most 20 ms to start.
+QUEUE_POLL_S = 0.02
+
+
+def calm_queue(demo) -> None:
+    """Let the queue's idle loops sleep QUEUE_POLL_S (docs/performance.md, "The app at rest")."""
+    queue = getattr(demo, "_queue", None)
+    for name in ("sleep_when_free", "progress_update_sleep_when_free"):
+        if hasattr(queue, name):
+            setattr(queue, name, max(getattr(queue, name), QUEUE_POLL_S))
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt  # Gradio closes the server on it, as on Ctrl-C
 
@@ -35,7 +48,8 @@ def main(demo=None) -> int:
     return_freed_memory()  # what a Compare generation frees goes back to the system, not to a growing heap
     policy = demo.policy
     try:
-        demo.queue(default_concurrency_limit=4).launch(
+        calm_queue(demo.queue(default_concurrency_limit=4))
+        demo.launch(
             theme=THEME,
             css=CSS,
             show_error=True,

@@ -83,3 +83,55 @@ def tiny_cfg(tmp_path, tiny_model_dir, posts_file) -> Config:
     cfg.generation.max_new_tokens = 8
     cfg.run.dir = str(tmp_path / "run")
     return cfg
+
+
+# --- the browser tests (tests/test_browser*.py; helpers in browser_helpers.py) ---
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, browser):
+    """`python app.py` on a runs folder of its own, for the tests of one module."""
+    runs = tmp_path_factory.mktemp("runs")
+    from browser_helpers import launch
+
+    proc, url = launch(runs)
+    yield url, runs
+    proc.terminate()
+    proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium (Playwright's own download fails offline)."""
+    from browser_helpers import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: `make test` installs it (apt-get install chromium)")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture(autouse=True)
+def _close_pages(request):
+    """Each test's pages close with it: an open page polls the live view every 1.5 s and would tax the next."""
+    yield
+    if "browser" in request.fixturenames:
+        b = request.getfixturevalue("browser")
+        for context in b.contexts:
+            for page in context.pages:
+                page.close()

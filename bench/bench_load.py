@@ -314,8 +314,22 @@ def main() -> None:
             f"| {p['viewers']} | {p['step_s']} | {ratio} | {p['app_cpu_pct']} | "
             f"{p['refresh_p50_ms'] or '-'} / {p['refresh_p95_ms'] or '-'} | {p['refreshes']} |"
         )
+    busiest = [p for p in phases if p["viewers"] == max(args.viewers) and p["vs_quiet"]]
+    goals = {
+        "step_within_10pct": bool(busiest) and all(p["vs_quiet"] <= 1.10 for p in busiest),
+        "p95_under_300ms": bool(busiest) and all((p["refresh_p95_ms"] or 0) < 300 for p in busiest),
+    }
+    if busiest:  # the goals of #24, on the phases with the most viewers
+        worst_ratio = max(p["vs_quiet"] for p in busiest)
+        worst_p95 = max(p["refresh_p95_ms"] or 0 for p in busiest)
+        print(
+            f"\n{max(args.viewers)} viewers: step {worst_ratio:.2f}x at worst (goal 1.10x): "
+            f"{'met' if goals['step_within_10pct'] else 'NOT met'}; refresh p95 {worst_p95} ms at worst "
+            f"(goal 300 ms): {'met' if goals['p95_under_300ms'] else 'NOT met'}"
+        )
     out = REPO / "bench" / "results" / f"load-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"url": url, "rest": rest, "idle": idle, "phases": phases}, indent=1))
+    record = {"url": url, "rest": rest, "idle": idle, "phases": phases, "goals": goals}
+    out.write_text(json.dumps(record, indent=1))
     print(f"wrote {out}")
 
 

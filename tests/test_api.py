@@ -2,49 +2,21 @@
 endpoints are listed, a run goes from start to a tuned answer, and on a public app a second client cannot stop
 the first one's run."""
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from browser_helpers import launch
 
-REPO = Path(__file__).resolve().parent.parent
 DOCUMENTED = {"/start_run", "/run_status", "/stop_run", "/list_runs", "/generate", "/evaluate"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def public_app(tmp_path_factory):
+    """`python app.py` in public mode, as a Space serves it."""
     runs = tmp_path_factory.mktemp("api") / "runs"
     runs.mkdir()
-    port = _free_port()
-    env = {
-        **os.environ,
-        "GRADIO_SERVER_PORT": str(port),
-        "GRPO_STUDIO_RUNS": str(runs),
-        "GRPO_STUDIO_PUBLIC": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "PYTHONPATH": str(REPO),
-    }
-    log = open(runs.parent / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None, (runs.parent / "app.log").read_text()
-            time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}", runs
+    proc, url = launch(runs, GRPO_STUDIO_PUBLIC="1")
+    yield url, runs
     proc.terminate()
     proc.wait(60)
 

@@ -18,6 +18,18 @@ from grpo_app.config import Config
 pytestmark = pytest.mark.browser
 
 
+def _start_tiny_run(browser, url: str, tiny_model_dir, save_steps: int):
+    """A page that starts a long run of the tiny model, saving a checkpoint every `save_steps` steps."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.goto(url)
+    page.get_by_text("206 rows").wait_for(timeout=60_000)
+    tiny_settings(page, tiny_model_dir, steps=100_000)
+    page.get_by_text("Advanced", exact=True).click()
+    set_field(page, "cfg-grpo-save_steps", save_steps)
+    page.click("#start-btn")
+    return page
+
+
 def test_kill_9_of_the_training_process_leaves_the_app_serving(browser, tiny_model_dir, tmp_path):
     """Training runs in its own process (#20): the kernel's OOM killer or a segfault there ends the run, not the
     server. The page says why, and Resume goes on from the last checkpoint."""
@@ -25,13 +37,7 @@ def test_kill_9_of_the_training_process_leaves_the_app_serving(browser, tiny_mod
     runs.mkdir()
     proc, url = launch(runs)
     try:
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
-        page.goto(url)
-        page.get_by_text("206 rows").wait_for(timeout=60_000)
-        tiny_settings(page, tiny_model_dir, steps=100_000)
-        page.get_by_text("Advanced", exact=True).click()
-        set_field(page, "cfg-grpo-save_steps", 1)
-        page.click("#start-btn")
+        page = _start_tiny_run(browser, url, tiny_model_dir, save_steps=1)
         wait(lambda: page.evaluate(REWARD_POINTS) >= 3)
         (run,) = [p for p in runs.iterdir() if (p / "status.json").is_file()]
         child = json.loads((run / "status.json").read_text())["pid"]
@@ -60,13 +66,8 @@ def test_sigterm_to_the_app_saves_the_running_training(browser, tiny_model_dir, 
     runs.mkdir()
     proc, url = launch(runs)
     try:
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
-        page.goto(url)
-        page.get_by_text("206 rows").wait_for(timeout=60_000)
-        tiny_settings(page, tiny_model_dir, steps=100_000)
-        page.get_by_text("Advanced", exact=True).click()
-        set_field(page, "cfg-grpo-save_steps", 100_000)  # nothing saved by schedule: what is saved, SIGTERM saved
-        page.click("#start-btn")
+        # nothing saved by schedule: what is saved, SIGTERM saved
+        page = _start_tiny_run(browser, url, tiny_model_dir, save_steps=100_000)
         wait(lambda: page.evaluate(REWARD_POINTS) >= 2)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(120) == 0

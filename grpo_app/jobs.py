@@ -176,11 +176,11 @@ class TrainingJob(Reporter):
         return copy
 
     def pulse(self) -> tuple[int, str, str, int, bool, float]:
-        """(version, status, message, steps logged, has a run folder, elapsed) without copying the metrics: what an
-        open page polls."""
+        """(version, status, message, steps logged, run folder, elapsed) without copying the metrics: what an open
+        page polls."""
         with self._lock:
             s = self._state
-            version, status, message, logged, folder = s.version, s.status, s.message, len(s.metrics), bool(s.run_dir)
+            version, status, message, logged, folder = s.version, s.status, s.message, len(s.metrics), s.run_dir
         return version, status, message, logged, folder, self._elapsed()
 
     def _elapsed(self) -> float:

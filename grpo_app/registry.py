@@ -18,8 +18,8 @@ from .jobs import ACTIVE, JobBusy, JobSnapshot, NotYourRun, TrainingJob
 class Pulse(NamedTuple):
     """What an open page polls. The key moves with anything the live view shows (another job, any new version of
     its state); the moment only with what a page shows at once (another job, a new status line, a new step's
-    metrics); the stage only where a page needs more than the live view (another job, its run folder known, its
-    end): the run's settings in the form and the list of runs."""
+    metrics); the stage only where a page needs more than the live view (another job, its run folder known or
+    renamed, its end): the run's settings in the form and the list of runs."""
 
     key: str
     moment: str
@@ -28,9 +28,11 @@ class Pulse(NamedTuple):
     elapsed: float
 
 
-def stage(job_id: int | None, active: bool, folder: bool) -> str:
-    """`Pulse.stage` for the job with that id (None: no job yet)."""
-    return f"{job_id}-{int(active)}-{int(folder)}" if job_id is not None else "none"
+def stage(job_id: int | None, active: bool, folder: str) -> str:
+    """`Pulse.stage` for the job with that id (None: no job yet) and run folder ("" while it has none)."""
+    if job_id is None:
+        return "none"
+    return f"{job_id}-{int(active)}-{hash(folder) & 0xFFFFFFFF:x}" if folder else f"{job_id}-{int(active)}-none"
 
 
 class JobRegistry:

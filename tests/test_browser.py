@@ -117,6 +117,12 @@ def test_a_page_with_nothing_new_asks_the_pulse_and_no_refresh(app_url, browser)
     assert sum("studio/pulse" in u for u in quiet) >= 3, quiet
     assert not [u for u in quiet if "queue/join" in u or "studio/live" in u], quiet
     assert page.locator("#gs-stage").text_content().strip() == pulse["stage"]  # what its last refresh showed
+    # the feed, as the page applies it: the view's values while the run is at the stage the page shows; nothing when
+    # it is not (a feed that lands after the run moved on must not undo the refresh that showed it)
+    fed = page.evaluate("() => window.gsFeed(11)")
+    assert len(fed) == 11 and isinstance(fed[0], str) and fed[0].startswith("**"), fed[:2]
+    page.evaluate("() => { document.getElementById('gs-stage').textContent = 'another stage'; }")
+    assert page.evaluate("() => window.gsFeed(11)") == [{"__type__": "update"}] * 11
 
 
 def test_compare_streams_both_sides_and_batch(app_url, browser):

@@ -141,9 +141,11 @@ def test_the_pulse_moves_its_moment_with_steps_and_its_key_with_any_news():
     registry.current = job = TrainingJob(preset("quick"))
     job.on_status("training", "Training: 2 steps.")
     first = registry.pulse()
-    assert first.active and first.stage == f"{id(job)}-1-0"
+    assert first.active and first.stage == f"{id(job)}-1-none"
+    job.cfg.run.dir = "/tmp/run"
     job.on_run_dir("/tmp/run")
-    assert registry.pulse().stage == f"{id(job)}-1-1"  # its folder: the page shows the run and its settings
+    folder = registry.pulse().stage  # its folder: the page shows the run and its settings
+    assert folder.startswith(f"{id(job)}-1-") and folder != first.stage
     key, moment = registry.pulse()[:2]
     job.on_completions(1, [{"prompt": "p", "completion": "c"}])  # the step's samples, mid-step
     job.on_log("a line")
@@ -157,7 +159,10 @@ def test_the_pulse_moves_its_moment_with_steps_and_its_key_with_any_news():
     assert registry.pulse().moment != moment
     job.on_status("finished", "Done.")
     end = registry.pulse()
-    assert end.moment.startswith(f"{id(job)}-finished-1-") and not end.active and end.stage == f"{id(job)}-0-1"
+    assert end.moment.startswith(f"{id(job)}-finished-1-") and not end.active
+    assert end.stage == folder.replace("-1-", "-0-", 1)  # the end: the form is free, the runs list has it
+    registry.renamed("/tmp/run", "/tmp/renamed")  # every page's list of runs must take the new name
+    assert registry.pulse().stage not in (end.stage, folder) and registry.pulse().stage.startswith(f"{id(job)}-0-")
 
 
 def test_the_apps_queue_rests_between_events(tmp_path):

@@ -113,7 +113,7 @@ class LiveFeed:
         v, job = self.view, self.registry.current
         s, job_id = self.registry.snapshot(), id(job) if job else None
         out: dict = {
-            "stage": stage(job_id, s.active, bool(s.run_dir)),
+            "stage": stage(job_id, s.active, s.run_dir),
             "head": [wire(v.status, live.status_markdown(s)), {"__type__": "update"}],
             "sizes": {name: len(v.parts[name]) for name in ("charts", "samples")},
             "keys": {},

@@ -3,7 +3,7 @@
 A refresh of the live view through Gradio is an event (the queue, a session, the page's States): ~18 ms of the
 server's CPU each, whatever it carries, and twenty pages asked for one each step while a run held both cores (#24).
 Now each page asks `GET /studio/pulse`, a plain route that reads a few fields under a lock (~0.3 ms), and then:
-- when the run's stage moved (another run, its folder known, its end: registry.Pulse), the Gradio refresh
+- when the run's stage moved (another run, its folder known or renamed, its end: registry.Pulse), the Gradio refresh
   (`TrainHandlers.tick`, behind a hidden button), which also brings the run's settings and the list of runs;
 - when only the run moved within its stage (a step, its samples, the status line), the feed: `GET /studio/live`,
   one JSON body built once per version of the run's state for every page (ui/feed.py), which the page applies
@@ -25,20 +25,30 @@ BUTTON_ID, FEED_ID, STAGE_ID = "gs-refresh", "gs-feed", "gs-stage"
 # Installed once per page by a frontend-only load event: every TICK seconds, ask the pulse. A new moment (a step's
 # metrics, a new status, another run) brings the view at once; other news (a step's samples as they arrive, log lines)
 # waits until SETTLE seconds after the last, so a short step costs each page one feed, not two, and a long one still
-# shows its samples before it ends. A new stage is asked for again only after SETTLE: its refresh may be on its way.
-# `fetch` is relative to the page: it follows a root path.
-TICK, SETTLE = 1.5, 10.0
+# shows its samples before it ends. A new stage is asked for again after RETRY seconds if the page still does not
+# show it (its refresh failed, or an older refresh landed after it). A feed applies only if no feed or refresh
+# started after it and the run is still at the stage the page shows. `fetch` is relative to the page: it follows a
+# root path.
+TICK, SETTLE, RETRY = 1.5, 10.0, 3.0
 LOAD_JS = f"""
 () => {{
   if (window.gsPulse) return;
-  const seen = (window.gsPulse = {{ key: null, moment: null, at: 0, asked: null, parts: {{}} }});
+  const seen = (window.gsPulse = {{ key: null, moment: null, at: 0, asked: null, parts: {{}}, n: 0 }});
   const click = (id) => document.getElementById(id)?.click();
+  const shown = () => document.getElementById("{STAGE_ID}")?.textContent.trim();
+  const refresh = () => {{
+    seen.n++;  // a feed still on its way is older than this refresh: it is dropped
+    click("{BUTTON_ID}");
+  }};
   const fill = (n) => Array.from({{ length: n }}, () => ({{ __type__: "update" }}));
   window.gsFeed = async (total) => {{
+    const n = ++seen.n;
     try {{
       const r = await fetch("{FEED_ROUTE.lstrip("/")}", {{ cache: "no-store" }});
       if (!r.ok) throw r.status;
       const p = await r.json();
+      // a newer feed or refresh started meanwhile, or the run changed stage (its refresh brings the view)
+      if (n !== seen.n || p.stage !== shown()) return fill(total);
       const part = (name) => {{
         if (!p[name] || p.keys[name] === seen.parts[name]) return fill(p.sizes[name]);
         seen.parts[name] = p.keys[name];
@@ -46,7 +56,7 @@ LOAD_JS = f"""
       }};
       return [...p.head, ...part("charts"), ...part("samples")];
     }} catch (e) {{
-      click("{BUTTON_ID}");
+      refresh();
       return fill(total);
     }}
   }};
@@ -54,14 +64,13 @@ LOAD_JS = f"""
     fetch("{ROUTE.lstrip("/")}", {{ cache: "no-store" }})
       .then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
       .then((p) => {{
-        const now = Date.now(), settled = now - seen.at >= {SETTLE * 1000:g};
-        const shown = document.getElementById("{STAGE_ID}")?.textContent.trim();
-        if (p.stage !== shown) {{
-          if (p.stage !== seen.asked || settled) {{
+        const now = Date.now(), since = now - seen.at;
+        if (p.stage !== shown()) {{
+          if (p.stage !== seen.asked || since >= {RETRY * 1000:g}) {{
             Object.assign(seen, {{ key: p.key, moment: p.moment, at: now, asked: p.stage }});
-            click("{BUTTON_ID}");
+            refresh();
           }}
-        }} else if (p.key !== seen.key && (p.moment !== seen.moment || settled)) {{
+        }} else if (p.key !== seen.key && (p.moment !== seen.moment || since >= {SETTLE * 1000:g})) {{
           Object.assign(seen, {{ key: p.key, moment: p.moment, at: now }});
           click("{FEED_ID}");
         }} else if (p.active) {{
@@ -69,7 +78,7 @@ LOAD_JS = f"""
           if (el) el.textContent = p.elapsed;
         }}
       }})
-      .catch(() => click("{BUTTON_ID}"));
+      .catch(refresh);
   setInterval(beat, {TICK * 1000:g});
 }}
 """

@@ -308,7 +308,7 @@ class TrainHandlers:
         job = self.registry.current
         s = self.registry.snapshot()
         current = id(job) if job else None
-        now = stage(current, s.active, bool(s.run_dir))
+        now = stage(current, s.active, s.run_dir)
         changed = (current, s.version) != (job_id, version)
         if not changed and not s.active:
             return {v.seen: data[v.seen]}, set(), s, now  # nothing to send (a dict keyed by a component, never empty)

@@ -175,7 +175,7 @@ class TrainingJob(Reporter):
         copy.elapsed = self._elapsed()
         return copy
 
-    def pulse(self) -> tuple[int, str, str, int, bool, float]:
+    def pulse(self) -> tuple[int, str, str, int, str, float]:
         """(version, status, message, steps logged, run folder, elapsed) without copying the metrics: what an open
         page polls."""
         with self._lock:

@@ -56,11 +56,13 @@ class LiveFeed:
         """What the kept part of that kind shows (its key), or () when none is drawn."""
         return self._parts.get(kind, ((),))[0]
 
-    def charts(self, s, job_id: int | None) -> dict:
-        return self.shared(("charts", job_id, len(s.metrics)), lambda: self._charts(s))
-
-    def samples(self, s, job_id: int | None, instruction: str) -> dict:
-        return self.shared(("samples", job_id, self.samples_key(s)), lambda: self._samples(s, instruction))
+    def part(self, name: str, s, job_id: int | None, instruction: str = "") -> tuple[tuple, dict]:
+        """The "charts" or "samples" part for a snapshot of job `job_id`: (what it shows, its serialised widgets)."""
+        if name == "charts":
+            key, draw = ("charts", job_id, len(s.metrics)), lambda: self._charts(s)
+        else:
+            key, draw = ("samples", job_id, self.samples_key(s)), lambda: self._samples(s, instruction)
+        return key, self.shared(key, draw)
 
     def _draw_ahead(self, job) -> None:
         """As a step lands, draw its charts in the background: the pages' next refresh finds them ready (drawing
@@ -68,7 +70,7 @@ class LiveFeed:
 
         def draw() -> None:
             if self.registry.current is job:
-                self.charts(self.registry.snapshot(), id(job))
+                self.part("charts", self.registry.snapshot(), id(job))
 
         threading.Thread(target=draw, name="draw-charts", daemon=True).start()
 
@@ -122,10 +124,8 @@ class LiveFeed:
             return out
         out["head"][1] = wire(v.progress, live.progress_html(s))
         instruction = job.cfg.data.instruction if job else ""
-        keys = {"charts": ("charts", job_id, len(s.metrics)), "samples": ("samples", job_id, self.samples_key(s))}
-        draws = {"charts": lambda: self._charts(s), "samples": lambda: self._samples(s, instruction)}
-        for name, key in keys.items():
-            part = self.shared(key, draws[name])
+        for name in ("charts", "samples"):
+            key, part = self.part(name, s, job_id, instruction)
             out[name] = [wire(c, part[c]) for c in v.parts[name]]
             out["keys"][name] = f"{hash(key) & 0xFFFFFFFFFFFF:x}"
         return out

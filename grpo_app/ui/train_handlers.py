@@ -329,9 +329,9 @@ class TrainHandlers:
             news.add("run")
         wanted = news if parts is None else news & parts
         if "charts" in wanted:
-            out.update(self.feed.charts(s, current))
+            out.update(self.feed.part("charts", s, current)[1])
         if "samples" in wanted:
-            out.update(self.feed.samples(s, current, job.cfg.data.instruction if job else ""))
+            out.update(self.feed.part("samples", s, current, job.cfg.data.instruction if job else "")[1])
         if "run" in wanted:
             if new_run:
                 out.update({**self.form_update(job.cfg), v.form_note: FORM_NOTE})

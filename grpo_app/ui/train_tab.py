@@ -385,13 +385,12 @@ def create_train_tab(
     b["config_upload"].upload(h.upload_config, {b["config_upload"]}, [*v.form, v.status])
     # the refresh runs when the page's pulse says the run's stage moved, the feed (frontend-only: the page fetches
     # the feed's body and returns its values as the event's outputs) when it moved within a stage (ui/pulse.py).
-    # "always_last": a pulse that lands while one is on its way runs one more after it, so a page never keeps a
-    # state older than its last pulse
-    quiet = {"show_progress": "hidden", "trigger_mode": "always_last"}
+    # "always_last": a pulse that lands while a refresh is on its way runs one more after it, so a page never keeps
+    # a state older than its last pulse (a frontend-only event is not queued so: LOAD_JS drops an overtaken feed)
     refresh = gr.Button("Refresh", visible="hidden", elem_id=pulse.BUTTON_ID)
-    refresh.click(h.tick, {v.seen}, live_out, **quiet)
+    refresh.click(h.tick, {v.seen}, live_out, show_progress="hidden", trigger_mode="always_last")
     feed = gr.Button("Feed", visible="hidden", elem_id=pulse.FEED_ID)
-    feed.click(None, None, h.feed.outputs, js=pulse.feed_js(len(h.feed.outputs)), **quiet)
+    feed.click(None, None, h.feed.outputs, js=pulse.feed_js(len(h.feed.outputs)), show_progress="hidden")
     h.on_load = [
         (h.show_data, data_in, data_out),
         (h.tick, {v.seen}, live_out),

@@ -258,8 +258,10 @@ def main() -> None:
         # preset's texts and rate, two phases of no viewer differed by 11-30%; the work of a step is the same.
         post = json.loads((REPO / "assets" / "posts" / "train.jsonl").read_text().splitlines()[0])
         same = root / "one-post.jsonl"
-        same.write_text("\n".join(json.dumps({"prompt": post["prompt"]}) for _ in range(more + 1)) + "\n")
+        row = json.dumps({"prompt": post["prompt"], "reference": post["reference"]})  # the preset's rouge reads it
+        same.write_text("\n".join(row for _ in range(more + 1)) + "\n")
         overrides = [f"grpo.max_steps={more}", "run.eval_steps=0", f"grpo.save_steps={more}", f"data.path={same}"]
+        overrides.append("sft.steps=0")  # the phases measure GRPO's steps
         overrides.append("grpo.learning_rate=1e-12")
         run_id = Client(url, verbose=False).predict(preset="quick", overrides=overrides, api_name="/start_run")[
             "run_id"

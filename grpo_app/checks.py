@@ -55,6 +55,8 @@ def validate(cfg: Config) -> Config:
         problems.append("data.max_file_mb must be >= 0 (0 = no limit).")
     if cfg.lora.r < 1 or cfg.lora.lora_alpha <= 0:
         problems.append("lora.r and lora.lora_alpha must be positive.")
+    if cfg.sft.steps < 0 or cfg.sft.batch_size < 1 or (cfg.sft.steps and cfg.sft.learning_rate <= 0):
+        problems.append("sft.steps must be >= 0, sft.batch_size at least 1 and sft.learning_rate positive.")
     if not 0 <= cfg.lora.lora_dropout < 1:
         problems.append("lora.lora_dropout must be in [0, 1).")
     if cfg.data.overlong not in ("truncate", "truncate_left", "drop"):

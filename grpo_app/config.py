@@ -74,6 +74,18 @@ class LoraSettings:
 
 
 @dataclass
+class SFTSettings:
+    steps: int = _f(
+        0,
+        "Supervised steps on the dataset's reference answers before GRPO (0 = off): GRPO only reinforces what the "
+        "model already writes; a few steps on examples show it the task first.",
+    )
+    learning_rate: float = _f(3e-4, "Peak learning rate of those steps (decays linearly to 0).")
+    batch_size: int = _f(8, "Examples per supervised step.")
+    column: str = _f("auto", "Column with the answers; 'auto' tries reference, summary, tldr, completion.")
+
+
+@dataclass
 class GRPOSettings:
     learning_rate: float = _f(2e-5, "Peak learning rate.")
     per_device_train_batch_size: int = _f(8, "Completions per device per micro-batch.")
@@ -251,6 +263,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
+    sft: SFTSettings = field(default_factory=SFTSettings)
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
     reward: RewardSettings = field(default_factory=RewardSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)

@@ -13,6 +13,7 @@ SECTION_HELP = {
     "model": "The model to fine-tune and how it is loaded.",
     "data": "The prompts: where they come from and how each becomes a prompt.",
     "lora": "The LoRA adapter that is trained (the base model stays frozen).",
+    "sft": "An optional warm-up: supervised steps on the dataset's reference answers, then GRPO on the same adapter.",
     "grpo": "TRL's GRPOConfig fields; any other GRPOConfig field goes in grpo.extra.",
     "reward": "What the completions are scored on, and what is only watched.",
     "generation": "How the Compare tab, `generate` and `eval` sample answers.",

@@ -17,7 +17,7 @@ from typing import Any
 
 from .config import ConfigError, RewardSettings
 from .prompts import completion_text, prompt_text
-from .references import REFERENCE_COLUMNS
+from .references import ANSWER_COLUMNS
 
 RewardFn = Callable[..., list[float]]
 ANSWER_TAG = re.compile(r"<answer>([\s\S]*?)</answer>")
@@ -246,7 +246,7 @@ def _reward_model(settings: RewardSettings, max_len: int) -> RewardFn:
     return reward_model
 
 
-ROUGE_COLUMNS = (*REFERENCE_COLUMNS, "completion")  # the held-out sets' reference columns, and smoltldr's
+ROUGE_COLUMNS = ANSWER_COLUMNS  # the held-out sets' reference columns, and smoltldr's
 
 
 def _rouge_reward(settings: RewardSettings, max_len: int) -> RewardFn:

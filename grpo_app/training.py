@@ -40,6 +40,7 @@ from .runs import (
     read_status,
     write_status,
 )
+from .sft_warmup import check_answers, warm_up_run
 
 
 @dataclass
@@ -134,6 +135,7 @@ def train(
     located = locate_model(cfg)
     check_fits(cfg, located[0], host.device, host.dtype)
     dataset, report = build_prompts(cfg.data, located[1], cfg.grpo.max_prompt_length)
+    check_answers(cfg, list(dataset.column_names))  # a warm-up or rouge reward with no answers: one sentence, now
     _resolve_into(cfg, host)
     if stop.is_set():  # Stop pressed while the model and prompts were checked: nothing to save
         return RunResult(Path(cfg.run.dir), "stopped", "Stopped before the run started; nothing was saved.")
@@ -157,6 +159,8 @@ def train(
             f"optimizer {host.optim}, bf16 autocast {host.bf16_autocast}."
         )
         reporter.on_log(f"Data: {report.summary()}.")
+        if cfg.sft.steps and checkpoint is None:  # a resumed run's checkpoint holds the warmed-up weights
+            model = warm_up_run(cfg, model, tokenizer, dataset, _lora_config(cfg), run_dir, reporter, stop)
         trainer = _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop, clock)
         del model
         if is_main_process():
@@ -289,7 +293,7 @@ class _Stopped(Exception):
 
 
 def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop, clock):
-    from peft import LoraConfig, PeftModel
+    from peft import PeftModel
 
     from .fast import FastGRPOTrainer
     from .inference.kernels import plain_attention, use_grouped_attention
@@ -315,15 +319,8 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
     )
     args = grpo_args(cfg, host, run_dir / "checkpoints")
     args.reward_weights = weights
-    targets = cfg.lora.target_modules
-    lora = LoraConfig(
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.lora_alpha,
-        lora_dropout=cfg.lora.lora_dropout,
-        task_type="CAUSAL_LM",
-        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
-    )
-    if cfg.run.resume_from:
+    lora = None if isinstance(model, PeftModel) else _lora_config(cfg)  # a warm-up made the LoRA model already
+    if cfg.run.resume_from and lora is not None:
         model = PeftModel.from_pretrained(model, cfg.run.resume_from, is_trainable=True)
         lora = None
         reporter.on_log(f"Continuing from adapter {cfg.run.resume_from}.")
@@ -359,6 +356,19 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
     for line in trainer.set_aside:
         reporter.on_log(line + ("" if line.endswith(".") else "."))
     return trainer
+
+
+def _lora_config(cfg: Config):
+    from peft import LoraConfig
+
+    targets = cfg.lora.target_modules
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.lora_alpha,
+        lora_dropout=cfg.lora.lora_dropout,
+        task_type="CAUSAL_LM",
+        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
+    )
 
 
 def _lever(value: str, host: HostSettings) -> bool:

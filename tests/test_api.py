@@ -29,6 +29,7 @@ def test_a_run_through_the_api(public_app):
     assert set(owner.view_api(print_info=False, return_format="dict")["named_endpoints"]) == DOCUMENTED
     small = [
         "grpo.max_steps=200",
+        "sft.steps=1",  # the preset's warm-up, one step of it
         "grpo.per_device_train_batch_size=4",
         "grpo.num_generations=4",
         "grpo.max_completion_length=8",

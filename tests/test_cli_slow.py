@@ -56,6 +56,7 @@ def test_cli_train_then_generate_with_and_without_adapter(tmp_path):
         "quick",
         "--set",
         "grpo.max_steps=2",
+        "sft.steps=2",  # the preset's warm-up on the real model, two steps of it
         "grpo.per_device_train_batch_size=4",
         "grpo.num_generations=4",
         "grpo.max_completion_length=16",
@@ -64,7 +65,7 @@ def test_cli_train_then_generate_with_and_without_adapter(tmp_path):
         cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "mean reward: first" in r.stdout
+    assert "mean reward: first" in r.stdout and "Warm-up: 2 supervised steps" in r.stderr
     out = tmp_path / "out"
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2

@@ -49,7 +49,15 @@ def test_installed_command_trains_from_an_unrelated_folder(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    command = [str(venv / "bin" / "grpo-studio"), "train", "--preset", "quick", "--set", "grpo.max_steps=2"]
+    command = [
+        str(venv / "bin" / "grpo-studio"),
+        "train",
+        "--preset",
+        "quick",
+        "--set",
+        "grpo.max_steps=2",
+        "sft.steps=1",
+    ]
     r = subprocess.run([*command, "run.dir=out"], cwd=elsewhere, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "mean reward: first" in r.stdout and (elsewhere / "out" / "adapter" / "adapter_model.safetensors").is_file()

@@ -56,7 +56,8 @@ def test_the_quick_presets_rewards_hold_against_every_probe():
     one; on the same answers, the recipe's length reward alone is gamed by padding."""
     cfg = preset("quick")
     prompts, groups = _held_out(cfg)
-    report = score_bench(cfg, prompts, groups)
+    references = {"reference": [json.loads(line)["reference"] for line in POSTS.read_text().splitlines()[:3]]}
+    report = score_bench(cfg, prompts, groups, references)  # its rouge reward reads them, as in training
     assert report.total.beaten_by == {}, report.warnings
     assert report.total.probes["title"] < report.total.sample_median
     recipe = preset("quick")
@@ -64,7 +65,7 @@ def test_the_quick_presets_rewards_hold_against_every_probe():
     assert "padding" in score_bench(recipe, prompts, groups).total.beaten_by
     old = preset("quick")  # the quick preset of 2026-11-24, which learned to copy titles
     old.reward.functions, old.reward.weights = ["length", "grounding", "summary", "no_repeat"], [1, 50, 100, 50]
-    old.reward.monitor = []
+    old.reward.monitor, old.reward.ideal_length = [], 50
     warned = score_bench(old, prompts, groups)
     assert {"title", "first_sentence"} <= set(warned.total.beaten_by)
     assert warned.warnings[0].startswith("Copying the title (or first line) scores 32.3 on the total reward")

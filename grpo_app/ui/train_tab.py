@@ -92,6 +92,12 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
                 f["reward.overlong_buffer"] = gr.Number(label="Overlong buffer (tokens)", precision=0, min_width=90)
             f["reward.json_schema"] = gr.Textbox(label="JSON schema (a .json file or the schema)", max_lines=4)
             f["reward.reward_model"] = gr.Textbox(label="Reward model (Hub id or folder)")
+    with gr.Accordion("Warm-up: supervised steps on reference answers before GRPO", open=False):
+        with gr.Row():
+            f["sft.steps"] = gr.Number(label="Steps (0 = off)", precision=0, minimum=0, min_width=80)
+            f["sft.learning_rate"] = gr.Number(label="Learning rate", min_width=100, step=1e-5)
+            f["sft.batch_size"] = gr.Number(label="Batch size", precision=0, minimum=1, min_width=80)
+            f["sft.column"] = gr.Textbox(label="Answer column", min_width=100)
     with gr.Accordion("GRPO", open=True):
         with gr.Row():
             f["grpo.learning_rate"] = gr.Number(label="Learning rate", min_width=100, step=1e-5)

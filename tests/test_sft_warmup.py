@@ -1,0 +1,196 @@
+"""The supervised warm-up: what it learns from, how it batches, that its loss is the model's own, that a run
+with it trains, saves and resumes, and that a dataset without answers is one sentence before anything runs."""
+
+import json
+import threading
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from grpo_app.config import ConfigError, SFTSettings
+from grpo_app.runs import Run, read_jsonl
+from grpo_app.sft_warmup import (
+    Example,
+    answer_column,
+    answer_loss,
+    answer_nll,
+    batches,
+    build_examples,
+    passes,
+    warm_up,
+)
+from grpo_app.training import train
+
+ANSWERS = ["Rent rose by half; should I move?", "My dog ate socks; is he fine?", "The bridge reopened after repair."]
+
+
+def _with_answers(tmp_path, column="reference"):
+    path = tmp_path / "answers.jsonl"
+    rows = [{"prompt": f"Post number {i}: " + "words " * (3 + 5 * i), column: ANSWERS[i % 3]} for i in range(12)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_the_answer_column_is_found_or_named():
+    assert answer_column(["prompt", "reference"]) == "reference"
+    assert answer_column(["prompt", "completion"]) == "completion"  # mlabonne/smoltldr's summaries
+    assert answer_column(["prompt", "tldr", "mine"], "mine") == "mine"
+    with pytest.raises(ConfigError, match=r"no reference, summary, tldr, reference_summary, completion column \(it"):
+        answer_column(["prompt", "answer"])  # a numeric answer is not an answer to imitate
+    with pytest.raises(ConfigError, match="'mine' is not a column"):
+        answer_column(["prompt"], "mine")
+
+
+def test_batches_cover_the_steps_and_pad_little():
+    examples = [Example([1] * n, [2] * 3) for n in [5, 400, 7, 380, 6, 390, 8, 410] * 4]
+    plan = batches(examples, 4, 20, seed=0)
+    assert len(plan) == 20 and all(len(b) == 4 for b in plan)
+    seen = [i for b in plan[:8] for i in b]
+    assert sorted(seen) == list(range(32))  # one pass sees every example once
+    for b in plan:  # short and long texts do not share a batch
+        lengths = [len(examples[i]) for i in b]
+        assert max(lengths) - min(lengths) < 50, lengths
+    assert plan != batches(examples, 4, 20, seed=1)
+
+
+def test_the_loss_is_the_models_own_cross_entropy_on_the_answer(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    batch = [Example([5, 6, 7, 8], [9, 10, tok.eos_token_id]), Example([11, 12], [13, tok.eos_token_id])]
+    lean = answer_loss(model, batch, tok.pad_token_id)
+    assert len(passes(batch, budget=8)) == 2  # 7 + 4 tokens: two passes, the same mean
+    expected = []
+    for e in batch:  # each example alone, labels only on the answer, as plain transformers computes it
+        ids = torch.tensor([e.prompt + e.answer])
+        labels = ids.clone()
+        labels[0, : len(e.prompt)] = -100
+        expected.append((model(input_ids=ids, labels=labels).loss, len(e.answer)))
+    mean = sum(loss * n for loss, n in expected) / sum(n for _, n in expected)
+    assert lean == pytest.approx(mean.item(), rel=1e-4)
+    assert answer_loss(model, batch, tok.pad_token_id) == pytest.approx(
+        answer_nll(model, batch, tok.pad_token_id).item() / 5, rel=1e-4
+    )  # one pass of both, padded, gives the same
+
+
+def test_passes_bound_the_padded_tokens_of_a_forward():
+    batch = [Example([1] * n, [2]) for n in (700, 100, 120, 90, 300, 310)]
+    cut = passes(batch, budget=1024)
+    assert sorted(len(e) for p in cut for e in p) == sorted(len(e) for e in batch)
+    assert all(len(p) * max(len(e) for e in p) <= 1024 or len(p) == 1 for p in cut)
+    assert len(cut) == 3  # the short three together, the two of ~300, the 701-token text alone
+
+
+def test_examples_end_with_the_end_of_turn_token(tiny_model_dir, tmp_path):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    data = Dataset.from_dict(
+        {"prompt": [[{"role": "user", "content": "A post"}]] * 2, "reference": ["It is short.", ""]}
+    )
+    examples = build_examples(data, "reference", tok)
+    assert len(examples) == 1  # a row without an answer is left out
+    assert examples[0].answer[-1] == tok.eos_token_id
+    assert tok.decode(examples[0].answer[:-1]) == "It is short."
+    assert tok.decode(examples[0].prompt).endswith("<|im_start|>assistant\n")  # the chat prompt, as GRPO sees it
+
+
+def test_warm_up_lowers_the_loss_on_the_answers(tiny_model_dir, tmp_path):
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
+    data = Dataset.from_dict({"prompt": ["one", "two", "three", "four"], "reference": ANSWERS + ANSWERS[:1]})
+    examples = build_examples(data, "reference", tok)
+    before = answer_loss(model, examples, tok.pad_token_id)
+    rows = []
+    history = warm_up(
+        model,
+        tok,
+        data,
+        SFTSettings(steps=30, learning_rate=1e-2, batch_size=4),
+        0,
+        lambda r, _: rows.append(r),
+        threading.Event(),
+    )
+    after = answer_loss(model, examples, tok.pad_token_id)
+    assert len(history) == 30 and rows == history
+    assert after < before - 0.3, (before, after)  # a random 32-wide model: ~0.5 nats is what LoRA can move
+    assert history[0]["learning_rate"] == 1e-2 and history[-1]["learning_rate"] < 1e-3  # decays linearly
+
+
+def test_a_run_warms_up_saves_and_resumes_without_warming_up_again(tiny_cfg, tmp_path):
+    tiny_cfg.data.path = str(_with_answers(tmp_path))
+    tiny_cfg.sft.steps, tiny_cfg.sft.batch_size = 3, 4
+    tiny_cfg.grpo.max_steps, tiny_cfg.grpo.save_steps = 2, 1
+    logs = []
+
+    class Lines:
+        def __getattr__(self, name):
+            return lambda *a, **k: logs.append((name, a))
+
+    result = train(tiny_cfg, Lines())
+    assert result.status == "finished", result.error
+    run = Run(result.run_dir)
+    sft = read_jsonl(run.path / "sft.jsonl")
+    assert [r["step"] for r in sft] == [1, 2, 3] and all(r["loss"] > 0 for r in sft)
+    assert any(n == "on_status" and "Warm-up on the reference answers: step 3/3" in a[1] for n, a in logs)
+    assert any(n == "on_log" and a[0].startswith("Warm-up: 3 supervised steps") for n, a in logs)
+    assert [m["step"] for m in run.metrics()] == [1, 2]  # GRPO's steps counted apart from the warm-up's
+    lora = load_file(run.adapter_dir / "adapter_model.safetensors")
+    assert any(v.abs().sum() > 0 for k, v in lora.items() if "lora_B" in k)
+    # resumed from its last checkpoint (as a stopped run would be): it holds the warmed-up weights, no second warm-up
+    (run.path / "status.json").write_text('{"status": "stopped"}')
+    cfg = run.config()
+    cfg.grpo.max_steps = 3
+    assert train(cfg, resume=True).status == "finished"
+    assert len(read_jsonl(run.path / "sft.jsonl")) == 3
+    assert [m["step"] for m in run.metrics()] == [1, 2, 3]
+
+
+def test_a_stop_during_the_warm_up_keeps_what_it_learned(tiny_cfg, tmp_path):
+    tiny_cfg.data.path = str(_with_answers(tmp_path))
+    tiny_cfg.sft.steps, tiny_cfg.sft.batch_size = 50, 4
+    stop = threading.Event()
+
+    class StopAfterTwo:
+        def __getattr__(self, name):
+            def call(*a, **k):
+                if name == "on_status" and "step 2/50" in (a[1] if len(a) > 1 else ""):
+                    stop.set()
+
+            return call
+
+    result = train(tiny_cfg, StopAfterTwo(), stop)
+    assert result.status == "stopped"
+    assert len(read_jsonl(result.run_dir / "sft.jsonl")) == 2
+    assert (result.run_dir / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_a_dataset_without_answers_is_one_sentence_before_the_run_exists(tiny_cfg):
+    tiny_cfg.sft.steps = 5
+    with pytest.raises(ConfigError, match=r"^sft.steps needs reference answers: .* \(it has: prompt\)\. Add one"):
+        train(tiny_cfg)
+    tiny_cfg.reward.functions, tiny_cfg.reward.weights = ["length", "rouge"], [1, 100]
+    with pytest.raises(
+        ConfigError,
+        match="sft.steps and the rouge reward need reference answers: .* Add one, or set "
+        "sft.steps=0 and drop the rouge reward.",
+    ):
+        train(tiny_cfg)
+    tiny_cfg.sft.steps = 0
+    with pytest.raises(ConfigError, match="^the rouge reward needs reference answers"):
+        train(tiny_cfg)
+    assert not Run(tiny_cfg.run.dir).path.exists()
+    tiny_cfg.reward.weights = [1, 0]  # TRL still scores a reward of weight 0
+    with pytest.raises(ConfigError, match="^the rouge reward needs reference answers"):
+        train(tiny_cfg)

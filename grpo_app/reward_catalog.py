@@ -257,9 +257,10 @@ def _rouge_reward(settings: RewardSettings, max_len: int) -> RewardFn:
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
-    def rouge(prompts: list, completions: list, **kw: Any) -> list[float]:
-        present = [settings.answer_column, *ROUGE_COLUMNS]
-        column = next((c for c in present if c in kw), settings.answer_column)
+    def rouge(prompts: list, completions: list, **kw: Any) -> list[float | None]:
+        column = next((c for c in [settings.answer_column, *ROUGE_COLUMNS] if c in kw), None)
+        if column is None:  # new prompts (generate, the Compare tab): nothing to compare with; training checks first
+            return [None] * len(completions)
         references = _column(kw, column, "rouge", len(completions))
         return [
             scorer.score(str(ref or ""), completion_text(c)).get("rougeL").fmeasure if str(ref or "").strip() else 0.0

@@ -16,6 +16,12 @@ ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
 BASELINES = {"title": "copy the title", "lead": "copy the first sentence"}
 
 
+def answer_column_in(columns, preferred: str = "") -> str | None:
+    """The column holding answers to learn from or score against: `preferred` when the data has it, else the first
+    of ANSWER_COLUMNS it has (None: no answers)."""
+    return next((c for c in [preferred, *ANSWER_COLUMNS] if c and c in columns), None)
+
+
 def reference_column(columns: list[str]) -> str | None:
     """The column holding reference answers, if the prompt set has one."""
     return next((c for c in REFERENCE_COLUMNS if c in columns), None)

@@ -17,7 +17,7 @@ from typing import Any
 
 from .config import ConfigError, RewardSettings
 from .prompts import completion_text, prompt_text
-from .references import ANSWER_COLUMNS
+from .references import answer_column_in
 
 RewardFn = Callable[..., list[float]]
 ANSWER_TAG = re.compile(r"<answer>([\s\S]*?)</answer>")
@@ -246,9 +246,6 @@ def _reward_model(settings: RewardSettings, max_len: int) -> RewardFn:
     return reward_model
 
 
-ROUGE_COLUMNS = ANSWER_COLUMNS  # the held-out sets' reference columns, and smoltldr's
-
-
 def _rouge_reward(settings: RewardSettings, max_len: int) -> RewardFn:
     """Closeness to what a person wrote: the one summary reward that knows the content a good answer carries.
 
@@ -258,7 +255,7 @@ def _rouge_reward(settings: RewardSettings, max_len: int) -> RewardFn:
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
     def rouge(prompts: list, completions: list, **kw: Any) -> list[float | None]:
-        column = next((c for c in [settings.answer_column, *ROUGE_COLUMNS] if c in kw), None)
+        column = answer_column_in(kw, settings.answer_column)
         if column is None:  # new prompts (generate, the Compare tab): nothing to compare with; training checks first
             return [None] * len(completions)
         references = _column(kw, column, "rouge", len(completions))

@@ -18,7 +18,8 @@ from typing import Any
 from . import quality
 from .config import ConfigError, RewardSettings
 from .prompts import completion_text, prompt_text
-from .reward_catalog import CATALOG, MAKERS, ROUGE_COLUMNS
+from .references import ANSWER_COLUMNS
+from .reward_catalog import CATALOG, MAKERS
 
 RewardFn = Callable[..., list[float]]
 
@@ -108,7 +109,7 @@ REWARD_INPUTS: dict[str, tuple[str, ...]] = {
     "contains": ("column reward.words_column",),
     "avoids": ("column reward.words_column",),
     "reward_model": ("reward.reward_model", "the prompt"),
-    "rouge": (f"column reward.answer_column, else {' / '.join(ROUGE_COLUMNS)}",),
+    "rouge": (f"column reward.answer_column, else {' / '.join(ANSWER_COLUMNS)}",),
 }
 
 

@@ -21,7 +21,7 @@ import torch
 from .config import ConfigError, SFTSettings
 from .inference import logprobs
 from .prompts import render_prompt
-from .references import ANSWER_COLUMNS
+from .references import ANSWER_COLUMNS, answer_column_in
 
 # Padded tokens per forward pass: each keeps ~0.6 MB of activations for backward on SmolLM2-135M, so a batch of
 # eight long documents in one pass (6,144 tokens) took the quick run from 2.8 to 9.9 GB.
@@ -43,7 +43,7 @@ def answer_column(columns: list[str], wanted: str = "auto") -> str:
         if wanted not in columns:
             raise ConfigError(f"sft.column '{wanted}' is not a column of the dataset (it has: {', '.join(columns)}).")
         return wanted
-    found = next((c for c in ANSWER_COLUMNS if c in columns), None)
+    found = answer_column_in(columns)
     if found is None:
         raise ConfigError(_no_answers(["sft.steps"], columns))
     return found
@@ -53,7 +53,7 @@ def check_answers(cfg, columns: list[str]) -> None:
     """The warm-up and the rouge reward learn from reference answers: without them, one sentence before the run
     starts (the rouge reward would otherwise fail at the first step, and the quick preset uses both)."""
     rouge = "rouge" in (*cfg.reward.functions, *cfg.reward.monitor)  # TRL scores a weight of 0 too
-    if rouge and not {cfg.reward.answer_column, *ANSWER_COLUMNS} & set(columns):
+    if rouge and answer_column_in(columns, cfg.reward.answer_column) is None:
         raise ConfigError(
             _no_answers(["sft.steps", "the rouge reward"] if cfg.sft.steps else ["the rouge reward"], columns)
         )
@@ -174,25 +174,17 @@ def warm_up(model, tokenizer, dataset, settings: SFTSettings, seed: int, report,
             report(row, f"Warm-up on the {column} answers: step {step}/{len(plan)}, loss {row['loss']:.3f}")
     finally:
         model.train(was_training)
-        del optimizer
     return history
 
 
-def warm_up_run(cfg, model, tokenizer, dataset, lora, run_dir: Path, reporter, stop: threading.Event):
-    """The run's warm-up: the LoRA model made (or the one given), trained on the answers, its adapter saved to
-    `<run>/adapter` (a Stop after the warm-up loses nothing) and each step written to `<run>/sft.jsonl`."""
-    from peft import PeftModel, get_peft_model
-
+def warm_up_run(cfg, model, tokenizer, dataset, run_dir: Path, reporter, stop: threading.Event):
+    """The run's warm-up of `model` (a PeftModel), trained on the answers, its adapter saved to `<run>/adapter` (a
+    Stop after the warm-up loses nothing) and each step written to `<run>/sft.jsonl`."""
     from .callbacks import is_main_process
     from .faults import save_adapter
     from .inference.kernels import lora_inputs_kept_bf16
     from .runs import append_jsonl
 
-    if cfg.run.resume_from:  # warm up the adapter the run continues from
-        model = PeftModel.from_pretrained(model, cfg.run.resume_from, is_trainable=True)
-        reporter.on_log(f"Continuing from adapter {cfg.run.resume_from}.")
-    elif not isinstance(model, PeftModel):
-        model = get_peft_model(model, lora)
     lora_inputs_kept_bf16(model)  # the bf16 input kept for backward, as in GRPO's steps
     began = time.time()
 

@@ -160,7 +160,7 @@ def train(
         )
         reporter.on_log(f"Data: {report.summary()}.")
         if cfg.sft.steps and checkpoint is None:  # a resumed run's checkpoint holds the warmed-up weights
-            model = warm_up_run(cfg, model, tokenizer, dataset, _lora_config(cfg), run_dir, reporter, stop)
+            model = warm_up_run(cfg, _peft_model(cfg, model, reporter), tokenizer, dataset, run_dir, reporter, stop)
         trainer = _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop, clock)
         del model
         if is_main_process():
@@ -319,11 +319,11 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
     )
     args = grpo_args(cfg, host, run_dir / "checkpoints")
     args.reward_weights = weights
-    lora = None if isinstance(model, PeftModel) else _lora_config(cfg)  # a warm-up made the LoRA model already
-    if cfg.run.resume_from and lora is not None:
-        model = PeftModel.from_pretrained(model, cfg.run.resume_from, is_trainable=True)
-        lora = None
-        reporter.on_log(f"Continuing from adapter {cfg.run.resume_from}.")
+    lora = None  # TRL makes the LoRA model from it; a warm-up or run.resume_from made it already
+    if cfg.run.resume_from and not isinstance(model, PeftModel):
+        model = _peft_model(cfg, model, reporter)
+    elif not isinstance(model, PeftModel):
+        lora = _lora_config(cfg)
     trim_memory = _lever(cfg.speed.return_memory, host) and return_freed_memory()
     callback = LiveCallback(
         run_dir, reporter, stop, cfg.grpo.save_steps, args.generation_batch_size, clock, trim_memory
@@ -356,6 +356,16 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
     for line in trainer.set_aside:
         reporter.on_log(line + ("" if line.endswith(".") else "."))
     return trainer
+
+
+def _peft_model(cfg: Config, model, reporter: Reporter):
+    """The LoRA model to train: the adapter run.resume_from names, else a new one from cfg.lora."""
+    from peft import PeftModel, get_peft_model
+
+    if cfg.run.resume_from:
+        reporter.on_log(f"Continuing from adapter {cfg.run.resume_from}.")
+        return PeftModel.from_pretrained(model, cfg.run.resume_from, is_trainable=True)
+    return get_peft_model(model, _lora_config(cfg))
 
 
 def _lora_config(cfg: Config):

@@ -161,10 +161,18 @@ def test_compare_streams_both_sides_and_batch(app_url, browser):
 
 def _edit_cell(page, table_id: str, row: int, col: int, value) -> None:
     """Type into a cell of an editable Gradio Dataframe, as a user does: double-click, type, Enter; again, as a user
-    would, when the double-click did not open the cell (seen once on a loaded CI machine, right after an edit)."""
+    would, when the double-click did not open the cell's editor (seen on loaded CI machines, right after an edit:
+    the keys then went to a cell that was only selected)."""
     cell = page.locator(f"#{table_id} [data-testid=cell-{row}-{col}]")
-    for attempt in range(3):
+    editor = cell.locator("textarea[aria-label='Edit cell']")
+    for _attempt in range(4):
+        page.keyboard.press("Escape")  # no editor left open by an earlier edit
+        cell.scroll_into_view_if_needed()
         cell.dblclick()
+        try:
+            wait(lambda: editor.count() == 1 and editor.evaluate("e => e === document.activeElement"), timeout=5)
+        except AssertionError:
+            continue  # the editor did not open: double-click again
         page.keyboard.press("Control+A")
         page.keyboard.type(str(value))
         page.keyboard.press("Enter")
@@ -172,8 +180,8 @@ def _edit_cell(page, table_id: str, row: int, col: int, value) -> None:
             wait(lambda: cell.inner_text().split("\n")[0].strip() == str(value), timeout=10)  # the text, not ⋮
             return
         except AssertionError:
-            if attempt == 2:
-                raise
+            pass
+    raise AssertionError(f"cell {row},{col} of #{table_id} shows {cell.inner_text()!r}, not {value!r}")
 
 
 def _run_config(runs: Path, before: set) -> Config:

@@ -11,6 +11,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CANARY = "hf_CANARYbrowserToken0123456789"
+# what the data line says for the default dataset (bundled-mixed: the training posts and documents)
+MIXED_ROWS = "{} rows".format(
+    sum(len((REPO / "assets" / d / "train.jsonl").read_text().splitlines()) for d in ("posts", "docs"))
+)
 REWARD_POINTS = (
     "() => { const d = document.querySelector('#plot-reward .js-plotly-plot');"
     " if (!d || !d.data) return 0; const t = d.data.find(t => t.name === 'reward (mean)');"

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from browser_helpers import (
     CANARY,
+    MIXED_ROWS,
     QUALITY_POINTS,
     REWARD_POINTS,
     REWARD_XS,
@@ -27,7 +28,7 @@ def test_train_live_then_stop(app_url, browser, tiny_model_dir):
     url, runs = app_url
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.goto(url)
-    page.get_by_text("206 rows").wait_for(timeout=60_000)
+    page.get_by_text(MIXED_ROWS).wait_for(timeout=60_000)
     set_field(page, "cfg-model-name", tiny_model_dir)
     set_field(page, "cfg-grpo-max_steps", 400)
     set_field(page, "cfg-grpo-per_device_train_batch_size", 4)
@@ -108,7 +109,7 @@ def test_a_page_with_nothing_new_asks_the_pulse_and_no_refresh(app_url, browser)
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     page.goto(url)
-    page.get_by_text("206 rows").wait_for(timeout=60_000)
+    page.get_by_text(MIXED_ROWS).wait_for(timeout=60_000)
     page.wait_for_event("request", lambda r: "studio/pulse" in r.url, timeout=30_000)
     page.wait_for_timeout(2_000)  # the page-load events and the first pulse's refresh have gone out
     before = len(requests)
@@ -195,7 +196,7 @@ def test_each_reward_keeps_its_weight(app_url, browser, tiny_model_dir):
     url, runs = app_url
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.goto(url)
-    page.get_by_text("206 rows").wait_for(timeout=60_000)
+    page.get_by_text(MIXED_ROWS).wait_for(timeout=60_000)
     tiny_settings(page, tiny_model_dir)
     rows = page.locator("#cfg-reward-table [data-testid^=cell-][data-testid$='-0']").all_inner_texts()
     row = {name.strip(): i for i, name in enumerate(rows)}
@@ -238,7 +239,7 @@ def test_on_a_phone_the_status_is_on_the_first_screen(app_url, browser, tiny_mod
     url, _ = app_url
     page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
     page.goto(url)
-    page.get_by_text("206 rows").wait_for(timeout=60_000)
+    page.get_by_text(MIXED_ROWS).wait_for(timeout=60_000)
     for box in ("#start-btn", "#train-status"):
         where = page.locator(box).bounding_box()
         assert where and where["y"] + where["height"] <= 844, (box, where)
@@ -259,7 +260,7 @@ def test_two_pages_press_start_and_stop_at_once(app_url, browser, tiny_model_dir
     pages = [browser.new_page(viewport={"width": 1400, "height": 1200}) for _ in range(2)]
     for page in pages:
         page.goto(url)
-        page.get_by_text("206 rows").wait_for(timeout=60_000)
+        page.get_by_text(MIXED_ROWS).wait_for(timeout=60_000)
         tiny_settings(page, tiny_model_dir)
     for page in pages:  # both clicks are in flight together
         page.locator("#start-btn").dispatch_event("click")
@@ -283,7 +284,7 @@ def test_a_reward_written_in_the_page_trains_a_run(app_url, browser, tiny_model_
     url, runs = app_url
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.goto(url)
-    page.get_by_text("206 rows").wait_for(timeout=60_000)
+    page.get_by_text(MIXED_ROWS).wait_for(timeout=60_000)
     tiny_settings(page, tiny_model_dir, steps=2)
     page.get_by_text("Write a reward").click()
     set_field(page, "reward-name", "brief")

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_helpers import REPO, REWARD_POINTS, launch, set_field, tiny_settings, wait
+from browser_helpers import MIXED_ROWS, REPO, REWARD_POINTS, launch, set_field, tiny_settings, wait
 
 from grpo_app.config import Config
 
@@ -22,7 +22,7 @@ def _start_tiny_run(browser, url: str, tiny_model_dir, save_steps: int):
     """A page that starts a long run of the tiny model, saving a checkpoint every `save_steps` steps."""
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.goto(url)
-    page.get_by_text("206 rows").wait_for(timeout=60_000)
+    page.get_by_text(MIXED_ROWS).wait_for(timeout=60_000)
     tiny_settings(page, tiny_model_dir, steps=100_000)
     page.get_by_text("Advanced", exact=True).click()
     set_field(page, "cfg-grpo-save_steps", save_steps)
@@ -119,7 +119,7 @@ def test_as_a_space_a_second_visitor_watches_but_cannot_stop(browser, space_pyth
         assert not tcp or " 00000000:1EB4 00000000:0000 0A " in tcp  # listening on 0.0.0.0:7860
         owner = browser.new_context(viewport={"width": 1400, "height": 1200}).new_page()
         owner.goto(url)
-        owner.get_by_text("206 rows").wait_for(timeout=60_000)
+        owner.get_by_text(MIXED_ROWS).wait_for(timeout=60_000)
         assert "at most 50 steps per run" in owner.locator("#public-note").inner_text()
         assert "runs vanish when it restarts" in owner.locator("#storage-note").inner_text()
         for elem_id, value in (

@@ -108,6 +108,7 @@ def test_bundled_posts_documents_and_mixed():
     assert reason.column_names == extract.column_names == ["prompt", "answer"] and len(reason) == len(extract) == 200
     assert all(row["answer"].isdigit() for row in reason)  # as written: a string of digits, never a float
     assert min(len(t) for t in documents["prompt"]) >= 1000  # long texts beside the short posts
+    assert not any("?" in r for r in documents["reference"])  # statements: a post's question stays with posts
     held_out = read_rows("bundled-documents", "test")["prompt"]
     assert 10 <= len(held_out) and all(1000 <= len(t) <= 4000 for t in held_out)
     assert held_out[0] == (ASSETS / "cat_document.txt").read_text().strip()  # the Compare tab's document

@@ -122,7 +122,9 @@ def test_as_a_space_a_second_visitor_watches_but_cannot_stop(browser, space_pyth
         owner.get_by_text(MIXED_ROWS).wait_for(timeout=60_000)
         assert "at most 50 steps per run" in owner.locator("#public-note").inner_text()
         assert "runs vanish when it restarts" in owner.locator("#storage-note").inner_text()
+        owner.get_by_text("Warm-up: supervised steps").click()  # the fold opens: its fields are drawn
         for elem_id, value in (
+            ("cfg-sft-steps", 2),  # the preset's 40 warm-up steps of the real model took ~5 minutes on a fp32 CPU
             ("cfg-grpo-per_device_train_batch_size", 4),
             ("cfg-grpo-num_generations", 4),
             ("cfg-grpo-max_completion_length", 8),
@@ -149,6 +151,7 @@ def test_as_a_space_a_second_visitor_watches_but_cannot_stop(browser, space_pyth
         (run,) = [p for p in runs.iterdir() if p.is_dir()]
         cfg = Config.load(run / "config.yaml")
         assert cfg.grpo.max_steps == 50 and cfg.model.name == "default"  # capped; the offline model, as pointed
+        assert cfg.sft.steps == 2
     finally:
         proc.terminate()
         proc.wait(60)

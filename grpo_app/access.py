@@ -162,6 +162,8 @@ class Policy:
         """Everything a visitor's settings could reach beyond what the operator allows."""
         self.check_model(cfg.model.name)
         self.check_dataset(cfg.data.path)
+        if cfg.sft.extra_data:
+            self.check_dataset(cfg.sft.extra_data)
         if cfg.run.resume_from:
             self.check_adapter(cfg.run.resume_from)
         custom = [f for f in cfg.reward.functions + cfg.reward.monitor if ":" in f]

@@ -7,7 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .config import SECTIONS, Config, ConfigError, GRPOSettings
+from .config import SECTIONS, Config, ConfigError
+from .settings import GRPOSettings
 
 
 def validate(cfg: Config) -> Config:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from datasets import Dataset, concatenate_datasets
 
-from .config import ConfigError, DataConfig
+from .config import ConfigError
 from .errors import first_line
 from .prompts import with_instruction
+from .settings import DataConfig
 
 # the bundled data: in a checkout, assets/ beside the package; installed, the package's own assets/ (package data)
 _INSTALLED = Path(__file__).resolve().parent / "assets"

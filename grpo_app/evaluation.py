@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import Config, DataConfig, GenerationSettings, RewardSettings
+from .config import Config
 from .data import ASSETS, build_prompts
 from .files import write_atomic
 from .inference.engine import InferenceModels
@@ -24,6 +24,7 @@ from .prompts import prompt_text, without_instruction
 from .quality import assess
 from .references import BASELINES, baseline_answers, reference_column, rouge_scores
 from .rewards import score
+from .settings import DataConfig, GenerationSettings, RewardSettings
 
 HELDOUT = {  # the bundled held-out texts, one file per layout users bring; each row has a reference summary
     "posts": ASSETS / "posts" / "test.jsonl",  # SUBREDDIT / TITLE / POST, as the recipe's dataset lays them out

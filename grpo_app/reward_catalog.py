@@ -15,9 +15,10 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from .config import ConfigError, RewardSettings
+from .config import ConfigError
 from .prompts import completion_text, prompt_text
 from .references import answer_column_in
+from .settings import RewardSettings
 
 RewardFn = Callable[..., list[float]]
 ANSWER_TAG = re.compile(r"<answer>([\s\S]*?)</answer>")

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from . import quality
-from .config import ConfigError, RewardSettings
+from .config import ConfigError
 from .prompts import completion_text, prompt_text
 from .references import ANSWER_COLUMNS
 from .reward_catalog import CATALOG, MAKERS
+from .settings import RewardSettings
 
 RewardFn = Callable[..., list[float]]
 

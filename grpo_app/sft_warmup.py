@@ -13,15 +13,16 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from .config import ConfigError, SFTSettings
+from .config import ConfigError
 from .inference import logprobs
 from .prompts import render_prompt
 from .references import ANSWER_COLUMNS, answer_column_in
+from .settings import SFTSettings
 
 # Padded tokens per forward pass: each keeps ~0.6 MB of activations for backward on SmolLM2-135M, so a batch of
 # eight long documents in one pass (6,144 tokens) took the quick run from 2.8 to 9.9 GB.
@@ -49,16 +50,49 @@ def answer_column(columns: list[str], wanted: str = "auto") -> str:
     return found
 
 
-def check_answers(cfg, columns: list[str]) -> None:
+def check_answers(cfg, columns: list[str], extra=None) -> None:
     """The warm-up and the rouge reward learn from reference answers: without them, one sentence before the run
-    starts (the rouge reward would otherwise fail at the first step, and the quick preset uses both)."""
+    starts (the rouge reward would otherwise fail at the first step, and the quick preset uses both). With
+    `extra` (sft.extra_data's rows) the warm-up may learn from those alone."""
     rouge = "rouge" in (*cfg.reward.functions, *cfg.reward.monitor)  # TRL scores a weight of 0 too
     if rouge and answer_column_in(columns, cfg.reward.answer_column) is None:
+        needs_both = cfg.sft.steps and extra is None
         raise ConfigError(
-            _no_answers(["sft.steps", "the rouge reward"] if cfg.sft.steps else ["the rouge reward"], columns)
+            _no_answers(["sft.steps", "the rouge reward"] if needs_both else ["the rouge reward"], columns)
         )
     if cfg.sft.steps:
-        answer_column(columns, cfg.sft.column)
+        _answer_columns(cfg, columns, extra)
+
+
+def read_extra(cfg, tokenizer):
+    """sft.extra_data's rows as the warm-up sees them (the training data's instruction, chat format and prompt
+    length applied), or None when it is not set; a ConfigError naming the setting when it cannot be read."""
+    if not (cfg.sft.steps and cfg.sft.extra_data):
+        return None
+    from .data import build_prompts
+
+    source = replace(cfg.data, path=cfg.sft.extra_data, split="train", max_samples=0)
+    try:
+        return build_prompts(source, tokenizer, cfg.grpo.max_prompt_length)[0]
+    except ConfigError as e:
+        raise ConfigError(f"sft.extra_data: {e}") from None
+
+
+def answer_sets(cfg, dataset, extra=None) -> list[tuple]:
+    """Each dataset the warm-up learns from, with its answer column: the training data's answers, and
+    sft.extra_data's beside them (the training data may then have none)."""
+    own, theirs = _answer_columns(cfg, list(dataset.column_names), extra)
+    return [(dataset, own)] * bool(own) + [(extra, theirs)] * bool(theirs)
+
+
+def _answer_columns(cfg, columns: list[str], extra) -> tuple[str | None, str | None]:
+    if extra is None:
+        return answer_column(columns, cfg.sft.column), None
+    own = answer_column_in(columns, "" if cfg.sft.column == "auto" else cfg.sft.column)
+    try:
+        return own, answer_column(list(extra.column_names), cfg.sft.column)
+    except ConfigError as e:
+        raise ConfigError(f"sft.extra_data ({cfg.sft.extra_data}): {e}") from None
 
 
 def _no_answers(users: list[str], columns: list[str]) -> str:
@@ -144,12 +178,15 @@ def answer_loss(model, batch: list[Example], pad_id: int, backward: bool = False
     return loss
 
 
-def warm_up(model, tokenizer, dataset, settings: SFTSettings, seed: int, report, stop: threading.Event) -> list[dict]:
-    """Train the LoRA weights of `model` (a PeftModel) on the reference answers for `settings.steps` steps.
+def warm_up(
+    model, tokenizer, sets: list[tuple], settings: SFTSettings, seed: int, report, stop: threading.Event
+) -> list[dict]:
+    """Train the LoRA weights of `model` (a PeftModel) for `settings.steps` steps on the answers of `sets`
+    (datasets with their answer column, as `answer_sets` gives them).
 
     `report(row, line)` is told each step. Returns one row per step (step, loss, learning rate, seconds)."""
-    column = answer_column(list(dataset.column_names), settings.column)
-    examples = build_examples(dataset, column, tokenizer)
+    examples = [e for dataset, column in sets for e in build_examples(dataset, column, tokenizer)]
+    column = "/".join(dict.fromkeys(column for _, column in sets))
     if not examples:
         raise ConfigError(f"sft.steps: the column '{column}' holds no answers to learn from.")
     params = [p for p in model.parameters() if p.requires_grad]
@@ -177,9 +214,10 @@ def warm_up(model, tokenizer, dataset, settings: SFTSettings, seed: int, report,
     return history
 
 
-def warm_up_run(cfg, model, tokenizer, dataset, run_dir: Path, reporter, stop: threading.Event):
-    """The run's warm-up of `model` (a PeftModel), trained on the answers, its adapter saved to `<run>/adapter` (a
-    Stop after the warm-up loses nothing) and each step written to `<run>/sft.jsonl`."""
+def warm_up_run(cfg, model, tokenizer, dataset, run_dir: Path, reporter, stop: threading.Event, extra=None):
+    """The run's warm-up of `model` (a PeftModel), trained on the answers of the training data and of `extra`
+    (`read_extra`), its adapter saved to `<run>/adapter` (a Stop after the warm-up loses nothing) and each step
+    written to `<run>/sft.jsonl`."""
     from .callbacks import is_main_process
     from .faults import save_adapter
     from .inference.kernels import lora_inputs_kept_bf16
@@ -195,7 +233,12 @@ def warm_up_run(cfg, model, tokenizer, dataset, run_dir: Path, reporter, stop: t
         if main:
             append_jsonl(run_dir / "sft.jsonl", row)
 
-    history = warm_up(model, tokenizer, dataset, cfg.sft, cfg.grpo.seed, report, stop)
+    sets = answer_sets(cfg, dataset, extra)
+    if extra is not None:
+        reporter.on_log(
+            f"Warm-up examples: {' + '.join(str(len(d)) for d, _ in sets)} rows (the last from sft.extra_data)."
+        )
+    history = warm_up(model, tokenizer, sets, cfg.sft, cfg.grpo.seed, report, stop)
     if history and main:
         save_adapter(model, tokenizer, run_dir / "adapter")
         first, last = history[0]["loss"], history[-1]["loss"]

@@ -40,7 +40,7 @@ from .runs import (
     read_status,
     write_status,
 )
-from .sft_warmup import check_answers, warm_up_run
+from .sft_warmup import check_answers, read_extra, warm_up_run
 
 
 @dataclass
@@ -135,7 +135,8 @@ def train(
     located = locate_model(cfg)
     check_fits(cfg, located[0], host.device, host.dtype)
     dataset, report = build_prompts(cfg.data, located[1], cfg.grpo.max_prompt_length)
-    check_answers(cfg, list(dataset.column_names))  # a warm-up or rouge reward with no answers: one sentence, now
+    extra = read_extra(cfg, located[1])  # the warm-up's own examples, read now so a bad file stops nothing
+    check_answers(cfg, list(dataset.column_names), extra)  # a warm-up or rouge reward with no answers: one sentence
     _resolve_into(cfg, host)
     if stop.is_set():  # Stop pressed while the model and prompts were checked: nothing to save
         return RunResult(Path(cfg.run.dir), "stopped", "Stopped before the run started; nothing was saved.")
@@ -160,7 +161,8 @@ def train(
         )
         reporter.on_log(f"Data: {report.summary()}.")
         if cfg.sft.steps and checkpoint is None:  # a resumed run's checkpoint holds the warmed-up weights
-            model = warm_up_run(cfg, _peft_model(cfg, model, reporter), tokenizer, dataset, run_dir, reporter, stop)
+            peft = _peft_model(cfg, model, reporter)
+            model = warm_up_run(cfg, peft, tokenizer, dataset, run_dir, reporter, stop, extra)
         trainer = _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop, clock)
         del model
         if is_main_process():

@@ -41,6 +41,8 @@ def test_a_run_through_the_api(public_app):
     ]
     with pytest.raises(Exception, match="server paths are not read"):  # the public app's rules hold here too
         owner.predict(preset="quick", overrides=["data.path=/etc/passwd"], api_name="/start_run")
+    with pytest.raises(Exception, match="server paths are not read"):  # the warm-up's own examples too
+        owner.predict(preset="quick", overrides=["sft.extra_data=/etc/passwd"], api_name="/start_run")
     started = owner.predict(preset="quick", overrides=small, api_name="/start_run")
     run_id = started["run_id"]
     assert (runs / run_id / "config.yaml").is_file() and started["status"] in ("loading", "training")

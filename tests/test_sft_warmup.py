@@ -116,7 +116,7 @@ def test_warm_up_lowers_the_loss_on_the_answers(tiny_model_dir, tmp_path):
     history = warm_up(
         model,
         tok,
-        data,
+        [(data, "reference")],
         SFTSettings(steps=30, learning_rate=1e-2, batch_size=4),
         0,
         lambda r, _: rows.append(r),
@@ -194,3 +194,41 @@ def test_a_dataset_without_answers_is_one_sentence_before_the_run_exists(tiny_cf
     tiny_cfg.reward.weights = [1, 0]  # TRL still scores a reward of weight 0
     with pytest.raises(ConfigError, match="^the rouge reward needs reference answers"):
         train(tiny_cfg)
+
+
+def test_extra_examples_join_the_warm_up_only(tiny_cfg, tmp_path):
+    """sft.extra_data: rows the warm-up learns from beside the training data's, never GRPO's prompts; the
+    training data may then have no answers at all."""
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text("".join(json.dumps({"text": f"Extra {i}", "summary": ANSWERS[i % 3]}) + "\n" for i in range(5)))
+    tiny_cfg.sft.steps, tiny_cfg.sft.batch_size, tiny_cfg.sft.extra_data = 2, 4, str(extra)
+    tiny_cfg.grpo.max_steps = 1
+    logs = []
+
+    class Lines:
+        def __getattr__(self, name):
+            return lambda *a, **k: logs.append((name, a))
+
+    result = train(tiny_cfg, Lines())  # the training data (prompts only) has no answers: the extra rows suffice
+    assert result.status == "finished", result.error
+    assert ("on_log", ("Warm-up examples: 5 rows (the last from sft.extra_data).",)) in logs
+    assert any(n == "on_status" and "Warm-up on the summary answers: step 2/2" in a[1] for n, a in logs)
+    sampled = [c["prompt"] for c in Run(result.run_dir).completions()]
+    assert sampled and not any("Extra" in p for p in sampled)  # GRPO samples the training prompts only
+    tiny_cfg.data.path = str(_with_answers(tmp_path))  # both: the training data's 12 answers, then the 5 extra
+    tiny_cfg.run.dir = str(tmp_path / "second")
+    logs.clear()
+    assert train(tiny_cfg, Lines()).status == "finished"
+    assert ("on_log", ("Warm-up examples: 12 + 5 rows (the last from sft.extra_data).",)) in logs
+
+
+def test_bad_extra_examples_are_one_sentence_before_the_run_exists(tiny_cfg, tmp_path):
+    tiny_cfg.sft.steps, tiny_cfg.sft.extra_data = 2, str(tmp_path / "missing.jsonl")
+    with pytest.raises(ConfigError, match=r"^sft.extra_data: Dataset file not found: .*missing.jsonl$"):
+        train(tiny_cfg)
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text('{"prompt": "no answer here"}\n')
+    tiny_cfg.sft.extra_data = str(plain)
+    with pytest.raises(ConfigError, match=r"^sft.extra_data \(.*plain.jsonl\): sft.steps needs reference answers"):
+        train(tiny_cfg)
+    assert not Run(tiny_cfg.run.dir).path.exists()

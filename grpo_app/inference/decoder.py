@@ -28,7 +28,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from ..config import GenerationSettings
+from ..settings import GenerationSettings
 from .kernels import ATTENTION, PackedLinear, pack_linears, plain_attention, use_grouped_attention
 
 # generation settings this sampler honours (or that do not change what is sampled); any other one set to a

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import torch
 
-from ..config import Config, GenerationSettings
+from ..config import Config
 from ..memory import trim
 from ..prompts import prompt_ids, render_prompt
+from ..settings import GenerationSettings
 from .decoder import Decoder, generate_kwargs, generation_config, prepare, seeded, supports
 
 log = logging.getLogger(__name__)

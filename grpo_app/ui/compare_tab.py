@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..access import Policy
 from ..checks import validate
-from ..config import Config, ConfigError, DataConfig, GenerationSettings, preset, set_value
+from ..config import Config, ConfigError, preset, set_value
 from ..data import ASSETS, FILE_TYPES, to_prompt
 from ..evaluation import HELDOUT, TASK_SETS, compare_batch, figures_markdown, heldout_set, prompt_set, summarize
 from ..heldout import best_step
@@ -27,6 +27,7 @@ from ..prompts import without_instruction
 from ..registry import JobRegistry
 from ..rewards import score
 from ..runs import list_runs, run_of_adapter
+from ..settings import DataConfig, GenerationSettings
 from . import live
 from .charts import comparison_figure, quality_bars_figure
 

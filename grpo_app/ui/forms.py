@@ -41,6 +41,7 @@ FORM_KEYS = [
     "sft.learning_rate",
     "sft.batch_size",
     "sft.column",
+    "sft.extra_data",
     "grpo.learning_rate",
     "grpo.per_device_train_batch_size",
     "grpo.gradient_accumulation_steps",

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..access import Policy
 from ..checks import validate
-from ..config import Config, ConfigError, DataConfig, preset
+from ..config import Config, ConfigError, preset
 from ..data import preview
 from ..groups import step_groups
 from ..groups import summary as group_summary
@@ -25,6 +25,7 @@ from ..registry import JobRegistry, stage
 from ..rewards import columns_used
 from ..run_compare import differing_settings, load_runs, runs_frame
 from ..runs import Run, list_runs
+from ..settings import DataConfig
 from . import charts, live, manage
 from .charts import FIGURES, all_figures
 from .feed import LiveFeed

@@ -98,6 +98,7 @@ def _fields(values: dict) -> tuple[dict[str, gr.components.Component], gr.Upload
             f["sft.learning_rate"] = gr.Number(label="Learning rate", min_width=100, step=1e-5)
             f["sft.batch_size"] = gr.Number(label="Batch size", precision=0, minimum=1, min_width=80)
             f["sft.column"] = gr.Textbox(label="Answer column", min_width=100)
+        f["sft.extra_data"] = gr.Textbox(label="More examples for the warm-up only (file or Hub dataset)")
     with gr.Accordion("GRPO", open=True):
         with gr.Row():
             f["grpo.learning_rate"] = gr.Number(label="Learning rate", min_width=100, step=1e-5)

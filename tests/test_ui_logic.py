@@ -1,9 +1,11 @@
 """The pure UI layer: widget values -> Config, metrics -> figures, snapshot -> text."""
 
 import pytest
+import torch
 
 from grpo_app.config import Config, ConfigError, preset
 from grpo_app.jobs import JobSnapshot
+from grpo_app.models import cpu_supports_bf16, host_settings, slow_host_note
 from grpo_app.ui import charts, live
 from grpo_app.ui.forms import FORM_KEYS, cli_command, config_to_form, form_to_config
 
@@ -116,6 +118,17 @@ def test_live_text():
     html = live.completions_frame(s.completions, "Summarize.").to_html()
     assert live.FAIL_STYLE.split(":")[1].strip() in html  # failing rows are tinted
     assert "Training" in live.status_markdown(s)
+
+
+def test_a_cpu_without_bf16_is_said_before_start():
+    """Where the host trains in float32 (a CPU without AVX512-BF16 or AMX) the idle status says so, once a run
+    starts the status is the run's own."""
+
+    idle, running = live.status_markdown(JobSnapshot()), live.status_markdown(JobSnapshot(status="training"))
+    float32 = host_settings(Config()).dtype == "float32"  # what a run on this host would use
+    assert bool(slow_host_note()) == float32 == (not cpu_supports_bf16() and not torch.cuda.is_available())
+    assert (slow_host_note() in idle) if float32 else ("bf16" not in idle)
+    assert "bf16" not in running
 
 
 def test_a_saved_run_reopens_as_the_live_view_showed_it(tiny_cfg):

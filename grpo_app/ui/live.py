@@ -7,6 +7,7 @@ import os
 import pandas as pd
 
 from ..jobs import JobSnapshot
+from ..models import slow_host_note
 from ..prompts import without_instruction
 from ..quality import assess
 from ..runs import Run, read_status
@@ -41,6 +42,8 @@ def status_markdown(s: JobSnapshot) -> str:
     if s.status == "failed" and not s.run_dir:  # refused by its checks: nothing ran, nothing was saved
         return f"**❌ Not started** — {s.message}"
     text = f"**{ICONS.get(s.status, '')} {s.status.capitalize()}** — {s.message}"
+    if s.status == "idle" and slow_host_note():
+        text += f"  \n{slow_host_note()}"
     if s.run_dir and s.status not in ("idle",):
         text += f"  \nRun folder: `{s.run_dir}`"
     return text

@@ -13,12 +13,14 @@ from ..access import Policy
 from ..config import Config, preset
 from ..config_help import field_help
 from ..data import FILE_TYPES
+from ..jobs import JobSnapshot
 from ..presets import PRESETS
 from ..registry import JobRegistry
 from ..reward_editor import EXAMPLE
 from ..rewards import catalogue_markdown
 from . import pulse
 from .forms import FORM_KEYS, REWARD_HEADERS, REWARD_TABLE, config_to_values
+from .live import status_markdown
 from .manage import create_export_panel, create_run_manager
 from .train_handlers import TrainHandlers
 from .train_view import INLINE, TrainView
@@ -210,7 +212,7 @@ def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainVie
                 start = gr.Button("Start training", variant="primary", elem_id="start-btn")
                 stop = gr.Button("Stop", variant="stop", elem_id="stop-btn")
         with gr.Column(scale=3, min_width=300):
-            status = gr.Markdown("**⚪ Idle** — No run yet. Press Start.", elem_id="train-status")
+            status = gr.Markdown(status_markdown(JobSnapshot()), elem_id="train-status")
             progress = gr.HTML(elem_id="train-progress")
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):

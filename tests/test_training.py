@@ -47,6 +47,31 @@ def test_train_writes_the_run_folder_and_changes_only_lora(tiny_cfg, tiny_model_
     assert not any("lora" in k for k in base_before)
 
 
+def test_a_run_continues_from_another_runs_adapter(tiny_cfg, tmp_path):
+    """run.resume_from: a new run starts from a saved adapter (its LoRA weights, not a fresh init) and saves its
+    own; the first run's adapter is left as it was."""
+    first = train(tiny_cfg)
+    assert first.status == "finished", first.error
+    saved = first.run_dir / "adapter" / "adapter_model.safetensors"
+    before = load_file(saved)
+    tiny_cfg.run.dir, tiny_cfg.run.resume_from = str(tmp_path / "second"), str(first.run_dir / "adapter")
+    tiny_cfg.grpo.max_steps, tiny_cfg.grpo.learning_rate = 1, 1e-9  # a step that barely moves the weights
+    lines = []
+
+    class Log(Reporter):
+        def on_log(self, line):
+            lines.append(line)
+
+    second = train(tiny_cfg, Log())
+    assert second.status == "finished", second.error
+    assert f"Continuing from adapter {first.run_dir / 'adapter'}." in lines
+    after = load_file(second.run_dir / "adapter" / "adapter_model.safetensors")
+    assert after.keys() == before.keys()
+    assert any(v.abs().sum() > 0 for k, v in after.items() if "lora_B" in k)  # a fresh adapter's B is zero
+    assert all(torch.allclose(after[k], before[k], atol=1e-6) for k in before)  # the first run's weights, carried
+    assert all(torch.equal(load_file(saved)[k], before[k]) for k in before)  # and the first run's file untouched
+
+
 def test_an_existing_run_folder_is_never_reused(tiny_cfg):
     from grpo_app.config import ConfigError
 

@@ -98,12 +98,16 @@ class Policy:
         return ", ".join(out)
 
     def apply_caps(self, cfg: Config) -> str:
-        """Bring a run within the step cap (a note says so); the minute cap is the job's to keep."""
-        g = cfg.grpo
+        """Bring a run within the step cap, its warm-up's steps too (a note says so); the minute cap is the job's
+        to keep."""
+        g, notes = cfg.grpo, []
         if self.max_steps and (g.max_steps <= 0 or g.max_steps > self.max_steps):
             g.max_steps = self.max_steps
-            return f"This app runs at most {self.max_steps} steps per run; max steps set to {self.max_steps}."
-        return ""
+            notes.append(f"This app runs at most {self.max_steps} steps per run; max steps set to {self.max_steps}.")
+        if self.max_steps and cfg.sft.steps > self.max_steps:
+            cfg.sft.steps = self.max_steps
+            notes.append(f"Warm-up steps set to {self.max_steps}, this app's cap.")
+        return " ".join(notes)
 
     @property
     def host(self) -> str:

@@ -86,6 +86,8 @@ class TrainingJob(Reporter):
 
     def on_status(self, status: str, message: str = "") -> None:
         self.on_log(f"[{status}] {message}")
+        if status in ACTIVE:  # the warm-up reports each step here, before GRPO's first progress
+            self._keep_time_cap()
         with self._lock:
             if self._stop.is_set() and status in ACTIVE and self._state.status == "stopping":
                 return  # Stop was pressed: only the end (stopped, finished, failed) replaces "stopping"
@@ -113,11 +115,14 @@ class TrainingJob(Reporter):
             self._log.append(f"{time.strftime('%H:%M:%S')} {line}")
             self._state.version += 1
 
-    def on_progress(self, step: int, total: int) -> None:
-        now = time.time()
-        if self.max_seconds and now - self._started > self.max_seconds and not self._stop.is_set():
+    def _keep_time_cap(self) -> None:
+        """The operator's minute cap, checked at every step of the warm-up and of GRPO: stop and save once past."""
+        if self.max_seconds and time.time() - self._started > self.max_seconds and not self._stop.is_set():
             self.on_log(f"The time cap of {self.max_seconds / 60:g} minutes is reached: stopping and saving.")
             self.stop()
+
+    def on_progress(self, step: int, total: int) -> None:
+        self._keep_time_cap()
         with self._lock:
             times = [m["step_time"] for m in self._state.metrics if m.get("step_time")]
         self._update(step=step, total=total, eta=eta(times, total - step))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -115,11 +116,12 @@ def build_examples(dataset, column: str, tokenizer) -> list[Example]:
     return out
 
 
-def batches(examples: list[Example], size: int, steps: int, seed: int) -> list[list[int]]:
-    """`steps` batches of example indices: each pass over the data shuffled, then cut into batches of similar
-    length (a post beside a post, a document beside a document), the batches themselves in random order."""
-    rng, out = random.Random(seed), []
-    while len(out) < steps:
+def batches(examples: list[Example], size: int, steps: int, seed: int) -> Iterator[list[int]]:
+    """`steps` batches of example indices, drawn as they are needed (a million steps cost nothing up front): each
+    pass over the data shuffled, then cut into batches of similar length (a post beside a post, a document beside a
+    document), the batches themselves in random order."""
+    rng, given = random.Random(seed), 0
+    while given < steps:
         order = list(range(len(examples)))
         rng.shuffle(order)
         chunks = [order[i : i + size * 8] for i in range(0, len(order), size * 8)]
@@ -128,8 +130,8 @@ def batches(examples: list[Example], size: int, steps: int, seed: int) -> list[l
             chunk.sort(key=lambda i: len(examples[i]))
             epoch += [chunk[i : i + size] for i in range(0, len(chunk), size)]
         rng.shuffle(epoch)
-        out += epoch
-    return out[:steps]
+        yield from epoch[: steps - given]
+        given += min(len(epoch), steps - given)
 
 
 def passes(batch: list[Example], budget: int = PASS_TOKENS) -> list[list[Example]]:
@@ -192,7 +194,7 @@ def warm_up(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    plan = batches(examples, settings.batch_size, settings.steps, seed)
+    plan, total = batches(examples, settings.batch_size, settings.steps, seed), settings.steps
     history, was_training = [], model.training
     model.train()
     try:
@@ -200,7 +202,7 @@ def warm_up(
             if stop.is_set():
                 break
             began = time.time()
-            lr = settings.learning_rate * (1 - (step - 1) / len(plan))  # linear decay, as GRPO's schedule
+            lr = settings.learning_rate * (1 - (step - 1) / total)  # linear decay, as GRPO's schedule
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss = answer_loss(model, [examples[i] for i in rows], pad_id, backward=True)
@@ -208,7 +210,7 @@ def warm_up(
             optimizer.zero_grad(set_to_none=True)
             row = {"step": step, "loss": round(loss, 4), "learning_rate": lr, "seconds": time.time() - began}
             history.append(row)
-            report(row, f"Warm-up on the {column} answers: step {step}/{len(plan)}, loss {row['loss']:.3f}")
+            report(row, f"Warm-up on the {column} answers: step {step}/{total}, loss {row['loss']:.3f}")
     finally:
         model.train(was_training)
     return history

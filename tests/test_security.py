@@ -293,7 +293,18 @@ def test_operator_caps_bound_steps_and_minutes(public, tiny_cfg):
     assert "at most 3 steps per run" in capped.caps() and "0.02 minutes" in capped.caps()
     from grpo_app.registry import JobRegistry
 
+    cfg.sft.steps = 10_000
+    assert "Warm-up steps set to 3" in capped.apply_caps(cfg) and cfg.sft.steps == 3
     tiny_cfg.grpo.max_steps = 100_000
     snap = JobRegistry().start(tiny_cfg, max_seconds=capped.max_minutes * 60).wait(180)
     assert snap.status == "stopped" and snap.step < 100_000
     assert any("time cap" in line for line in snap.log)
+    # the cap holds during a warm-up too (it reports no GRPO progress): a long one is stopped and its adapter kept
+    path = public.runs_root.parent / "answers.jsonl"
+    path.write_text("".join(f'{{"prompt": "Post {i}: a few words", "reference": "Short."}}\n' for i in range(8)))
+    tiny_cfg.data.path, tiny_cfg.sft.steps = str(path), 10_000_000
+    tiny_cfg.run.dir = str(public.runs_root.parent / "warm")
+    snap = JobRegistry().start(tiny_cfg, max_seconds=20).wait(180)  # time to load, then a cap mid-warm-up
+    assert snap.status == "stopped" and snap.step == 0, snap.message
+    assert any("time cap" in line for line in snap.log)
+    assert (Path(snap.run_dir) / "adapter" / "adapter_model.safetensors").is_file()

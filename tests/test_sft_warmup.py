@@ -44,14 +44,17 @@ def test_the_answer_column_is_found_or_named():
 
 def test_batches_cover_the_steps_and_pad_little():
     examples = [Example([1] * n, [2] * 3) for n in [5, 400, 7, 380, 6, 390, 8, 410] * 4]
-    plan = batches(examples, 4, 20, seed=0)
+    plan = list(batches(examples, 4, 20, seed=0))
     assert len(plan) == 20 and all(len(b) == 4 for b in plan)
     seen = [i for b in plan[:8] for i in b]
     assert sorted(seen) == list(range(32))  # one pass sees every example once
     for b in plan:  # short and long texts do not share a batch
         lengths = [len(examples[i]) for i in b]
         assert max(lengths) - min(lengths) < 50, lengths
-    assert plan != batches(examples, 4, 20, seed=1)
+    assert plan != list(batches(examples, 4, 20, seed=1))
+    assert len(list(batches(examples, 4, 3, seed=0))) == 3  # fewer steps than a pass
+    many = batches(examples, 4, 10**12, seed=0)  # drawn as needed: no plan of a trillion batches up front
+    assert len(next(many)) == 4
 
 
 def test_the_loss_is_the_models_own_cross_entropy_on_the_answer(tiny_model_dir):

@@ -117,7 +117,8 @@ class TrainingJob(Reporter):
 
     def _keep_time_cap(self) -> None:
         """The operator's minute cap, checked at every step of the warm-up and of GRPO: stop and save once past."""
-        if self.max_seconds and time.time() - self._started > self.max_seconds and not self._stop.is_set():
+        over = self._started and time.time() - self._started > self.max_seconds
+        if self.max_seconds and over and not self._stop.is_set():
             self.on_log(f"The time cap of {self.max_seconds / 60:g} minutes is reached: stopping and saving.")
             self.stop()
 

@@ -259,13 +259,23 @@ def build_prompts(
             raise DataError(f"Every prompt is longer than max_prompt_length={max_prompt_length} tokens.")
     columns = {"prompt": prompts}
     for name in raw.column_names:
-        if name != column and name not in RESERVED:
+        target = _column_name(name, list(raw.column_names))
+        if name != column and target:
             try:
                 cells = raw[name]
             except (ValueError, TypeError):  # a column pyarrow cannot hand back is left out, not fatal
                 continue
-            columns[name] = [cells[i] for i in kept]
+            columns[target] = [cells[i] for i in kept]
     return Dataset.from_dict(columns), report
+
+
+def _column_name(name: str, columns: list[str]) -> str:
+    """The name a source column goes on under ("" = left out): TRL keeps its own names (`completion`...) for the
+    completions it samples, so a dataset's `completion` column, its answers (mlabonne/smoltldr's summaries), goes on
+    as the `reference` the warm-up, the rouge reward and ROUGE read, unless the data has a `reference` already."""
+    if name == "completion" and "reference" not in columns:
+        return "reference"
+    return "" if name in RESERVED else name
 
 
 def preview(cfg: DataConfig, n: int = 5) -> tuple[list[str], str, list[dict], int]:

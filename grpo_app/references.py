@@ -11,7 +11,8 @@ from __future__ import annotations
 from .layout import split_layout
 
 REFERENCE_COLUMNS = ("reference", "summary", "tldr", "reference_summary")
-ANSWER_COLUMNS = (*REFERENCE_COLUMNS, "completion")  # training data's answers too: mlabonne/smoltldr's summaries
+# what a user's data may name its answers; a `completion` column reaches the engine as `reference` (data.py)
+ANSWER_COLUMNS = (*REFERENCE_COLUMNS, "completion")
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
 BASELINES = {"title": "copy the title", "lead": "copy the first sentence"}
 

@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
-from grpo_app.config import DataConfig
 from grpo_app.data import ASSETS, DataError, build_prompts, detect_column, preview, read_rows
+from grpo_app.settings import DataConfig
 
 
 def test_bundled_dataset_shape():
@@ -115,6 +115,18 @@ def test_bundled_posts_documents_and_mixed():
     assert held_out[0].startswith("# A long document about the Cat\n\n")  # with the course demo's heading
     held_out_posts = read_rows("bundled", "test")["prompt"]
     assert not set(held_out) & set(documents["prompt"]) and not set(held_out_posts) & set(posts["prompt"])
+
+
+def test_a_completion_column_goes_on_as_the_reference(tmp_path):
+    """TRL keeps `completion` for what it samples: a dataset's own answers in that column (the recipe's
+    mlabonne/smoltldr has them there) reach the warm-up and the rouge reward as `reference`."""
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"prompt": "A long post", "completion": "A short summary."}\n')
+    ds, _ = build_prompts(DataConfig(path=str(path)))
+    assert ds.column_names == ["prompt", "reference"] and ds["reference"] == ["A short summary."]
+    path.write_text('{"prompt": "A long post", "completion": "Theirs.", "reference": "Ours."}\n')
+    ds, _ = build_prompts(DataConfig(path=str(path)))
+    assert ds.column_names == ["prompt", "reference"] and ds["reference"] == ["Ours."]  # a reference wins
 
 
 def test_preview():

@@ -33,12 +33,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from grpo_app.config import Config, DataConfig, GenerationSettings  # noqa: E402
+from grpo_app.config import Config  # noqa: E402
 from grpo_app.data import to_prompt  # noqa: E402
 from grpo_app.evaluation import heldout_set  # noqa: E402
 from grpo_app.inference.decoder import generate_kwargs  # noqa: E402
 from grpo_app.inference.engine import InferenceModels  # noqa: E402
 from grpo_app.prompts import render_prompt  # noqa: E402
+from grpo_app.settings import DataConfig, GenerationSettings  # noqa: E402
 
 FORMAT = DataConfig(instruction="Summarize this text in one sentence.", chat_format=True)
 

@@ -28,8 +28,8 @@ sys.path.insert(0, str(REPO))
 
 
 def prompts_file(n: int, out: Path) -> Path:
-    from grpo_app.config import DataConfig
     from grpo_app.evaluation import heldout_set
+    from grpo_app.settings import DataConfig
 
     form = DataConfig(instruction="Summarize this text in one sentence.", chat_format=True)
     rows = heldout_set(form, "posts", n).prompts

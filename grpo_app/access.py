@@ -92,7 +92,7 @@ class Policy:
         """The operator's caps, for the page."""
         out = [f"uploads up to {self.max_upload_mb:g} MB"]
         if self.max_steps:
-            out.append(f"at most {self.max_steps} steps per run")
+            out.append(f"at most {self.max_steps} steps per run (and per warm-up)")
         if self.max_minutes:
             out.append(f"at most {self.max_minutes:g} minutes per run")
         return ", ".join(out)
@@ -167,7 +167,10 @@ class Policy:
         self.check_model(cfg.model.name)
         self.check_dataset(cfg.data.path)
         if cfg.sft.extra_data:
-            self.check_dataset(cfg.sft.extra_data)
+            try:
+                self.check_dataset(cfg.sft.extra_data)
+            except ConfigError as e:
+                raise ConfigError(f"sft.extra_data: {e}") from None
         if cfg.run.resume_from:
             self.check_adapter(cfg.run.resume_from)
         custom = [f for f in cfg.reward.functions + cfg.reward.monitor if ":" in f]

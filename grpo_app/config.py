@@ -1,8 +1,8 @@
 """One config tree for a GRPO run: built by the UI or the CLI, resolved once, written into the run folder.
 
-Sections mirror what a user thinks about (model, data, lora, grpo, reward, generation, run). The `grpo`
-section uses TRL's `GRPOConfig` field names; any other `GRPOConfig` field can be set through `grpo.extra`
-(the CLI's `--set grpo.<field>=...` lands there automatically).
+Sections mirror what a user thinks about (model, data, lora, sft, grpo, reward, generation, run, speed; their
+fields are in `settings.py`). The `grpo` section uses TRL's `GRPOConfig` field names; any other `GRPOConfig` field
+can be set through `grpo.extra` (the CLI's `--set grpo.<field>=...` lands there automatically).
 """
 
 from __future__ import annotations

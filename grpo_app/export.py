@@ -154,7 +154,8 @@ def card(run: Run, cfg: Config, merged: bool, plot: bool, gguf: str = ""):
     from huggingface_hub import ModelCard, ModelCardData
 
     base = _hub_id(cfg.model.name)
-    datasets = [cfg.data.path] if hub.is_hub_id(cfg.data.path) else None
+    sources = [cfg.data.path] + ([cfg.sft.extra_data] if cfg.sft.steps and cfg.sft.extra_data else [])
+    datasets = [d for d in sources if hub.is_hub_id(d)] or None
     data = ModelCardData(
         base_model=base,
         library_name="transformers" if merged else "peft",
@@ -199,6 +200,16 @@ def card(run: Run, cfg: Config, merged: bool, plot: bool, gguf: str = ""):
         f"`{cfg.data.path}` ({'chat' if cfg.data.chat_format else 'plain'} prompts"
         + (f', instruction "{cfg.data.instruction}"' if cfg.data.instruction else "")
         + ").",
+        *(
+            [
+                "",
+                f"GRPO began from a supervised warm-up: {cfg.sft.steps} steps on the reference answers of "
+                + " and ".join(f"`{d}`" for d in sources)
+                + f" (learning rate {cfg.sft.learning_rate:g}, batch {cfg.sft.batch_size}).",
+            ]
+            if cfg.sft.steps
+            else []
+        ),
         "",
         "## Rewards",
         "",

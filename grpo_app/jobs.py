@@ -86,7 +86,7 @@ class TrainingJob(Reporter):
 
     def on_status(self, status: str, message: str = "") -> None:
         self.on_log(f"[{status}] {message}")
-        if status in ACTIVE:  # the warm-up reports each step here, before GRPO's first progress
+        if status in ACTIVE:  # loading and each warm-up step report here, before GRPO's first progress
             self._keep_time_cap()
         with self._lock:
             if self._stop.is_set() and status in ACTIVE and self._state.status == "stopping":
@@ -116,8 +116,9 @@ class TrainingJob(Reporter):
             self._state.version += 1
 
     def _keep_time_cap(self) -> None:
-        """The operator's minute cap, checked at every step of the warm-up and of GRPO: stop and save once past."""
-        over = self._started and time.time() - self._started > self.max_seconds
+        """The operator's minute cap, checked at each status while loading and warming up and at each GRPO step:
+        past it, stop and save what there is."""
+        over = bool(self._started) and time.time() - self._started > self.max_seconds
         if self.max_seconds and over and not self._stop.is_set():
             self.on_log(f"The time cap of {self.max_seconds / 60:g} minutes is reached: stopping and saving.")
             self.stop()

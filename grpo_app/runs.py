@@ -269,3 +269,19 @@ def run_of_adapter(adapter: str | Path) -> Run | None:
     """The run an adapter folder belongs to (its parent holds config.yaml), if any."""
     parent = Path(adapter).resolve().parent
     return Run(parent) if (parent / "config.yaml").is_file() else None
+
+
+def steps_text(n: int) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"
+
+
+def end_message(status: str, step: int, run_dir: Path) -> str:
+    """How a run ended, saying only what its folder holds: a Stop before GRPO's first step may have saved the
+    warm-up's adapter, or nothing at all."""
+    adapter, verb = run_dir / "adapter", status.capitalize()
+    if not (adapter / "adapter_config.json").is_file():
+        return f"{verb} before the first step; nothing was saved."
+    warm = len(read_jsonl(run_dir / "sft.jsonl")) if step == 0 else 0
+    if warm:
+        return f"{verb} after the warm-up ({steps_text(warm)}, no GRPO step); adapter saved to {adapter}."
+    return f"{verb} after {steps_text(step)}; adapter saved to {adapter}."

@@ -74,7 +74,10 @@ class SFTSettings:
     )
     learning_rate: float = _f(3e-4, "Peak learning rate of those steps (decays linearly to 0).")
     batch_size: int = _f(8, "Examples per supervised step.")
-    column: str = _f("auto", "Column with the answers; 'auto' tries reference, summary, tldr, completion.")
+    column: str = _f(
+        "auto",
+        "Column with the answers; 'auto' tries reference, summary, tldr (a `completion` column arrives as reference).",
+    )
     extra_data: str = _f(
         "",
         "More examples for the warm-up only, beside the training data's answers: a file or dataset of prompts with "

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from datasets import Dataset
 
 from .config import ConfigError
 from .inference import logprobs
@@ -51,24 +52,27 @@ def answer_column(columns: list[str], wanted: str = "auto") -> str:
     return found
 
 
-def check_answers(cfg, columns: list[str], extra=None) -> None:
+def check_answers(cfg, columns: list[str], extra: Dataset | None = None, warm_up: bool = True) -> None:
     """The warm-up and the rouge reward learn from reference answers: without them, one sentence before the run
     starts (the rouge reward would otherwise fail at the first step, and the quick preset uses both). With
-    `extra` (sft.extra_data's rows) the warm-up may learn from those alone."""
+    `extra` (sft.extra_data's rows) the warm-up may learn from those alone; a resumed run (`warm_up` False) does
+    not warm up again, so only the rouge reward's answers are checked."""
+    steps = cfg.sft.steps and warm_up
     rouge = "rouge" in (*cfg.reward.functions, *cfg.reward.monitor)  # TRL scores a weight of 0 too
     if rouge and answer_column_in(columns, cfg.reward.answer_column) is None:
-        needs_both = cfg.sft.steps and extra is None
+        needs_both = steps and extra is None
         raise ConfigError(
             _no_answers(["sft.steps", "the rouge reward"] if needs_both else ["the rouge reward"], columns)
         )
-    if cfg.sft.steps:
+    if steps:
         _answer_columns(cfg, columns, extra)
 
 
-def read_extra(cfg, tokenizer):
+def read_extra(cfg, tokenizer, warm_up: bool = True) -> Dataset | None:
     """sft.extra_data's rows as the warm-up sees them (the training data's instruction, chat format and prompt
-    length applied), or None when it is not set; a ConfigError naming the setting when it cannot be read."""
-    if not (cfg.sft.steps and cfg.sft.extra_data):
+    length applied), or None when there is no warm-up to use them (none set, sft.steps 0, or a resumed run); a
+    ConfigError naming the setting when they cannot be read."""
+    if not (cfg.sft.steps and cfg.sft.extra_data and warm_up):
         return None
     from .data import build_prompts
 
@@ -79,21 +83,30 @@ def read_extra(cfg, tokenizer):
         raise ConfigError(f"sft.extra_data: {e}") from None
 
 
-def answer_sets(cfg, dataset, extra=None) -> list[tuple]:
+def answer_sets(cfg, dataset: Dataset, extra: Dataset | None = None) -> list[tuple[Dataset, str]]:
     """Each dataset the warm-up learns from, with its answer column: the training data's answers, and
     sft.extra_data's beside them (the training data may then have none)."""
     own, theirs = _answer_columns(cfg, list(dataset.column_names), extra)
-    return [(dataset, own)] * bool(own) + [(extra, theirs)] * bool(theirs)
+    pairs = [(dataset, own), (extra, theirs)]
+    return [(data, column) for data, column in pairs if data is not None and column]
 
 
-def _answer_columns(cfg, columns: list[str], extra) -> tuple[str | None, str | None]:
+def _answer_columns(cfg, columns: list[str], extra: Dataset | None) -> tuple[str | None, str | None]:
+    """The answer column of the training data and of the extra rows. Without extra rows the training data must
+    have one; with them, the extra rows must, and `sft.column` names the column of both."""
     if extra is None:
         return answer_column(columns, cfg.sft.column), None
-    own = answer_column_in(columns, "" if cfg.sft.column == "auto" else cfg.sft.column)
-    try:
-        return own, answer_column(list(extra.column_names), cfg.sft.column)
-    except ConfigError as e:
-        raise ConfigError(f"sft.extra_data ({cfg.sft.extra_data}): {e}") from None
+    wanted = cfg.sft.column
+    own = answer_column_in(columns) if wanted == "auto" else (wanted if wanted in columns else None)
+    theirs = list(extra.column_names)
+    found = answer_column_in(theirs) if wanted == "auto" else (wanted if wanted in theirs else None)
+    if found is None:
+        named = f"a '{wanted}'" if wanted != "auto" else f"a {', '.join(ANSWER_COLUMNS)}"
+        raise ConfigError(
+            f"sft.extra_data ({cfg.sft.extra_data}) has no answers to learn from: it needs {named} column "
+            f"(it has: {', '.join(theirs)}). Add one, or clear sft.extra_data."
+        )
+    return own, found
 
 
 def _no_answers(users: list[str], columns: list[str]) -> str:
@@ -180,17 +193,27 @@ def answer_loss(model, batch: list[Example], pad_id: int, backward: bool = False
     return loss
 
 
+def warm_up_examples(sets: list[tuple[Dataset, str]], tokenizer) -> list[Example]:
+    """Every example of every (dataset, answer column) pair, in order; a ConfigError when none has an answer."""
+    examples = [e for dataset, column in sets for e in build_examples(dataset, column, tokenizer)]
+    if not examples:
+        names = " and ".join(f"'{column}'" for _, column in sets)
+        raise ConfigError(f"sft.steps: the column {names} holds no answers to learn from.")
+    return examples
+
+
 def warm_up(
-    model, tokenizer, sets: list[tuple], settings: SFTSettings, seed: int, report, stop: threading.Event
+    model,
+    tokenizer,
+    examples: list[Example],
+    settings: SFTSettings,
+    seed: int,
+    report,
+    stop: threading.Event,
 ) -> list[dict]:
-    """Train the LoRA weights of `model` (a PeftModel) for `settings.steps` steps on the answers of `sets`
-    (datasets with their answer column, as `answer_sets` gives them).
+    """Train the LoRA weights of `model` (a PeftModel) for `settings.steps` steps on `examples`.
 
     `report(row, line)` is told each step. Returns one row per step (step, loss, learning rate, seconds)."""
-    examples = [e for dataset, column in sets for e in build_examples(dataset, column, tokenizer)]
-    column = "/".join(dict.fromkeys(column for _, column in sets))
-    if not examples:
-        raise ConfigError(f"sft.steps: the column '{column}' holds no answers to learn from.")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -210,13 +233,22 @@ def warm_up(
             optimizer.zero_grad(set_to_none=True)
             row = {"step": step, "loss": round(loss, 4), "learning_rate": lr, "seconds": time.time() - began}
             history.append(row)
-            report(row, f"Warm-up on the {column} answers: step {step}/{total}, loss {row['loss']:.3f}")
+            report(row, f"Warm-up on the reference answers: step {step}/{total}, loss {row['loss']:.3f}")
     finally:
         model.train(was_training)
     return history
 
 
-def warm_up_run(cfg, model, tokenizer, dataset, run_dir: Path, reporter, stop: threading.Event, extra=None):
+def warm_up_run(
+    cfg,
+    model,
+    tokenizer,
+    dataset: Dataset,
+    run_dir: Path,
+    reporter,
+    stop: threading.Event,
+    extra: Dataset | None = None,
+):
     """The run's warm-up of `model` (a PeftModel), trained on the answers of the training data and of `extra`
     (`read_extra`), its adapter saved to `<run>/adapter` (a Stop after the warm-up loses nothing) and each step
     written to `<run>/sft.jsonl`."""
@@ -236,11 +268,13 @@ def warm_up_run(cfg, model, tokenizer, dataset, run_dir: Path, reporter, stop: t
             append_jsonl(run_dir / "sft.jsonl", row)
 
     sets = answer_sets(cfg, dataset, extra)
+    examples = warm_up_examples(sets, tokenizer)
     if extra is not None:
+        extra_n = len(warm_up_examples(sets[-1:], tokenizer))
         reporter.on_log(
-            f"Warm-up examples: {' + '.join(str(len(d)) for d, _ in sets)} rows (the last from sft.extra_data)."
+            f"Warm-up examples: {len(examples) - extra_n} from the training data, {extra_n} from sft.extra_data."
         )
-    history = warm_up(model, tokenizer, sets, cfg.sft, cfg.grpo.seed, report, stop)
+    history = warm_up(model, tokenizer, examples, cfg.sft, cfg.grpo.seed, report, stop)
     if history and main:
         save_adapter(model, tokenizer, run_dir / "adapter")
         first, last = history[0]["loss"], history[-1]["loss"]

@@ -191,9 +191,12 @@ class ProcessJob(TrainingJob):
             self.on_end(self)
 
     def stop(self) -> bool:
+        """Ask the worker once: its second SIGTERM means "quit at once", which neither a second press of Stop nor a
+        press after the operator's time cap should mean."""
+        first = not self._stop.is_set()
         if not super().stop():
             return False
-        if self.worker is not None:
+        if first and self.worker is not None:
             self.worker.signal(signal.SIGTERM)
         return True
 

@@ -33,11 +33,13 @@ from .models import HostSettings, host_settings, load_model, locate_model, pin_d
 from .rewards import build_rewards
 from .runs import (
     drop_incomplete_checkpoints,
+    end_message,
     keep_steps_up_to,
     last_checkpoint,
     new_run_dir,
     read_jsonl,
     read_status,
+    steps_text,
     write_status,
 )
 from .sft_warmup import check_answers, read_extra, warm_up_run
@@ -135,8 +137,9 @@ def train(
     located = locate_model(cfg)
     check_fits(cfg, located[0], host.device, host.dtype)
     dataset, report = build_prompts(cfg.data, located[1], cfg.grpo.max_prompt_length)
-    extra = read_extra(cfg, located[1])  # the warm-up's own examples, read now so a bad file stops nothing
-    check_answers(cfg, list(dataset.column_names), extra)  # a warm-up or rouge reward with no answers: one sentence
+    warm = checkpoint is None  # a resumed run's checkpoint holds the warmed-up weights
+    extra = read_extra(cfg, located[1], warm)  # the warm-up's own examples, read now so a bad file stops nothing
+    check_answers(cfg, list(dataset.column_names), extra, warm)  # no answers to learn from: one sentence, now
     _resolve_into(cfg, host)
     if stop.is_set():  # Stop pressed while the model and prompts were checked: nothing to save
         return RunResult(Path(cfg.run.dir), "stopped", "Stopped before the run started; nothing was saved.")
@@ -160,7 +163,9 @@ def train(
             f"optimizer {host.optim}, bf16 autocast {host.bf16_autocast}."
         )
         reporter.on_log(f"Data: {report.summary()}.")
-        if cfg.sft.steps and checkpoint is None:  # a resumed run's checkpoint holds the warmed-up weights
+        if cfg.sft.extra_data and not cfg.sft.steps:
+            reporter.on_log("sft.extra_data is set but sft.steps is 0: there is no warm-up to learn from it.")
+        if cfg.sft.steps and warm:
             peft = _peft_model(cfg, model, reporter)
             model = warm_up_run(cfg, peft, tokenizer, dataset, run_dir, reporter, stop, extra)
         trainer = _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop, clock)
@@ -179,7 +184,7 @@ def train(
         _status(
             run_dir,
             "stopped",
-            f"Interrupted after {_steps(step)}; resume it from its last checkpoint.",
+            f"Interrupted after {steps_text(step)}; resume it from its last checkpoint.",
             steps=step,
             elapsed=round(time.time() - clock, 2),
             reporter=reporter,
@@ -203,7 +208,7 @@ def train(
     if (run_dir / "checkpoints").is_dir() and not any((run_dir / "checkpoints").iterdir()):
         (run_dir / "checkpoints").rmdir()  # TRL's output_dir, empty when checkpoints are off
     step = trainer.state.global_step if trainer else 0
-    message = f"{status.capitalize()} after {_steps(step)}; adapter saved to {run_dir / 'adapter'}."
+    message = end_message(status, step, run_dir)
     guard = next((c.guard_message for c in _callbacks(trainer) if getattr(c, "guard_message", "")), "")
     if guard:  # the dashboard says why the run ended early
         message = f"{guard} The last adapter is in {run_dir / 'adapter'}."
@@ -227,10 +232,6 @@ def train(
 
 def _callbacks(trainer) -> list:
     return list(trainer.callback_handler.callbacks) if trainer is not None else []
-
-
-def _steps(n: int) -> str:
-    return f"{n} step" if n == 1 else f"{n} steps"
 
 
 def _open_run_dir(cfg: Config, resume: bool) -> Path:

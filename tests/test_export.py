@@ -76,6 +76,15 @@ def test_adapter_export_card_and_refusals(trained_run, tmp_path):
     folder = export_run(trained_run, out=tmp_path / "adapter-export")
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= {p.name for p in folder.iterdir()}
     assert ModelCard.load(folder / "README.md").data.library_name == "peft"
+    assert "warm-up" not in ModelCard.load(folder / "README.md").text  # this run had none
+    from grpo_app.export import card
+    from grpo_app.runs import Run
+
+    cfg = Run(trained_run).config()  # with a warm-up on its data and a Hub dataset beside it: the card says so
+    cfg.sft.steps, cfg.sft.extra_data = 40, "someone/labelled-posts"
+    warmed = card(Run(trained_run), cfg, merged=False, plot=False)
+    assert "supervised warm-up: 40 steps on the reference answers of" in warmed.text
+    assert "`someone/labelled-posts`" in warmed.text and warmed.data.datasets == ["someone/labelled-posts"]
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "precious.txt").write_text("keep me")
     with pytest.raises(ExportError, match="not an earlier export"):

@@ -16,16 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from grpo_app.checks import validate
-from grpo_app.config import (
-    SECTIONS,
-    Config,
-    ConfigError,
-    DataConfig,
-    load_config,
-    parse_set,
-    set_value,
-)
+from grpo_app.config import SECTIONS, Config, ConfigError, load_config, parse_set, set_value
 from grpo_app.data import DataError, build_prompts, read_rows
+from grpo_app.settings import DataConfig
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

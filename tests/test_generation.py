@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from grpo_app.config import GenerationSettings
 from grpo_app.inference.engine import InferenceModels
+from grpo_app.settings import GenerationSettings
 from grpo_app.training import train
 
 PROMPT = [{"role": "user", "content": "Summarize: the tap drips and I fixed it with a washer."}]

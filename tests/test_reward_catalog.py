@@ -5,9 +5,10 @@ import math
 
 import pytest
 
-from grpo_app.config import Config, ConfigError, RewardSettings
+from grpo_app.config import Config, ConfigError
 from grpo_app.rewards import BUILTIN_REWARDS, build_rewards, score
 from grpo_app.runs import Run
+from grpo_app.settings import RewardSettings
 from grpo_app.training import train
 
 
@@ -33,8 +34,8 @@ def test_the_catalogue_says_what_each_reward_reads(capsys):
     from dataclasses import fields
 
     from grpo_app.cli import main
-    from grpo_app.config import GRPOSettings
     from grpo_app.rewards import REWARD_INPUTS, catalogue_markdown
+    from grpo_app.settings import GRPOSettings
 
     assert set(REWARD_INPUTS) == set(BUILTIN_REWARDS)
     known = {f"reward.{f.name}" for f in fields(RewardSettings)} | {f"grpo.{f.name}" for f in fields(GRPOSettings)}

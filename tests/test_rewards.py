@@ -1,8 +1,9 @@
 import pytest
 
-from grpo_app.config import ConfigError, RewardSettings
+from grpo_app.config import ConfigError
 from grpo_app.prompts import completion_text
 from grpo_app.rewards import build_rewards, length_reward, load_custom, score
+from grpo_app.settings import RewardSettings
 
 
 def test_length_reward_plain_and_chat_agree():

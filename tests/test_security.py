@@ -295,16 +295,28 @@ def test_operator_caps_bound_steps_and_minutes(public, tiny_cfg):
 
     cfg.sft.steps = 10_000
     assert "Warm-up steps set to 3" in capped.apply_caps(cfg) and cfg.sft.steps == 3
-    tiny_cfg.grpo.max_steps = 100_000
-    snap = JobRegistry().start(tiny_cfg, max_seconds=capped.max_minutes * 60).wait(180)
-    assert snap.status == "stopped" and snap.step < 100_000
+    registry = JobRegistry()
+
+    def capped_once(job, began):
+        """The job's cap set to the past once `began(snapshot)` (a slow start must not decide where the cap falls):
+        the next report stops it. Returns how it ended."""
+        deadline = time.time() + 120
+        while not began(job.snapshot()) and time.time() < deadline:
+            time.sleep(0.05)
+        job.max_seconds = 0.001
+        return job.wait(180)
+
+    tiny_cfg.grpo.max_steps = 100_000  # in GRPO: checked at each step's progress
+    snap = capped_once(registry.start(tiny_cfg, max_seconds=3600), lambda s: s.step >= 1)
+    assert snap.status == "stopped" and 1 <= snap.step < 100_000, snap.message
     assert any("time cap" in line for line in snap.log)
-    # the cap holds during a warm-up too (it reports no GRPO progress): a long one is stopped and its adapter kept
+    # in a warm-up too (it reports no GRPO progress): a long one is stopped and what it learned is kept
     path = public.runs_root.parent / "answers.jsonl"
     path.write_text("".join(f'{{"prompt": "Post {i}: a few words", "reference": "Short."}}\n' for i in range(8)))
     tiny_cfg.data.path, tiny_cfg.sft.steps = str(path), 10_000_000
     tiny_cfg.run.dir = str(public.runs_root.parent / "warm")
-    snap = JobRegistry().start(tiny_cfg, max_seconds=20).wait(180)  # time to load, then a cap mid-warm-up
+    snap = capped_once(registry.start(tiny_cfg, max_seconds=3600), lambda s: "Warm-up on the reference" in s.message)
     assert snap.status == "stopped" and snap.step == 0, snap.message
     assert any("time cap" in line for line in snap.log)
+    assert snap.message.startswith("Stopped after the warm-up (") and "no GRPO step); adapter saved to" in snap.message
     assert (Path(snap.run_dir) / "adapter" / "adapter_model.safetensors").is_file()

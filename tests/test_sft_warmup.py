@@ -8,17 +8,20 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from grpo_app.config import ConfigError, SFTSettings
+from grpo_app.config import ConfigError
 from grpo_app.runs import Run, read_jsonl
+from grpo_app.settings import SFTSettings
 from grpo_app.sft_warmup import (
     Example,
     answer_column,
     answer_loss,
     answer_nll,
+    answer_sets,
     batches,
     build_examples,
     passes,
     warm_up,
+    warm_up_examples,
 )
 from grpo_app.training import train
 
@@ -119,7 +122,7 @@ def test_warm_up_lowers_the_loss_on_the_answers(tiny_model_dir, tmp_path):
     history = warm_up(
         model,
         tok,
-        [(data, "reference")],
+        examples,
         SFTSettings(steps=30, learning_rate=1e-2, batch_size=4),
         0,
         lambda r, _: rows.append(r),
@@ -155,6 +158,7 @@ def test_a_run_warms_up_saves_and_resumes_without_warming_up_again(tiny_cfg, tmp
     (run.path / "status.json").write_text('{"status": "stopped"}')
     cfg = run.config()
     cfg.grpo.max_steps = 3
+    cfg.sft.extra_data = str(tmp_path / "moved-away.jsonl")  # not read: a resumed run does not warm up again
     assert train(cfg, resume=True).status == "finished"
     assert len(read_jsonl(run.path / "sft.jsonl")) == 3
     assert [m["step"] for m in run.metrics()] == [1, 2, 3]
@@ -203,7 +207,8 @@ def test_extra_examples_join_the_warm_up_only(tiny_cfg, tmp_path):
     """sft.extra_data: rows the warm-up learns from beside the training data's, never GRPO's prompts; the
     training data may then have no answers at all."""
     extra = tmp_path / "extra.jsonl"
-    extra.write_text("".join(json.dumps({"text": f"Extra {i}", "summary": ANSWERS[i % 3]}) + "\n" for i in range(5)))
+    rows = [{"text": f"Extra {i}", "completion": ANSWERS[i % 3]} for i in range(5)]  # a prompt/completion file
+    extra.write_text("".join(json.dumps(r) + "\n" for r in rows))
     tiny_cfg.sft.steps, tiny_cfg.sft.batch_size, tiny_cfg.sft.extra_data = 2, 4, str(extra)
     tiny_cfg.grpo.max_steps = 1
     logs = []
@@ -214,15 +219,15 @@ def test_extra_examples_join_the_warm_up_only(tiny_cfg, tmp_path):
 
     result = train(tiny_cfg, Lines())  # the training data (prompts only) has no answers: the extra rows suffice
     assert result.status == "finished", result.error
-    assert ("on_log", ("Warm-up examples: 5 rows (the last from sft.extra_data).",)) in logs
-    assert any(n == "on_status" and "Warm-up on the summary answers: step 2/2" in a[1] for n, a in logs)
+    assert ("on_log", ("Warm-up examples: 0 from the training data, 5 from sft.extra_data.",)) in logs
+    assert any(n == "on_status" and "Warm-up on the reference answers: step 2/2" in a[1] for n, a in logs)
     sampled = [c["prompt"] for c in Run(result.run_dir).completions()]
     assert sampled and not any("Extra" in p for p in sampled)  # GRPO samples the training prompts only
     tiny_cfg.data.path = str(_with_answers(tmp_path))  # both: the training data's 12 answers, then the 5 extra
     tiny_cfg.run.dir = str(tmp_path / "second")
     logs.clear()
     assert train(tiny_cfg, Lines()).status == "finished"
-    assert ("on_log", ("Warm-up examples: 12 + 5 rows (the last from sft.extra_data).",)) in logs
+    assert ("on_log", ("Warm-up examples: 12 from the training data, 5 from sft.extra_data.",)) in logs
 
 
 def test_bad_extra_examples_are_one_sentence_before_the_run_exists(tiny_cfg, tmp_path):
@@ -232,6 +237,30 @@ def test_bad_extra_examples_are_one_sentence_before_the_run_exists(tiny_cfg, tmp
     plain = tmp_path / "plain.jsonl"
     plain.write_text('{"prompt": "no answer here"}\n')
     tiny_cfg.sft.extra_data = str(plain)
-    with pytest.raises(ConfigError, match=r"^sft.extra_data \(.*plain.jsonl\): sft.steps needs reference answers"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^sft.extra_data \(.*plain.jsonl\) has no answers to learn from: it needs a reference, summary, tldr, "
+        r"reference_summary, completion column \(it has: prompt\)\. Add one, or clear sft.extra_data\.$",
+    ):
         train(tiny_cfg)
     assert not Run(tiny_cfg.run.dir).path.exists()
+
+
+def test_both_sets_of_answers_are_learned_from_and_a_named_column_holds_for_both(tiny_model_dir):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from grpo_app.config import Config
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    own = Dataset.from_dict({"prompt": ["a", "b"], "summary": ["Own one.", "Own two."], "mine": ["", "Mine."]})
+    extra = Dataset.from_dict(
+        {"prompt": ["c", "d", "e"], "summary": ["X.", "Y.", ""], "mine": ["Extra one.", "Extra two.", "Extra three."]}
+    )
+    cfg = Config()
+    cfg.sft.extra_data = "extra.jsonl"
+    answers = [tok.decode(e.answer[:-1]) for e in warm_up_examples(answer_sets(cfg, own, extra), tok)]
+    assert answers == ["Own one.", "Own two.", "X.", "Y."]  # auto: each set's summaries, empty ones left out
+    cfg.sft.column = "mine"  # named: that column in both, never another one of the training data
+    answers = [tok.decode(e.answer[:-1]) for e in warm_up_examples(answer_sets(cfg, own, extra), tok)]
+    assert answers == ["Mine.", "Extra one.", "Extra two.", "Extra three."]

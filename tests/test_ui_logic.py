@@ -5,7 +5,7 @@ import torch
 
 from grpo_app.config import Config, ConfigError, preset
 from grpo_app.jobs import JobSnapshot
-from grpo_app.models import cpu_supports_bf16, host_settings, slow_host_note
+from grpo_app.models import host_settings, slow_host_note
 from grpo_app.ui import charts, live
 from grpo_app.ui.forms import FORM_KEYS, cli_command, config_to_form, form_to_config
 
@@ -120,15 +120,20 @@ def test_live_text():
     assert "Training" in live.status_markdown(s)
 
 
-def test_a_cpu_without_bf16_is_said_before_start():
-    """Where the host trains in float32 (a CPU without AVX512-BF16 or AMX) the idle status says so, once a run
-    starts the status is the run's own."""
+def test_a_cpu_without_bf16_is_said_before_start(monkeypatch):
+    """Where the host trains in float32 (a CPU without AVX512-BF16 or AMX) the idle status says so; once a run
+    starts the status is the run's own; a CPU with bf16 or a GPU hears nothing."""
+    from grpo_app import models
 
-    idle, running = live.status_markdown(JobSnapshot()), live.status_markdown(JobSnapshot(status="training"))
-    float32 = host_settings(Config()).dtype == "float32"  # what a run on this host would use
-    assert bool(slow_host_note()) == float32 == (not cpu_supports_bf16() and not torch.cuda.is_available())
-    assert (slow_host_note() in idle) if float32 else ("bf16" not in idle)
-    assert "bf16" not in running
+    assert bool(slow_host_note()) == (host_settings(Config()).dtype == "float32")  # what this host's runs use
+    for bf16, said in ((False, True), (True, False)):
+        monkeypatch.setattr(models, "cpu_supports_bf16", lambda bf16=bf16: bf16)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        slow_host_note.cache_clear()
+        idle, note = live.status_markdown(JobSnapshot()), slow_host_note()
+        assert (note in idle and "float32" in note) if said else (note == "" and "bf16" not in idle)
+        assert "bf16" not in live.status_markdown(JobSnapshot(status="training"))
+    slow_host_note.cache_clear()
 
 
 def test_a_saved_run_reopens_as_the_live_view_showed_it(tiny_cfg):

@@ -195,22 +195,22 @@ def answer_loss(model, batch: list[Example], pad_id: int, backward: bool = False
 
 def warm_up_examples(
     sets: list[tuple[Dataset, str]], tokenizer, max_answer_tokens: int = 0
-) -> tuple[list[Example], int]:
-    """Every example of every (dataset, answer column) pair, in order, and how many were left out for an answer
+) -> tuple[list[list[Example]], int]:
+    """The examples of each (dataset, answer column) pair, in order, and how many were left out for an answer
     longer than `max_answer_tokens` (GRPO's completion budget; 0 = no limit): the warm-up would teach the model to
     run past what GRPO lets it write, and one long answer would hold a forward pass's memory alone. A ConfigError
     when nothing is left to learn from."""
-    found = [e for dataset, column in sets for e in build_examples(dataset, column, tokenizer)]
-    examples = [e for e in found if not max_answer_tokens or len(e.answer) <= max_answer_tokens]
-    if found and not examples:
+    found = [build_examples(dataset, column, tokenizer) for dataset, column in sets]
+    kept = [[e for e in part if not max_answer_tokens or len(e.answer) <= max_answer_tokens] for part in found]
+    if any(found) and not any(kept):
         raise ConfigError(
             f"sft.steps: every answer is longer than grpo.max_completion_length ({max_answer_tokens} tokens), "
             "what GRPO lets the model write: raise it, or give shorter answers."
         )
-    if not examples:
+    if not any(kept):
         names = " and ".join(f"'{column}'" for _, column in sets)
         raise ConfigError(f"sft.steps: the column {names} holds no answers to learn from.")
-    return examples, len(found) - len(examples)
+    return kept, sum(map(len, found)) - sum(map(len, kept))
 
 
 def warm_up(
@@ -280,11 +280,12 @@ def warm_up_run(
 
     sets = answer_sets(cfg, dataset, extra)
     budget = cfg.grpo.max_completion_length
-    examples, too_long = warm_up_examples(sets, tokenizer, budget)
+    parts, too_long = warm_up_examples(sets, tokenizer, budget)
+    examples = [e for part in parts for e in part]
     if too_long:
         reporter.on_log(f"Warm-up: {too_long} answers longer than grpo.max_completion_length ({budget}) left out.")
-    if extra is not None:
-        extra_n = len(warm_up_examples(sets[-1:], tokenizer, budget)[0])
+    if extra is not None:  # the extra rows come last
+        extra_n = len(parts[-1])
         reporter.on_log(
             f"Warm-up examples: {len(examples) - extra_n} from the training data, {extra_n} from sft.extra_data."
         )

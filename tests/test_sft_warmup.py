@@ -265,14 +265,21 @@ def test_both_sets_of_answers_are_learned_from_and_a_named_column_holds_for_both
     )
     cfg = Config()
     cfg.sft.extra_data = "extra.jsonl"
-    answers = [tok.decode(e.answer[:-1]) for e in warm_up_examples(answer_sets(cfg, own, extra), tok)[0]]
-    assert answers == ["Own one.", "Own two.", "X.", "Y."]  # auto: each set's summaries, empty ones left out
+    parts, _ = warm_up_examples(answer_sets(cfg, own, extra), tok)
+    shown = [[tok.decode(e.answer[:-1]) for e in part] for part in parts]
+    assert shown == [["Own one.", "Own two."], ["X.", "Y."]]  # auto: each set's summaries, empty ones left out
     cfg.sft.column = "mine"  # named: that column in both, never another one of the training data
-    answers = [tok.decode(e.answer[:-1]) for e in warm_up_examples(answer_sets(cfg, own, extra), tok)[0]]
-    assert answers == ["Mine.", "Extra one.", "Extra two.", "Extra three, a longer one."]
+    parts, _ = warm_up_examples(answer_sets(cfg, own, extra), tok)
+    assert [tok.decode(e.answer[:-1]) for part in parts for e in part] == [
+        "Mine.",
+        "Extra one.",
+        "Extra two.",
+        "Extra three, a longer one.",
+    ]
     # answers past GRPO's completion budget are left out, counted; none within it is a sentence naming the fix
     budget = len(tok("Extra one." + tok.eos_token, add_special_tokens=False)["input_ids"])
     kept, left_out = warm_up_examples(answer_sets(cfg, own, extra), tok, budget)
-    assert [tok.decode(e.answer[:-1]) for e in kept] == ["Mine.", "Extra one.", "Extra two."] and left_out == 1
+    assert [tok.decode(e.answer[:-1]) for part in kept for e in part] == ["Mine.", "Extra one.", "Extra two."]
+    assert left_out == 1
     with pytest.raises(ConfigError, match=r"every answer is longer than grpo.max_completion_length \(1 tokens\)"):
         warm_up_examples(answer_sets(cfg, own, extra), tok, 1)

@@ -193,24 +193,13 @@ def answer_loss(model, batch: list[Example], pad_id: int, backward: bool = False
     return loss
 
 
-def warm_up_examples(
-    sets: list[tuple[Dataset, str]], tokenizer, max_answer_tokens: int = 0
-) -> tuple[list[list[Example]], int]:
-    """The examples of each (dataset, answer column) pair, in order, and how many were left out for an answer
-    longer than `max_answer_tokens` (GRPO's completion budget; 0 = no limit): the warm-up would teach the model to
-    run past what GRPO lets it write, and one long answer would hold a forward pass's memory alone. A ConfigError
-    when nothing is left to learn from."""
-    found = [build_examples(dataset, column, tokenizer) for dataset, column in sets]
-    kept = [[e for e in part if not max_answer_tokens or len(e.answer) <= max_answer_tokens] for part in found]
-    if any(found) and not any(kept):
-        raise ConfigError(
-            f"sft.steps: every answer is longer than grpo.max_completion_length ({max_answer_tokens} tokens), "
-            "what GRPO lets the model write: raise it, or give shorter answers."
-        )
-    if not any(kept):
+def warm_up_examples(sets: list[tuple[Dataset, str]], tokenizer) -> list[list[Example]]:
+    """The examples of each (dataset, answer column) pair, in order; a ConfigError when none has an answer."""
+    parts = [build_examples(dataset, column, tokenizer) for dataset, column in sets]
+    if not any(parts):
         names = " and ".join(f"'{column}'" for _, column in sets)
         raise ConfigError(f"sft.steps: the column {names} holds no answers to learn from.")
-    return kept, sum(map(len, found)) - sum(map(len, kept))
+    return parts
 
 
 def warm_up(
@@ -279,11 +268,8 @@ def warm_up_run(
             append_jsonl(run_dir / "sft.jsonl", row)
 
     sets = answer_sets(cfg, dataset, extra)
-    budget = cfg.grpo.max_completion_length
-    parts, too_long = warm_up_examples(sets, tokenizer, budget)
+    parts = warm_up_examples(sets, tokenizer)
     examples = [e for part in parts for e in part]
-    if too_long:
-        reporter.on_log(f"Warm-up: {too_long} answers longer than grpo.max_completion_length ({budget}) left out.")
     if extra is not None:  # the extra rows come last
         extra_n = len(parts[-1])
         reporter.on_log(

@@ -38,7 +38,12 @@ class Reporter:
 
     def on_completions(self, step: int, rows: list[dict]) -> None: ...
 
-    def on_history(self, metrics: list[dict], completions: list[dict], elapsed: float) -> None:
+    def on_warmup(self, row: dict) -> None:
+        """A warm-up step (step, loss, learning rate, seconds), before GRPO's first: the loss chart draws it."""
+
+    def on_history(
+        self, metrics: list[dict], completions: list[dict], elapsed: float, warmup: list[dict] | None = None
+    ) -> None:
         """A resumed run's logs before this session (and its clock), so a live view can show the whole run."""
 
     def on_run_dir(self, path: str) -> None:

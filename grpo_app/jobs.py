@@ -54,10 +54,16 @@ class JobSnapshot:
     completions_step: int = 0
     log: list[str] = field(default_factory=list)
     version: int = 0
+    warmup: list[dict] = field(default_factory=list)  # the warm-up's steps: the loss chart's first panel
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
+
+    @property
+    def charted(self) -> int:
+        """Steps the charts draw, warm-up and GRPO: a page redraws them when this moves."""
+        return len(self.warmup) + len(self.metrics)
 
 
 class TrainingJob(Reporter):
@@ -96,11 +102,14 @@ class TrainingJob(Reporter):
             self._state.status, self._state.message = status, message
             self._state.version += 1
 
-    def on_history(self, metrics: list[dict], completions: list[dict], elapsed: float) -> None:
+    def on_history(
+        self, metrics: list[dict], completions: list[dict], elapsed: float, warmup: list[dict] | None = None
+    ) -> None:
         """A resumed run's logged steps (and its clock) before this session: the charts keep them."""
         last = max((c.get("step", 0) for c in completions), default=0)
         with self._lock:
             self._state.metrics = list(metrics)
+            self._state.warmup = list(warmup or [])
             self._state.completions = [c for c in completions if c.get("step") == last]
             self._state.completions_step = last
             self._elapsed_before = elapsed
@@ -138,6 +147,13 @@ class TrainingJob(Reporter):
 
     def on_completions(self, step: int, rows: list[dict]) -> None:
         self._update(completions=rows, completions_step=step)
+
+    def on_warmup(self, row: dict) -> None:
+        with self._lock:
+            self._state.warmup.append(row)
+            self._state.version += 1
+        for listener in self.on_step:
+            listener(self)
 
     # Control: called from the UI
     def start(self) -> None:
@@ -177,7 +193,13 @@ class TrainingJob(Reporter):
         with self._lock:
             s = self._state
             copy = JobSnapshot(
-                **{**s.__dict__, "metrics": list(s.metrics), "completions": list(s.completions), "log": list(self._log)}
+                **{
+                    **s.__dict__,
+                    "metrics": list(s.metrics),
+                    "warmup": list(s.warmup),
+                    "completions": list(s.completions),
+                    "log": list(self._log),
+                }
             )
         copy.elapsed = self._elapsed()
         return copy
@@ -187,7 +209,7 @@ class TrainingJob(Reporter):
         page polls."""
         with self._lock:
             s = self._state
-            version, status, message, logged, folder = s.version, s.status, s.message, len(s.metrics), s.run_dir
+            version, status, message, logged, folder = s.version, s.status, s.message, s.charted, s.run_dir
         return version, status, message, logged, folder, self._elapsed()
 
     def _elapsed(self) -> float:

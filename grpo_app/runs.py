@@ -3,6 +3,7 @@
     <run>/config.yaml        the resolved config
     <run>/metrics.jsonl      one JSON object per logged step: `step` + TRL's metric names (appended live)
     <run>/completions.jsonl  sampled completions with their rewards, per step
+    <run>/sft.jsonl          the warm-up's steps (step, loss, learning_rate, seconds), when it had one
     <run>/status.json        running (with the pid) | finished | stopped | failed, with the message
     <run>/adapter/           PEFT save_pretrained (safetensors), refreshed every grpo.save_steps
     <run>/checkpoints/       Trainer checkpoints (adapter, optimizer, scheduler, RNG, trainer state): resume
@@ -174,6 +175,10 @@ class Run:
 
     def metrics(self) -> list[dict]:
         return read_jsonl(self.metrics_file)
+
+    def warmup(self) -> list[dict]:
+        """The warm-up's steps (sft.jsonl), empty for a run without one."""
+        return read_jsonl(self.path / "sft.jsonl")
 
     def completions(self) -> list[dict]:
         return read_jsonl(self.completions_file)

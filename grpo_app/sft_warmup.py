@@ -264,6 +264,7 @@ def warm_up_run(
 
     def report(row: dict, line: str) -> None:
         reporter.on_status("loading", line)
+        reporter.on_warmup(row)
         if main:
             append_jsonl(run_dir / "sft.jsonl", row)
 

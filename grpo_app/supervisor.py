@@ -160,7 +160,8 @@ class ProcessJob(TrainingJob):
             "progress": lambda e: self.on_progress(e["step"], e["total"]),
             "metrics": lambda e: self.on_metrics(e["row"]),
             "completions": lambda e: self.on_completions(e["step"], e["rows"]),
-            "history": lambda e: self.on_history(e["metrics"], e["completions"], e["elapsed"]),
+            "warmup": lambda e: self.on_warmup(e["row"]),
+            "history": lambda e: self.on_history(e["metrics"], e["completions"], e["elapsed"], e.get("warmup")),
             "run_dir": lambda e: self.on_run_dir(e["path"]),
             "result": lambda e: setattr(self, "_result", e),
         }

@@ -259,7 +259,8 @@ def _rewind(run_dir: Path, checkpoint: Path, reporter: Reporter) -> float:
     )
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     elapsed = metrics[-1].get("elapsed", 0.0) if metrics else 0.0
-    reporter.on_history(metrics, read_jsonl(run_dir / "completions.jsonl"), elapsed)
+    warmup = read_jsonl(run_dir / "sft.jsonl")
+    reporter.on_history(metrics, read_jsonl(run_dir / "completions.jsonl"), elapsed, warmup)
     return elapsed
 
 

@@ -49,8 +49,13 @@ class EventReporter:
     def on_completions(self, step: int, rows: list[dict]) -> None:
         self.emit("completions", step=step, rows=rows)
 
-    def on_history(self, metrics: list[dict], completions: list[dict], elapsed: float) -> None:
-        self.emit("history", metrics=metrics, completions=completions, elapsed=elapsed)
+    def on_warmup(self, row: dict) -> None:
+        self.emit("warmup", row=row)
+
+    def on_history(
+        self, metrics: list[dict], completions: list[dict], elapsed: float, warmup: list[dict] | None = None
+    ) -> None:
+        self.emit("history", metrics=metrics, completions=completions, elapsed=elapsed, warmup=warmup or [])
 
     def on_run_dir(self, path: str) -> None:
         self.emit("run_dir", path=path)

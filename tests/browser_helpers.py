@@ -20,6 +20,11 @@ REWARD_POINTS = (
     " if (!d || !d.data) return 0; const t = d.data.find(t => t.name === 'reward (mean)');"
     " return t ? t.x.length : 0; }"
 )
+WARMUP_POINTS = (
+    "() => { const d = document.querySelector('#plot-loss .js-plotly-plot');"
+    " if (!d || !d.data) return 0; const t = d.data.find(t => t.name === 'warm-up loss');"
+    " return t ? t.x.length : 0; }"
+)
 QUALITY_POINTS = (
     "() => { const d = document.querySelector('#plot-quality .js-plotly-plot');"
     " if (!d || !d.data) return {}; const out = {};"

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_helpers import MIXED_ROWS, REPO, REWARD_POINTS, launch, set_field, tiny_settings, wait
+from browser_helpers import MIXED_ROWS, REPO, REWARD_POINTS, WARMUP_POINTS, launch, set_field, tiny_settings, wait
 
 from grpo_app.config import Config
 
@@ -134,6 +134,7 @@ def test_as_a_space_a_second_visitor_watches_but_cannot_stop(browser, space_pyth
         owner.click("#start-btn")
         owner.get_by_text("runs at most 50 steps").first.wait_for(timeout=30_000)  # a toast, and the status
         wait(lambda: owner.evaluate(REWARD_POINTS) >= 1, timeout=300)
+        assert owner.evaluate(WARMUP_POINTS) == 2  # the warm-up's loss, drawn from the worker's events
         other = browser.new_context(viewport={"width": 1400, "height": 1200}).new_page()
         other.goto(url)
         wait(lambda: other.evaluate(REWARD_POINTS) >= 1)  # the same run, live

@@ -24,6 +24,7 @@ from grpo_app.sft_warmup import (
     warm_up_examples,
 )
 from grpo_app.training import train
+from grpo_app.ui import live
 
 ANSWERS = ["Rent rose by half; should I move?", "My dog ate socks; is he fine?", "The bridge reopened after repair."]
 
@@ -151,6 +152,7 @@ def test_a_run_warms_up_saves_and_resumes_without_warming_up_again(tiny_cfg, tmp
     assert [r["step"] for r in sft] == [1, 2, 3] and all(r["loss"] > 0 for r in sft)
     assert any(n == "on_status" and "Warm-up on the reference answers: step 3/3" in a[1] for n, a in logs)
     assert any(n == "on_log" and a[0].startswith("Warm-up: 3 supervised steps") for n, a in logs)
+    assert [a[0] for n, a in logs if n == "on_warmup"] == sft  # each step reaches the live loss chart as it lands
     assert [m["step"] for m in run.metrics()] == [1, 2]  # GRPO's steps counted apart from the warm-up's
     lora = load_file(run.adapter_dir / "adapter_model.safetensors")
     assert any(v.abs().sum() > 0 for k, v in lora.items() if "lora_B" in k)
@@ -159,8 +161,12 @@ def test_a_run_warms_up_saves_and_resumes_without_warming_up_again(tiny_cfg, tmp
     cfg = run.config()
     cfg.grpo.max_steps = 3
     cfg.sft.extra_data = str(tmp_path / "moved-away.jsonl")  # not read: a resumed run does not warm up again
-    assert train(cfg, resume=True).status == "finished"
+    logs.clear()
+    assert train(cfg, Lines(), resume=True).status == "finished"
     assert len(read_jsonl(run.path / "sft.jsonl")) == 3
+    history = next(a for n, a in logs if n == "on_history")
+    assert history[3] == sft and not any(n == "on_warmup" for n, _ in logs)  # the chart keeps the first session's
+    assert live.run_snapshot(run).warmup == sft  # and so does the run reopened
     assert [m["step"] for m in run.metrics()] == [1, 2, 3]
 
 

@@ -91,6 +91,21 @@ def test_loss_figure_hides_kl_when_absent():
     assert not any(t.name == "KL" for t in charts.loss_figure(rows).data)
 
 
+def test_the_warm_up_has_its_own_loss_panel_before_and_beside_grpos():
+    """A warm-up's minutes are not a blank chart: its loss (another scale than GRPO's) in a left panel, GRPO's
+    loss and KL on the right once they come, and the panels' ticks apart (40 warm-up steps, 3 GRPO steps)."""
+    warmup = [{"step": i, "loss": 3.0 - 0.05 * i} for i in range(1, 41)]
+    during = charts.all_figures([], warmup)
+    loss = during[1]
+    assert [(t.name, len(t.x), t.showlegend) for t in loss.data] == [("warm-up loss", 40, None), ("loss", 0, False)]
+    assert loss.layout.title.text.startswith("Warm-up") and "after the warm-up" in loss.layout.annotations[0].text
+    assert during[0].layout.annotations[0].text.startswith("waiting")  # the reward waits for GRPO's first step
+    after = charts.all_figures(_rows(3), warmup)[1]
+    assert [t.name for t in after.data] == ["warm-up loss", "loss", "KL"] and not after.layout.annotations
+    assert after.layout.xaxis.dtick is None and after.layout.xaxis2.dtick == 1
+    assert [t.name for t in charts.all_figures(_rows(3))[1].data] == ["loss", "KL"]  # no warm-up, one panel
+
+
 def test_live_text():
     s = JobSnapshot(
         status="training",

@@ -123,18 +123,47 @@ def reward_figure(rows: list[dict]) -> go.Figure:
     return _layout(fig, "Reward", not x)
 
 
-def loss_figure(rows: list[dict]) -> go.Figure:
-    """Loss, and the KL to the base model on its own axis when it is logged (beta > 0)."""
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
+def loss_figure(rows: list[dict], warmup: list[dict] | tuple = ()) -> go.Figure:
+    """Loss, and the KL to the base model on its own axis when it is logged (beta > 0). A run with a warm-up shows
+    its loss (the reference answers' NLL, on another scale than GRPO's loss) in a panel of its own on the left:
+    the minutes before GRPO's first step are not a blank chart."""
+    wx, wy = series(list(warmup), "loss")
+    panels = [{}, {"secondary_y": True}] if wx else [{"secondary_y": True}]
+    fig = make_subplots(cols=len(panels), specs=[panels], column_widths=[0.3, 0.7] if wx else None)
+    main = {"row": 1, "col": len(panels)}
+    if wx:
+        fig.add_trace(
+            go.Scatter(x=wx, y=wy, mode=_mode(len(wx)), name="warm-up loss", line={"color": COLORS[4]}), row=1, col=1
+        )
     x, y = series(rows, "loss")
-    fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(x)), name="loss", line={"color": COLORS[1]}))
+    line = go.Scatter(
+        x=x, y=y, mode=_mode(len(x)), name="loss", line={"color": COLORS[1]}, showlegend=bool(x or not wx)
+    )
+    fig.add_trace(line, **main)  # during the warm-up, an empty panel with no "loss" in the legend
     kx, ky = series(rows, "kl")
     if kx:
         fig.add_trace(
-            go.Scatter(x=kx, y=ky, mode=_mode(len(kx)), name="KL", line={"color": COLORS[2]}), secondary_y=True
+            go.Scatter(x=kx, y=ky, mode=_mode(len(kx)), name="KL", line={"color": COLORS[2]}), secondary_y=True, **main
         )
     title = "Loss and KL (rising is expected)" if kx else "Loss"  # the policy moves away from the base
-    return _layout(fig, title, not x)
+    title = f"Warm-up, then {title[0].lower()}{title[1:]}" if wx else title
+    fig = _layout(fig, title, not x and not wx)
+    if wx:
+        if len(wx) <= 12:
+            fig.update_xaxes(dtick=1, row=1, col=1)
+        if not x:
+            fig.update_xaxes(visible=False, row=1, col=2)
+            fig.update_yaxes(visible=False, row=1, col=2)
+            fig.add_annotation(
+                text="GRPO starts after the warm-up…",
+                showarrow=False,
+                xref="x2 domain",
+                yref="y2 domain",
+                x=0.5,
+                y=0.5,
+                font={"color": "#888"},
+            )
+    return fig
 
 
 def length_figure(rows: list[dict]) -> go.Figure:
@@ -252,13 +281,15 @@ def health_figure(rows: list[dict]) -> go.Figure:
     return fig
 
 
-def all_figures(rows: list[dict]) -> list[go.Figure]:
-    """The Train tab's charts, in the order of FIGURES."""
-    figures = [reward_figure(rows), loss_figure(rows), length_figure(rows), quality_figure(rows), health_figure(rows)]
+def all_figures(rows: list[dict], warmup: list[dict] | tuple = ()) -> list[go.Figure]:
+    """The Train tab's charts, in the order of FIGURES (`warmup`: the warm-up's steps, drawn in the loss chart)."""
+    figures = [reward_figure(rows), loss_figure(rows, warmup)]
+    figures += [length_figure(rows), quality_figure(rows), health_figure(rows)]
     last = max((r.get("step", 0) for r in rows), default=0)
     if last <= 12:  # a short run: one tick per step, never "0 1 1 2 2"
         for fig in figures:
-            fig.update_xaxes(dtick=1)
+            panel = {"col": 2, "row": 1} if fig is figures[1] and warmup else {}  # the warm-up panel has its own
+            fig.update_xaxes(dtick=1, **panel)
     return figures
 
 

@@ -59,7 +59,7 @@ class LiveFeed:
     def part(self, name: str, s, job_id: int | None, instruction: str = "") -> tuple[tuple, dict]:
         """The "charts" or "samples" part for a snapshot of job `job_id`: (what it shows, its serialised widgets)."""
         if name == "charts":
-            key, draw = ("charts", job_id, len(s.metrics)), lambda: self._charts(s)
+            key, draw = ("charts", job_id, s.charted), lambda: self._charts(s)
         else:
             key, draw = ("samples", job_id, self.samples_key(s)), lambda: self._samples(s, instruction)
         return key, self.shared(key, draw)
@@ -76,7 +76,7 @@ class LiveFeed:
 
     def _charts(self, s) -> dict:
         v = self.view
-        figures = zip(FIGURES, all_figures(s.metrics), strict=True)
+        figures = zip(FIGURES, all_figures(s.metrics, s.warmup), strict=True)
         drawn = {v.plots[name]: v.plots[name].postprocess(fig) for name, fig in figures}
         return {**drawn, v.warning: live.warning_markdown(s.metrics)}
 

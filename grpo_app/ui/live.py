@@ -176,6 +176,7 @@ def run_snapshot(run: Run) -> JobSnapshot:
         run_dir=str(run.path),
         error=status.get("traceback", ""),
         metrics=metrics,
+        warmup=run.warmup(),
         completions=[c for c in completions if c.get("step") == last],
         completions_step=last,
         elapsed=status.get("elapsed") or (metrics[-1].get("elapsed", 0.0) if metrics else 0.0),

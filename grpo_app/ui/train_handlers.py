@@ -280,8 +280,9 @@ class TrainHandlers:
         return {self.view.fields["run.resume_from"]: str(run.adapter_dir)}
 
     # --- the live view ---
-    def charts(self, metrics: list[dict]) -> dict:
-        return {self.view.plots[name]: fig for name, fig in zip(FIGURES, all_figures(metrics), strict=True)}
+    def charts(self, metrics: list[dict], warmup: list[dict]) -> dict:
+        figures = all_figures(metrics, warmup)
+        return {self.view.plots[name]: fig for name, fig in zip(FIGURES, figures, strict=True)}
 
     def dashboard(self, s, instruction: str = "") -> dict:
         """Status, progress, charts, warning, completions and log for a snapshot (of a job or a saved run)."""
@@ -289,7 +290,7 @@ class TrainHandlers:
         return {
             v.status: live.status_markdown(s),
             v.progress: live.progress_html(s),
-            **self.charts(s.metrics),
+            **self.charts(s.metrics, s.warmup),
             v.warning: live.warning_markdown(s.metrics),
             v.completions_caption: live.completions_caption(s),
             v.completions: live.completions_frame(s.completions, instruction),
@@ -314,14 +315,14 @@ class TrainHandlers:
         if not changed and not s.active:
             return {v.seen: data[v.seen]}, set(), s, now  # nothing to send (a dict keyed by a component, never empty)
         samples = self.feed.samples_key(s)
-        out: dict = {v.status: live.status_markdown(s), v.seen: (current, s.version, len(s.metrics), samples)}
+        out: dict = {v.status: live.status_markdown(s), v.seen: (current, s.version, s.charted, samples)}
         if not s.run_dir:  # still checking, or refused: the dashboard keeps what it shows
             if s.active:  # not shown yet: once its folder exists, the next refresh draws it (and its settings)
                 out[v.seen] = (job_id, s.version, drawn)
             return out, set(), s, now
         out[v.progress] = live.progress_html(s)
         news = set()
-        if current != job_id or len(s.metrics) != drawn:
+        if current != job_id or s.charted != drawn:
             news.add("charts")
         if current != job_id or (changed and shown != [samples]):
             news.add("samples")

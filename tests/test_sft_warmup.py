@@ -138,7 +138,7 @@ def test_warm_up_lowers_the_loss_on_the_answers(tiny_model_dir, tmp_path):
 def test_a_run_warms_up_saves_and_resumes_without_warming_up_again(tiny_cfg, tmp_path):
     tiny_cfg.data.path = str(_with_answers(tmp_path))
     tiny_cfg.sft.steps, tiny_cfg.sft.batch_size = 3, 4
-    tiny_cfg.grpo.max_steps, tiny_cfg.grpo.save_steps = 2, 1
+    tiny_cfg.grpo.max_steps, tiny_cfg.grpo.save_steps, tiny_cfg.grpo.beta = 2, 1, 0.04
     logs = []
 
     class Lines:
@@ -155,6 +155,7 @@ def test_a_run_warms_up_saves_and_resumes_without_warming_up_again(tiny_cfg, tmp
     assert [a[0] for n, a in logs if n == "on_warmup"] == sft  # each step reaches the live loss chart as it lands
     assert [m["step"] for m in run.metrics()] == [1, 2]  # GRPO's steps counted apart from the warm-up's
     lora = load_file(run.adapter_dir / "adapter_model.safetensors")
+    assert not (run.adapter_dir / "ref").exists()  # the KL's frozen copy of the warm-up (TRL's) is not saved
     assert any(v.abs().sum() > 0 for k, v in lora.items() if "lora_B" in k)
     # resumed from its last checkpoint (as a stopped run would be): it holds the warmed-up weights, no second warm-up
     (run.path / "status.json").write_text('{"status": "stopped"}')

@@ -324,10 +324,11 @@ def _build_trainer(cfg, host, model, tokenizer, dataset, run_dir, reporter, stop
     args = grpo_args(cfg, host, run_dir / "checkpoints")
     args.reward_weights = weights
     lora = None  # TRL makes the LoRA model from it; a warm-up or run.resume_from made it already
-    if cfg.run.resume_from and not isinstance(model, PeftModel):
-        model = _peft_model(cfg, model, reporter)
-    elif not isinstance(model, PeftModel):
-        lora = _lora_config(cfg)
+    if not isinstance(model, PeftModel):
+        if cfg.run.resume_from:
+            model = _peft_model(cfg, model, reporter)
+        else:
+            lora = _lora_config(cfg)
     trim_memory = _lever(cfg.speed.return_memory, host) and return_freed_memory()
     callback = LiveCallback(
         run_dir, reporter, stop, cfg.grpo.save_steps, args.generation_batch_size, clock, trim_memory

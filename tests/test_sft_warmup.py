@@ -159,12 +159,18 @@ def test_a_run_warms_up_saves_and_resumes_without_warming_up_again(tiny_cfg, tmp
     assert any(v.abs().sum() > 0 for k, v in lora.items() if "lora_B" in k)
     # resumed from its last checkpoint (as a stopped run would be): it holds the warmed-up weights, no second warm-up
     (run.path / "status.json").write_text('{"status": "stopped"}')
+    anchor = load_file(run.path / "checkpoints/checkpoint-2/ref/adapter_model.safetensors")
     cfg = run.config()
     cfg.grpo.max_steps = 3
     cfg.sft.extra_data = str(tmp_path / "moved-away.jsonl")  # not read: a resumed run does not warm up again
     logs.clear()
     assert train(cfg, Lines(), resume=True).status == "finished"
     assert len(read_jsonl(run.path / "sft.jsonl")) == 3
+    # the KL's anchor is still the warmed-up adapter, not the base: TRL's frozen copy ("ref") is in each checkpoint,
+    # and transformers' Trainer loads every adapter a checkpoint holds
+    after = load_file(run.path / "checkpoints/checkpoint-3/ref/adapter_model.safetensors")
+    assert anchor.keys() == after.keys() and all(torch.equal(anchor[k], after[k]) for k in anchor)
+    assert any(v.abs().sum() > 0 for k, v in anchor.items() if "lora_B" in k)
     history = next(a for n, a in logs if n == "on_history")
     assert history[3] == sft and not any(n == "on_warmup" for n, _ in logs)  # the chart keeps the first session's
     assert live.run_snapshot(run).warmup == sft  # and so does the run reopened

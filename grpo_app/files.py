@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -20,3 +21,15 @@ def write_atomic(path: str | Path, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def keep_upload(source: Path, folder: Path) -> Path:
+    """A copy of an uploaded file in `folder` under its own name (a different file of that name gets `-2`, `-3`...):
+    Gradio's temporary copy, /tmp/gradio/<hash>/posts.csv, is neither a name users know nor kept."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target, i = folder / source.name, 1
+    while target.exists() and target.read_bytes() != source.read_bytes():
+        i += 1
+        target = folder / f"{source.stem}-{i}{source.suffix}"
+    shutil.copyfile(source, target)
+    return target

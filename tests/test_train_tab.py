@@ -252,8 +252,13 @@ def test_an_upload_keeps_its_name(app, tmp_path):
     source = tmp_path / "gradio-tmp" / "abc123" / "posts.csv"
     source.parent.mkdir(parents=True)
     source.write_text("prompt\nMy cat sleeps all day.\n")
-    path = tab.upload_data({tab.view.upload: str(source)})[tab.view.fields["data.path"]]
+    path = tab.upload_into("data.path")({tab.view.uploads["data.path"]: str(source)})[tab.view.fields["data.path"]]
     assert path == str(root / "uploads" / "posts.csv") and open(path).read() == source.read_text()
+    other = tmp_path / "gradio-tmp" / "def456" / "posts.csv"  # another file of that name, for the warm-up
+    other.parent.mkdir()
+    other.write_text("prompt,reference\nMy dog barks.,A dog barks.\n")
+    extra = tab.upload_into("sft.extra_data")({tab.view.uploads["sft.extra_data"]: str(other)})
+    assert extra[tab.view.fields["sft.extra_data"]] == str(root / "uploads" / "posts-2.csv")
 
 
 def test_stop_with_nothing_running_says_so(app):

@@ -13,7 +13,7 @@ from .forms import FORM_KEYS, REWARD_HEADERS, REWARD_TABLE
 
 def settings_fields(
     values: dict,
-) -> tuple[dict[str, gr.components.Component], gr.UploadButton, gr.Markdown, gr.Dataframe]:
+) -> tuple[dict[str, gr.components.Component], dict[str, gr.UploadButton], gr.Markdown, gr.Dataframe]:
     """The settings widgets, keyed by their dotted config key and filled from the start (no empty form for a fast
     click to send); rarely-touched ones folded away."""
     f: dict[str, gr.components.Component] = {}
@@ -88,6 +88,13 @@ def settings_fields(
             f["sft.batch_size"] = gr.Number(label="Batch size", precision=0, minimum=1, min_width=80)
             f["sft.column"] = gr.Textbox(label="Answer column", min_width=100)
         f["sft.extra_data"] = gr.Textbox(label="More examples for the warm-up only (file or Hub dataset)")
+        extra_upload = gr.UploadButton(
+            "Upload examples for the warm-up (prompts with answers)",
+            file_types=list(FILE_TYPES),
+            type="filepath",
+            size="sm",
+            elem_id="extra-data-upload",
+        )
     with gr.Accordion("GRPO", open=True):
         with gr.Row():
             f["grpo.learning_rate"] = gr.Number(label="Learning rate", min_width=100, step=1e-5)
@@ -175,7 +182,7 @@ def settings_fields(
         if key != REWARD_TABLE:  # the config's own help text, as `config --explain` prints it
             component.info = field_help(key)
         initial_value(component, values[key])
-    return f, upload, data_info, data_preview
+    return f, {"data.path": upload, "sft.extra_data": extra_upload}, data_info, data_preview
 
 
 def initial_value(component: gr.components.Component, value) -> None:

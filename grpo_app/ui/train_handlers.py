@@ -5,7 +5,6 @@ only what changes is sent. Tests call these methods directly, with the same dict
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from ..access import Policy
 from ..checks import validate
 from ..config import Config, ConfigError, preset
 from ..data import preview
+from ..files import keep_upload
 from ..groups import step_groups
 from ..groups import summary as group_summary
 from ..jobs import JobBusy, NotYourRun
@@ -133,17 +133,15 @@ class TrainHandlers:
         parts = [f"{c} → {', '.join(r)}" if r else f"{c} (no reward reads it)" for c, r in readers.items()]
         return "  \n*Passed to every reward by name:* " + " · ".join(parts)
 
-    def upload_data(self, data: dict) -> dict:
-        """An uploaded dataset is kept under <runs>/uploads by its own name (Gradio's temp copy is not)."""
-        source = Path(data[self.view.upload])
-        folder = Path(self.runs_root) / "uploads"
-        folder.mkdir(parents=True, exist_ok=True)
-        target, i = folder / source.name, 1
-        while target.exists() and target.read_bytes() != source.read_bytes():
-            i += 1
-            target = folder / f"{source.stem}-{i}{source.suffix}"
-        shutil.copyfile(source, target)
-        return {self.view.fields["data.path"]: str(target)}
+    def upload_into(self, key: str):
+        """The handler of the upload button of field `key` (data.path, sft.extra_data): the file is kept under
+        <runs>/uploads by its own name, and the field names it."""
+        button = self.view.uploads[key]
+
+        def kept(data: dict) -> dict:
+            return {self.view.fields[key]: str(keep_upload(Path(data[button]), Path(self.runs_root) / "uploads"))}
+
+        return kept
 
     def show_config(self, data: dict) -> dict:
         v = self.view

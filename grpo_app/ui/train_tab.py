@@ -44,7 +44,7 @@ def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainVie
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=340):
             form_note = gr.Markdown(elem_id="form-note")
-            fields, upload, data_info, data_preview = settings_fields(config_to_values(default.cfg))
+            fields, uploads, data_info, data_preview = settings_fields(config_to_values(default.cfg))
             with gr.Accordion("Test the rewards before training", open=False):
                 gr.Markdown(
                     "Samples a group of answers for 4 dataset prompts, as training would, and scores them beside "
@@ -130,7 +130,7 @@ def _view(registry: JobRegistry, default: Config, visitor: gr.State) -> TrainVie
         status,
         progress,
         fields,
-        upload,
+        uploads,
         data_info,
         data_preview,
         form_note,
@@ -204,7 +204,11 @@ def create_train_tab(
     b["continue"].click(h.continue_from, {v.past}, v.fields["run.resume_from"])
     b["resume"].click(h.resume_run, {v.visitor, v.past}, v.status).then(h.tick, {v.seen}, live_out)
     v.preset.change(h.load_preset, {v.preset}, v.form).then(h.show_data, data_in, data_out)
-    v.upload.upload(h.upload_data, {v.upload}, v.fields["data.path"]).then(h.show_data, data_in, data_out)
+    v.uploads["data.path"].upload(h.upload_into("data.path"), {v.uploads["data.path"]}, v.fields["data.path"]).then(
+        h.show_data, data_in, data_out
+    )
+    extra = v.uploads["sft.extra_data"]
+    extra.upload(h.upload_into("sft.extra_data"), {extra}, v.fields["sft.extra_data"])
     v.fields["data.path"].submit(h.show_data, data_in, data_out)
     v.fields["data.split"].submit(h.show_data, data_in, data_out)
     v.start.click(h.start_run, {v.visitor, *form}, v.status).then(h.tick, {v.seen}, live_out)

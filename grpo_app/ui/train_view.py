@@ -21,7 +21,7 @@ class TrainView:
     status: gr.Markdown
     progress: gr.HTML
     fields: dict[str, gr.components.Component]
-    upload: gr.UploadButton
+    uploads: dict[str, gr.UploadButton]  # by the field each fills
     data_info: gr.Markdown
     data_preview: gr.Dataframe
     form_note: gr.Markdown

@@ -205,8 +205,8 @@ class TrainingJob(Reporter):
         return copy
 
     def pulse(self) -> tuple[int, str, str, int, str, float]:
-        """(version, status, message, steps logged, run folder, elapsed) without copying the metrics: what an open
-        page polls."""
+        """(version, status, message, steps charted (warm-up and GRPO), run folder, elapsed) without copying the
+        metrics: what an open page polls."""
         with self._lock:
             s = self._state
             version, status, message, logged, folder = s.version, s.status, s.message, s.charted, s.run_dir

@@ -176,9 +176,13 @@ class Run:
     def metrics(self) -> list[dict]:
         return read_jsonl(self.metrics_file)
 
+    @property
+    def warmup_file(self) -> Path:
+        return self.path / "sft.jsonl"
+
     def warmup(self) -> list[dict]:
-        """The warm-up's steps (sft.jsonl), empty for a run without one."""
-        return read_jsonl(self.path / "sft.jsonl")
+        """The warm-up's steps, empty for a run without one."""
+        return read_jsonl(self.warmup_file)
 
     def completions(self) -> list[dict]:
         return read_jsonl(self.completions_file)
@@ -286,7 +290,7 @@ def end_message(status: str, step: int, run_dir: Path) -> str:
     adapter, verb = run_dir / "adapter", status.capitalize()
     if not (adapter / "adapter_config.json").is_file():
         return f"{verb} before the first step; nothing was saved."
-    warm = len(read_jsonl(run_dir / "sft.jsonl")) if step == 0 else 0
+    warm = len(Run(run_dir).warmup()) if step == 0 else 0
     if warm:
         return f"{verb} after the warm-up ({steps_text(warm)}, no GRPO step); adapter saved to {adapter}."
     return f"{verb} after {steps_text(step)}; adapter saved to {adapter}."

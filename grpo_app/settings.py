@@ -96,7 +96,9 @@ class GRPOSettings:
     temperature: float = _f(1.0, "Sampling temperature while training.")
     top_p: float = _f(1.0, "Nucleus sampling while training.")
     beta: float = _f(
-        0.0, "KL penalty to the base model, or after a warm-up to the warmed-up adapter (0 = none, no reference pass)."
+        0.0,
+        "KL penalty to the adapter the run starts from (a warm-up's or run.resume_from's), else to the base model "
+        "(0 = none, no reference pass).",
     )
     loss_type: str = _f("dapo", "grpo | dr_grpo | dapo | bnpo ... (TRL's loss_type).")
     scale_rewards: str = _f("group", "group | batch | none: how advantages are scaled.")

@@ -251,7 +251,7 @@ def warm_up_run(
 ):
     """The run's warm-up of `model` (a PeftModel), trained on the answers of the training data and of `extra`
     (`read_extra`), its adapter saved to `<run>/adapter` (a Stop after the warm-up loses nothing) and each step
-    written to `<run>/sft.jsonl`."""
+    written to `<run>/sft.jsonl` and sent to the reporter (`on_warmup`, the live loss chart)."""
     from .callbacks import is_main_process
     from .faults import save_adapter
     from .inference.kernels import lora_inputs_kept_bf16
@@ -263,8 +263,8 @@ def warm_up_run(
     main = is_main_process()  # every process warms up alike (same seed, same batches); one writes
 
     def report(row: dict, line: str) -> None:
+        reporter.on_warmup(row)  # the chart's point before the status line that counts it
         reporter.on_status("loading", line)
-        reporter.on_warmup(row)
         if main:
             append_jsonl(run_dir / "sft.jsonl", row)
 

@@ -98,12 +98,13 @@ def test_the_warm_up_has_its_own_loss_panel_before_and_beside_grpos():
     during = charts.all_figures([], warmup)
     loss = during[1]
     assert [(t.name, len(t.x), t.showlegend) for t in loss.data] == [("warm-up loss", 40, None), ("loss", 0, False)]
-    assert loss.layout.title.text.startswith("Warm-up") and "after the warm-up" in loss.layout.annotations[0].text
+    assert loss.layout.title.text.startswith("Warm-up") and "no GRPO step" in loss.layout.annotations[0].text
     assert during[0].layout.annotations[0].text.startswith("waiting")  # the reward waits for GRPO's first step
     after = charts.all_figures(_rows(3), warmup)[1]
     assert [t.name for t in after.data] == ["warm-up loss", "loss", "KL"] and not after.layout.annotations
     assert after.layout.xaxis.dtick is None and after.layout.xaxis2.dtick == 1
-    assert [t.name for t in charts.all_figures(_rows(3))[1].data] == ["loss", "KL"]  # no warm-up, one panel
+    alone = charts.all_figures(_rows(3))[1]
+    assert [(t.name, t.showlegend) for t in alone.data] == [("loss", None), ("KL", None)]  # no warm-up: as before
 
 
 def test_live_text():

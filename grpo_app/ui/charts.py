@@ -124,7 +124,8 @@ def reward_figure(rows: list[dict]) -> go.Figure:
 
 
 def loss_figure(rows: list[dict], warmup: list[dict] | tuple = ()) -> go.Figure:
-    """Loss, and the KL to the base model on its own axis when it is logged (beta > 0). A run with a warm-up shows
+    """Loss, and the KL to the reference (the base model, or the adapter the run started from) on its own axis when
+    it is logged (beta > 0). A run with a warm-up shows
     its loss (the reference answers' NLL, on another scale than GRPO's loss) in a panel of its own on the left:
     the minutes before GRPO's first step are not a blank chart."""
     wx, wy = series(list(warmup), "loss")
@@ -136,16 +137,15 @@ def loss_figure(rows: list[dict], warmup: list[dict] | tuple = ()) -> go.Figure:
             go.Scatter(x=wx, y=wy, mode=_mode(len(wx)), name="warm-up loss", line={"color": COLORS[4]}), row=1, col=1
         )
     x, y = series(rows, "loss")
-    line = go.Scatter(
-        x=x, y=y, mode=_mode(len(x)), name="loss", line={"color": COLORS[1]}, showlegend=bool(x or not wx)
-    )
-    fig.add_trace(line, **main)  # during the warm-up, an empty panel with no "loss" in the legend
+    hidden = False if wx and not x else None  # during the warm-up, an empty panel and no "loss" in the legend
+    line = go.Scatter(x=x, y=y, mode=_mode(len(x)), name="loss", line={"color": COLORS[1]}, showlegend=hidden)
+    fig.add_trace(line, **main)
     kx, ky = series(rows, "kl")
     if kx:
         fig.add_trace(
             go.Scatter(x=kx, y=ky, mode=_mode(len(kx)), name="KL", line={"color": COLORS[2]}), secondary_y=True, **main
         )
-    title = "Loss and KL (rising is expected)" if kx else "Loss"  # the policy moves away from the base
+    title = "Loss and KL (rising is expected)" if kx else "Loss"  # the policy moves away from its reference
     title = f"Warm-up, then {title[0].lower()}{title[1:]}" if wx else title
     fig = _layout(fig, title, not x and not wx)
     if wx:
@@ -155,7 +155,7 @@ def loss_figure(rows: list[dict], warmup: list[dict] | tuple = ()) -> go.Figure:
             fig.update_xaxes(visible=False, row=1, col=2)
             fig.update_yaxes(visible=False, row=1, col=2)
             fig.add_annotation(
-                text="GRPO starts after the warm-up…",
+                text="no GRPO step yet",
                 showarrow=False,
                 xref="x2 domain",
                 yref="y2 domain",
@@ -288,7 +288,8 @@ def all_figures(rows: list[dict], warmup: list[dict] | tuple = ()) -> list[go.Fi
     last = max((r.get("step", 0) for r in rows), default=0)
     if last <= 12:  # a short run: one tick per step, never "0 1 1 2 2"
         for fig in figures:
-            panel = {"col": 2, "row": 1} if fig is figures[1] and warmup else {}  # the warm-up panel has its own
+            two = fig is figures[1] and bool(series(list(warmup), "loss")[0])  # as loss_figure decides
+            panel = {"col": 2, "row": 1} if two else {}  # the warm-up panel has its own ticks
             fig.update_xaxes(dtick=1, **panel)
     return figures
 

@@ -36,6 +36,7 @@ class LiveFeed:
         self._drawing = threading.Lock()
         self._body: tuple[str, bytes] = ("", b"")  # (pulse key, JSON)
         self._building = threading.Lock()
+        self._ahead = threading.Lock()  # one draw ahead at a time: warm-up steps on a GPU land faster than a draw
         registry.on_step.append(self._draw_ahead)
 
     @property
@@ -66,11 +67,17 @@ class LiveFeed:
 
     def _draw_ahead(self, job) -> None:
         """As a step lands, draw its charts in the background: the pages' next refresh finds them ready (drawing
-        takes 0.1-0.3 s on two busy cores, the p95 of a refresh when the first page to ask paid for it)."""
+        takes 0.1-0.3 s on two busy cores, the p95 of a refresh when the first page to ask paid for it). While one
+        draw is under way a new step starts none: the next page to ask draws the newest."""
+        if not self._ahead.acquire(blocking=False):
+            return
 
         def draw() -> None:
-            if self.registry.current is job:
-                self.part("charts", self.registry.snapshot(), id(job))
+            try:
+                if self.registry.current is job:
+                    self.part("charts", self.registry.snapshot(), id(job))
+            finally:
+                self._ahead.release()
 
         threading.Thread(target=draw, name="draw-charts", daemon=True).start()
 

@@ -63,16 +63,14 @@ def _layout(fig: go.Figure, title: str, empty: bool) -> go.Figure:
     )
     fig.update_xaxes(title_text=None, rangemode="tozero", tickformat="d")
     if empty:
-        fig.add_annotation(
-            text="waiting for the first step…",
-            showarrow=False,
-            xref="paper",
-            yref="paper",
-            x=0.5,
-            y=0.5,
-            font={"color": "#888"},
-        )
+        _note(fig, "waiting for the first step…")
     return fig
+
+
+def _note(fig: go.Figure, text: str, panel: str = "paper") -> None:
+    """A grey line of text in the middle of the chart (or of one panel: "x2 domain" for the second's)."""
+    y = panel.replace("x", "y")
+    fig.add_annotation(text=text, showarrow=False, xref=panel, yref=y, x=0.5, y=0.5, font={"color": "#888"})
 
 
 def reward_figure(rows: list[dict]) -> go.Figure:
@@ -154,15 +152,7 @@ def loss_figure(rows: list[dict], warmup: list[dict] | tuple = ()) -> go.Figure:
         if not x:
             fig.update_xaxes(visible=False, row=1, col=2)
             fig.update_yaxes(visible=False, row=1, col=2)
-            fig.add_annotation(
-                text="no GRPO step yet",
-                showarrow=False,
-                xref="x2 domain",
-                yref="y2 domain",
-                x=0.5,
-                y=0.5,
-                font={"color": "#888"},
-            )
+            _note(fig, "no GRPO step yet", "x2 domain")
     return fig
 
 

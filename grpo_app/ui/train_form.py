@@ -22,13 +22,7 @@ def settings_fields(
     )
     with gr.Group():
         f["data.path"] = gr.Textbox(label="Dataset")
-        upload = gr.UploadButton(
-            "Upload a dataset file (.jsonl .json .csv .parquet .txt)",
-            file_types=list(FILE_TYPES),
-            type="filepath",
-            size="sm",
-            elem_id="data-upload",
-        )
+        upload = _upload_button("Upload a dataset file (.jsonl .json .csv .parquet .txt)", "data-upload")
         with gr.Row():
             f["data.split"] = gr.Textbox(label="Split", min_width=80)
             f["data.prompt_column"] = gr.Dropdown(
@@ -88,13 +82,7 @@ def settings_fields(
             f["sft.batch_size"] = gr.Number(label="Batch size", precision=0, minimum=1, min_width=80)
             f["sft.column"] = gr.Textbox(label="Answer column", min_width=100)
         f["sft.extra_data"] = gr.Textbox(label="More examples for the warm-up only (file or Hub dataset)")
-        extra_upload = gr.UploadButton(
-            "Upload examples for the warm-up (prompts with answers)",
-            file_types=list(FILE_TYPES),
-            type="filepath",
-            size="sm",
-            elem_id="extra-data-upload",
-        )
+        extra_upload = _upload_button("Upload examples for the warm-up (prompts with answers)", "extra-data-upload")
     with gr.Accordion("GRPO", open=True):
         with gr.Row():
             f["grpo.learning_rate"] = gr.Number(label="Learning rate", min_width=100, step=1e-5)
@@ -189,3 +177,8 @@ def initial_value(component: gr.components.Component, value) -> None:
     """Give a built widget its first value, processed as its constructor would process `value=`."""
     shown = component.postprocess(value)
     component.value = shown.model_dump() if hasattr(shown, "model_dump") else shown
+
+
+def _upload_button(label: str, elem_id: str) -> gr.UploadButton:
+    """A small button that uploads a data file (its path goes to the field beside it)."""
+    return gr.UploadButton(label, file_types=list(FILE_TYPES), type="filepath", size="sm", elem_id=elem_id)

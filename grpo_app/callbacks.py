@@ -183,7 +183,6 @@ class LiveCallback(TrainerCallback):
         self._rss = psutil.Process().memory_info().rss  # what the step held, before any trim
         if self.trim_memory:
             trim()
-        self.reporter.on_progress(state.global_step, state.max_steps)
         if (
             self.save_steps
             and state.global_step % self.save_steps == 0
@@ -191,6 +190,9 @@ class LiveCallback(TrainerCallback):
             and state.is_world_process_zero
         ):
             save_adapter(model, kw.get("processing_class"), self.run_dir / "adapter")
+        # after the save: the step's metrics row (on_log) follows at once, so a client that saw the step counted
+        # does not find the metrics of the step before for the length of a save
+        self.reporter.on_progress(state.global_step, state.max_steps)
         if self.stop.is_set():
             control.should_training_stop = True
             control.should_save = args.save_strategy != "no"  # a checkpoint at the stop: Resume loses nothing

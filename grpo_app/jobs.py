@@ -139,21 +139,21 @@ class TrainingJob(Reporter):
         self._update(step=step, total=total, eta=eta(times, total - step))
 
     def on_metrics(self, row: dict) -> None:
+        self._add_row("metrics", row)
+
+    def on_warmup(self, row: dict) -> None:
+        self._add_row("warmup", row)
+
+    def _add_row(self, rows: str, row: dict) -> None:
+        """A logged step (GRPO's or the warm-up's) into the state's list of that name, then the step listeners."""
         with self._lock:
-            self._state.metrics.append(row)
+            getattr(self._state, rows).append(row)
             self._state.version += 1
         for listener in self.on_step:  # e.g. the page drawing the new step's charts before anyone asks
             listener(self)
 
     def on_completions(self, step: int, rows: list[dict]) -> None:
         self._update(completions=rows, completions_step=step)
-
-    def on_warmup(self, row: dict) -> None:
-        with self._lock:
-            self._state.warmup.append(row)
-            self._state.version += 1
-        for listener in self.on_step:
-            listener(self)
 
     # Control: called from the UI
     def start(self) -> None:

@@ -255,7 +255,7 @@ def warm_up_run(
     from .callbacks import is_main_process
     from .faults import save_adapter
     from .inference.kernels import lora_inputs_kept_bf16
-    from .runs import append_jsonl
+    from .runs import Run, append_jsonl
 
     lora_inputs_kept_bf16(model)  # the bf16 input kept for backward, as in GRPO's steps
     began = time.time()
@@ -266,7 +266,7 @@ def warm_up_run(
         reporter.on_warmup(row)  # the chart's point before the status line that counts it
         reporter.on_status("loading", line)
         if main:
-            append_jsonl(run_dir / "sft.jsonl", row)
+            append_jsonl(Run(run_dir).warmup_file, row)
 
     sets = answer_sets(cfg, dataset, extra)
     parts = warm_up_examples(sets, tokenizer)

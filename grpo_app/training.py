@@ -32,6 +32,7 @@ from .memory import check_fits, peak_rss_gb, return_freed_memory
 from .models import HostSettings, host_settings, load_model, locate_model, pin_default
 from .rewards import build_rewards
 from .runs import (
+    Run,
     drop_incomplete_checkpoints,
     end_message,
     keep_steps_up_to,
@@ -259,8 +260,7 @@ def _rewind(run_dir: Path, checkpoint: Path, reporter: Reporter) -> float:
     )
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     elapsed = metrics[-1].get("elapsed", 0.0) if metrics else 0.0
-    warmup = read_jsonl(run_dir / "sft.jsonl")
-    reporter.on_history(metrics, read_jsonl(run_dir / "completions.jsonl"), elapsed, warmup)
+    reporter.on_history(metrics, read_jsonl(run_dir / "completions.jsonl"), elapsed, Run(run_dir).warmup())
     return elapsed
 
 

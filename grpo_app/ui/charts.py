@@ -278,8 +278,7 @@ def all_figures(rows: list[dict], warmup: list[dict] | tuple = ()) -> list[go.Fi
     last = max((r.get("step", 0) for r in rows), default=0)
     if last <= 12:  # a short run: one tick per step, never "0 1 1 2 2"
         for fig in figures:
-            two = fig is figures[1] and bool(series(list(warmup), "loss")[0])  # as loss_figure decides
-            panel = {"col": 2, "row": 1} if two else {}  # the warm-up panel has its own ticks
+            panel = {"col": 2, "row": 1} if "xaxis2" in fig.layout and fig is figures[1] else {}  # warm-up: own ticks
             fig.update_xaxes(dtick=1, **panel)
     return figures
 

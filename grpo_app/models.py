@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,13 +122,57 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+REFERENCE_GFLOPS = 400  # the dev machine the docs' times were measured on (AMD EPYC, bf16, 2 cores)
+
+
+@functools.cache
+def cpu_matmul_gflops() -> dict[str, float]:
+    """This CPU's matmul throughput by dtype, GFLOP/s, measured once per process (~0.1 s): float32 always,
+    bfloat16 where the CPU has it.
+
+    The flag is not enough: on a 2-core Xeon with AVX512-BF16 but no AMX, bf16 matmuls ran at 172 GFLOP/s and
+    float32 at 328, so bf16 weights made the quick run 1.3-1.5x slower there; on the AMD dev machine bf16 runs at
+    ~400 (docs/experiments.md, 2026-12-01)."""
+    size = 1024
+    dtypes = [torch.float32] + ([torch.bfloat16] if cpu_supports_bf16() else [])
+    out = {}
+    for dtype in dtypes:
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        a @ b  # first call: oneDNN / MKL pick and build their kernel
+        best = float("inf")
+        for _ in range(3):
+            began = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - began)
+        out[str(dtype).removeprefix("torch.")] = 2 * size**3 / best / 1e9
+    return out
+
+
+BF16_MARGIN = 0.8  # float32 only where bf16 is clearly slower: near parity bf16 halves the memory, and processes
+# measuring side by side (accelerate launch) must not choose differently
+
+
+def cpu_prefers_bf16() -> bool:
+    """bf16 weights on this CPU unless its bf16 matmuls measure clearly slower than its float32 ones."""
+    speed = cpu_matmul_gflops()
+    return speed.get("bfloat16", 0.0) >= BF16_MARGIN * speed["float32"]
+
+
 @functools.cache
 def slow_host_note() -> str:
-    """One sentence, shown before Start, when this machine trains far slower than the times the docs quote: a CPU
-    without bf16 trains in float32 (the quick preset took 15-19 minutes on a 2-core AVX2 machine, 7.5-8 with bf16)."""
-    if torch.cuda.is_available() or cpu_supports_bf16():
+    """One sentence, shown before Start, when this machine trains far slower than the times the docs quote (the
+    quick preset took 7.5-8 minutes at ~400 GFLOP/s in bf16, and 15-19 on a 2-core AVX2 machine in float32)."""
+    if torch.cuda.is_available():
         return ""
-    return "This CPU has no bf16 (AVX512-BF16 or AMX), so runs train in float32: about twice the times quoted."
+    speed = cpu_matmul_gflops()
+    dtype = "bfloat16" if cpu_prefers_bf16() else "float32"
+    slower = REFERENCE_GFLOPS / speed[dtype]
+    if slower < 1.5:
+        return ""
+    return (
+        f"This CPU multiplies matrices at about {speed[dtype]:.0f} GFLOP/s in {dtype} (the times quoted were "
+        f"measured at about {REFERENCE_GFLOPS}): expect runs to take about {slower:.1f}x as long."
+    )
 
 
 def host_settings(cfg: Config) -> HostSettings:
@@ -138,7 +183,8 @@ def host_settings(cfg: Config) -> HostSettings:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("model.device is 'cuda' but no CUDA GPU is visible. Use model.device=auto or cpu.")
-    bf16_ok = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_supports_bf16()
+    supported = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_supports_bf16()
+    bf16_ok = supported and (device == "cuda" or cpu_prefers_bf16())  # supported, and not clearly slower than float32
     dtype = cfg.model.dtype
     if dtype == "auto":
         dtype = "bfloat16" if bf16_ok else "float32"
@@ -151,9 +197,16 @@ def host_settings(cfg: Config) -> HostSettings:
     elif "8bit" in optim and not (device == "cuda" and _bitsandbytes_works()):
         notes.append(f"optim {optim} needs CUDA and bitsandbytes; using adamw_torch on this host.")
         optim = "adamw_torch"
-    bf16_autocast = cfg.grpo.bf16 and bf16_ok
-    if cfg.grpo.bf16 and not bf16_ok:
-        notes.append("bf16 is not supported on this host; training in float32.")
+    bf16_autocast = cfg.grpo.bf16 and supported and (bf16_ok or dtype == "bfloat16")
+    if cfg.grpo.bf16 and not bf16_autocast:
+        if supported:
+            speed = cpu_matmul_gflops()
+            notes.append(
+                f"bf16 matmuls are slower than float32 on this CPU ({speed['bfloat16']:.0f} against "
+                f"{speed['float32']:.0f} GFLOP/s, measured now); training in float32."
+            )
+        else:
+            notes.append("bf16 is not supported on this host; training in float32.")
     return HostSettings(device, dtype, attn, optim, bf16_autocast, notes, cfg.model.attn_implementation == "auto")
 
 

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from grpo_app.config import Config
 from grpo_app.models import ModelError, host_settings, load_model, offline_gguf, resolve_model
@@ -21,6 +22,28 @@ def test_host_settings_on_cpu_record_choices():
     assert host.optim == "adamw_torch" and any("adamw_8bit" in n for n in host.notes)
     cfg.model.dtype = "float32"
     assert host_settings(cfg).dtype == "float32"
+
+
+def test_a_cpu_gets_bf16_only_where_its_bf16_is_no_slower(monkeypatch):
+    """The dtype follows this CPU's measured matmul speed, not its flags: a Xeon with AVX512-BF16 but no AMX ran
+    bf16 at half its float32 speed, and bf16 weights made its runs slower."""
+    from grpo_app import models
+
+    measured = models.cpu_matmul_gflops()  # the real measurement: float32 always, bf16 where the CPU has it
+    assert measured["float32"] > 1 and ("bfloat16" in measured) == models.cpu_supports_bf16()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(models, "cpu_supports_bf16", lambda: True)
+    for speed, dtype in (
+        ({"float32": 328.0, "bfloat16": 172.0}, "float32"),
+        ({"float32": 190.0, "bfloat16": 400.0}, "bfloat16"),
+    ):
+        monkeypatch.setattr(models, "cpu_matmul_gflops", lambda speed=speed: speed)
+        host = host_settings(Config())
+        assert host.dtype == dtype and host.bf16_autocast == (dtype == "bfloat16")
+        assert any("172 against 328 GFLOP/s" in n for n in host.notes) == (dtype == "float32")
+        cfg = Config()
+        cfg.model.dtype = "bfloat16"  # asked for: bf16 weights, computed in bf16
+        assert host_settings(cfg).dtype == "bfloat16" and host_settings(cfg).bf16_autocast
 
 
 def test_unreachable_hub_id_names_the_offline_default():

@@ -183,6 +183,47 @@ def test_fast_decode_greedy_equals_generate(tiny_cfg, tmp_path):
     assert min(map(len, out)) < 12
 
 
+def test_rows_sharing_a_prompt_read_its_keys_once_with_the_same_result(tiny_cfg, tmp_path):
+    """GRPO's rows share their prompt's K/V (`SharedPrefix`); each step's logits are those of rows holding copies,
+    while rows finish and leave at different steps, prompts of different lengths left-padded. In float32, where a
+    row attending to another row's tokens moves the logits by ~5e-3 and bf16 rounding would too."""
+    from transformers import GenerationConfig
+
+    from grpo_app.inference import decoder as decoding
+
+    tiny_cfg.model.dtype = "float32"
+    trainer = _trainer(tiny_cfg, tmp_path, merged_generation=True, fast_decode=True)
+    torch.manual_seed(4)
+    prompts = [torch.randint(3, 1000, (n,)).tolist() for n in (37, 12, 25)]
+    rows = [prompts[0]] * 4 + [prompts[1]] * 3 + [prompts[2]] * 5
+    config = GenerationConfig(max_new_tokens=14, do_sample=True, top_k=0, pad_token_id=0, eos_token_id=2)
+
+    def seeds():  # one stream per row, the same for both decoders: rows of one prompt draw different tokens
+        return [decoding.seeded(i, "cpu") for i in range(len(rows))]
+
+    with trainer._merged_model_for_generation():
+        gen = trainer._gen_model
+        first = decoding.Decoder(gen, rows, config, generators=seeds())
+        while first.step():
+            pass
+        first = first.completions()
+        config.eos_token_id = [first[0][3], first[5][6], first[9][2]]  # rows stop at different steps
+        shared = decoding.Decoder(gen, rows, config, generators=seeds())
+        copied = decoding.Decoder(gen, rows, config, generators=seeds(), share=False)
+        assert shared.shared is not None and copied.shared is None
+        steps = 0
+        while True:
+            torch.testing.assert_close(shared.logits, copied.logits, atol=1e-5, rtol=1e-4)
+            going = shared.step()
+            assert copied.step() == going
+            steps += 1
+            if not going:
+                break
+        assert len(shared.rows) < len(rows)  # rows left the batch on the way
+    assert shared.completions() == copied.completions()
+    assert steps > 3 and min(map(len, shared.completions())) < 14
+
+
 def test_fast_decode_samples_from_the_processed_distribution():
     from transformers import GenerationConfig
 

@@ -9,6 +9,8 @@ weights packed for oneDNN (`PackedLinear`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from transformers import StaticCache
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -41,6 +43,8 @@ def grouped_attention(module, query, key, value, attention_mask, scaling=None, d
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     b, heads, q, dim = query.shape
+    if kwargs.get("shared_prefix") is not None and q == 1:
+        return _prefix_attention(module, query, key, value, attention_mask, kwargs["shared_prefix"], scaling)
     kv_heads, keys = key.shape[1], key.shape[2]
     if attention_mask is None and q > 1 and q != keys:  # queries after cached keys: causal from the end
         attention_mask = torch.ones(q, keys, dtype=torch.bool, device=query.device).tril(keys - q)[None, None]
@@ -65,6 +69,75 @@ def grouped_attention(module, query, key, value, attention_mask, scaling=None, d
     probs = scores.softmax(-1).to(value.dtype).view(b, kv_heads, group * q, keys)
     out = torch.matmul(probs, value)
     return out.view(b, heads, q, dim).transpose(1, 2).contiguous(), None
+
+
+@dataclass
+class SharedPrefix:
+    """Prompts' K/V held once while the rows sampling from them decode (GRPO samples each prompt
+    `num_generations` times): each layer's cache then holds only the new tokens, and a decode step reads a
+    prompt's keys once for all of its rows instead of once per row (for the quick preset's 8 rows of a ~600-token
+    prompt, 220 MB a step in float32, next to 540 MB of weights)."""
+
+    keys: list[torch.Tensor]  # per layer: (prompts, kv heads, width, dim), left-padded
+    values: list[torch.Tensor]
+    mask: torch.Tensor  # (prompts, width), True on real tokens
+    prompt: torch.Tensor  # (rows,): each row's prompt
+    length: int = 0  # new tokens in the rows' own cache, the one being decoded included
+    _slots: tuple | None = field(default=None, repr=False)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.prompt, self._slots = self.prompt[rows], None
+
+    def slots(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Each row's place among its prompt's rows, and the most rows any prompt has."""
+        if self._slots is None:
+            seen = torch.nn.functional.one_hot(self.prompt, self.mask.size(0)).cumsum(0)
+            rank = seen.gather(1, self.prompt[:, None]).squeeze(1) - 1
+            self._slots = (rank, int(rank.max()) + 1)
+        return self._slots
+
+
+def _by_prompt(x: torch.Tensor, prefix: SharedPrefix, rank: torch.Tensor, most: int) -> torch.Tensor:
+    """(rows, kv, group, n) -> (prompts, kv, most * group, n): each prompt's rows side by side, zero-padded."""
+    rows, kv, group, n = x.shape
+    if prefix.mask.size(0) == 1:  # one prompt (the quick preset's steps): its rows in order, nothing to scatter
+        return x.transpose(0, 1).reshape(1, kv, rows * group, n)
+    out = x.new_zeros(prefix.mask.size(0), most, kv, group, n)
+    out[prefix.prompt, rank] = x
+    return out.permute(0, 2, 1, 3, 4).reshape(-1, kv, most * group, n)
+
+
+def _by_row(x: torch.Tensor, prefix: SharedPrefix, rank: torch.Tensor, most: int, group: int) -> torch.Tensor:
+    """The inverse of `_by_prompt`: (prompts, kv, most * group, n) -> (rows, kv, group, n)."""
+    prompts, kv, _, n = x.shape
+    if prompts == 1:
+        return x.view(kv, most, group, n).transpose(0, 1)
+    return x.view(prompts, kv, most, group, n).permute(0, 2, 1, 3, 4)[prefix.prompt, rank]
+
+
+def _prefix_attention(module, query, key, value, attention_mask, prefix: SharedPrefix, scaling):
+    """One new token per row attending to its prompt's shared K/V and to its own new tokens; the same sum as
+    attention over the two concatenated, in two parts."""
+    b, heads, _, dim = query.shape
+    kv_heads = key.shape[1]
+    group, new = heads // kv_heads, prefix.length
+    prompt_keys, prompt_values = prefix.keys[module.layer_idx], prefix.values[module.layer_idx]
+    rank, most = prefix.slots()
+    q = query.view(b, kv_heads, group, dim)
+    shared = torch.matmul(_by_prompt(q, prefix, rank, most), prompt_keys.transpose(-1, -2))
+    scores = torch.cat(
+        [_by_row(shared, prefix, rank, most, group), torch.matmul(q, key[:, :, :new].transpose(-1, -2))], -1
+    )
+    scores = scores.float() * (scaling if scaling is not None else dim**-0.5)
+    seen = torch.cat([prefix.mask[prefix.prompt], attention_mask.reshape(b, -1)[:, :new]], -1)
+    scores = scores.masked_fill(~seen[:, None, None, :], torch.finfo(scores.dtype).min)
+    probs = scores.softmax(-1).to(value.dtype)
+    width = prompt_keys.size(2)
+    out = _by_row(
+        torch.matmul(_by_prompt(probs[..., :width], prefix, rank, most), prompt_values), prefix, rank, most, group
+    )
+    out = out + torch.matmul(probs[..., width:], value[:, :, :new])
+    return out.reshape(b, 1, heads, dim), None
 
 
 AttentionInterface.register(ATTENTION, grouped_attention)

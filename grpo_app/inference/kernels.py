@@ -75,8 +75,8 @@ def grouped_attention(module, query, key, value, attention_mask, scaling=None, d
 class SharedPrefix:
     """Prompts' K/V held once while the rows sampling from them decode (GRPO samples each prompt
     `num_generations` times): each layer's cache then holds only the new tokens, and a decode step reads a
-    prompt's keys once for all of its rows instead of once per row (for the quick preset's 8 rows of a ~600-token
-    prompt, 220 MB a step in float32, next to 540 MB of weights)."""
+    prompt's keys once for all of its rows instead of once per row (for the quick preset's 8 rows of a ~700-token
+    prompt, 220 MB a step in float32, next to 540 MB of weights). The decoder uses it for float32 K/V only."""
 
     keys: list[torch.Tensor]  # per layer: (prompts, kv heads, width, dim), left-padded
     values: list[torch.Tensor]

@@ -144,21 +144,6 @@ def run_engine(steps: int, out_dir: str) -> dict:
     return {"logs": snap.metrics, "gen_seconds": timer.seconds, "refresh_ms": refresh_ms, "draw_ms": draw_ms}
 
 
-def peak_gflops(dtype: str = "bfloat16") -> float:
-    """This machine's matmul throughput in `dtype`, measured now; the faster of bf16 and float32 is the MFU
-    denominator (a Xeon without AMX ran float32 twice as fast as bf16)."""
-    import torch
-
-    kind = getattr(torch, dtype)
-    a, b = torch.randn(2048, 2048, dtype=kind), torch.randn(2048, 2048, dtype=kind)
-    for _ in range(3):
-        a @ b
-    n, t = 20, time.perf_counter()
-    for _ in range(n):
-        a @ b
-    return 2 * 2048**3 * n / (time.perf_counter() - t) / 1e9
-
-
 def summarize(raw: dict, params: dict) -> dict:
     logs = raw["logs"][1:]  # the first step warms up
     gen = raw["gen_seconds"][1:]
@@ -225,7 +210,7 @@ def one_run(steps: int) -> dict:
 
     from transformers import AutoConfig
 
-    from grpo_app.models import resolve_model
+    from grpo_app.models import cpu_matmul_gflops, resolve_model
 
     tmp = Path(tempfile.mkdtemp(prefix="grpo-bench-"))
     raw = {}
@@ -243,7 +228,8 @@ def one_run(steps: int) -> dict:
 
     total = sum(p.numel() for p in AutoModelForCausalLM.from_config(cfg).parameters())
     params = {"non_embedding": total - lm_head, "lm_head": lm_head}
-    bf16, fp32 = peak_gflops("bfloat16"), peak_gflops("float32")
+    speed = cpu_matmul_gflops(2048)  # the MFU denominator: the faster dtype (a Xeon ran float32 twice bf16's speed)
+    bf16, fp32 = speed.get("bfloat16", 0.0), speed["float32"]
     peak = max(bf16, fp32)
     a, b = (summarize(raw[v], params) for v in ("trl", "engine"))
     for r in (a, b):
@@ -274,9 +260,9 @@ def report(result: dict) -> None:
         ("peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
     ]
     machine, steps = result["machine"], result["steps"]
-    bf16, fp32 = machine["bf16_matmul_gflops"], machine.get("fp32_matmul_gflops", 0.0)
-    print(f"\nmatmul peak here: bf16 {bf16:.0f}, float32 {fp32:.0f} GFLOP/s (MFU against the faster); ", end="")
-    print(f"{steps} steps each, first excluded\n")
+    peaks = {"bf16": machine["bf16_matmul_gflops"], "float32": machine.get("fp32_matmul_gflops")}  # older: bf16 only
+    said = ", ".join(f"{k} {v:.0f}" for k, v in peaks.items() if v)
+    print(f"\nmatmul peak here: {said} GFLOP/s (MFU against the faster); {steps} steps each, first excluded\n")
     print(f"{'':28}{'(a) plain TRL':>16}{'(b) engine':>14}")
     for label, key, fmt in rows:
         print(f"{label:28}{fmt.format(a[key]):>16}{fmt.format(b[key]):>14}")

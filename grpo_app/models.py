@@ -126,14 +126,13 @@ REFERENCE_GFLOPS = 400  # the dev machine the docs' times were measured on (AMD 
 
 
 @functools.cache
-def cpu_matmul_gflops() -> dict[str, float]:
-    """This CPU's matmul throughput by dtype, GFLOP/s, measured once per process (~0.1 s): float32 always,
-    bfloat16 where the CPU has it.
+def cpu_matmul_gflops(size: int = 1024) -> dict[str, float]:
+    """This CPU's matmul throughput by dtype, GFLOP/s, for `size`-square matrices, measured once per process
+    (~0.1 s at 1024; the bench's MFU uses 2048): float32 always, bfloat16 where the CPU has it.
 
     The flag is not enough: on a 2-core Xeon with AVX512-BF16 but no AMX, bf16 matmuls ran at 172 GFLOP/s and
     float32 at 328, so bf16 weights made the quick run 1.3-1.5x slower there; on the AMD dev machine bf16 runs at
     ~400 (docs/experiments.md, 2026-12-01)."""
-    size = 1024
     dtypes = [torch.float32] + ([torch.bfloat16] if cpu_supports_bf16() else [])
     out = {}
     for dtype in dtypes:

@@ -244,6 +244,7 @@ class Decoder:
             and keys[0].dtype == torch.float32
         ):
             self.shared = SharedPrefix(keys, values, mask.bool(), inverse)
+            # the rows' cache starts at their first new token: no prompt columns before it
             self.cache, self.width = StaticCache(config=model.config, max_cache_len=self.new), 0
             self.attend = torch.zeros((n, self.new), dtype=torch.bool, device=device)
         else:

@@ -88,12 +88,13 @@ class SharedPrefix:
     def keep(self, rows: torch.Tensor) -> None:
         self.prompt, self._slots = self.prompt[rows], None
 
-    def slots(self) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Each row's place among its prompt's rows, and the most rows any prompt has."""
+    def slots(self) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """Each row's place among its prompt's rows, the most rows any prompt has, and each row's prompt mask: the
+        same for every layer, so worked out once per set of rows."""
         if self._slots is None:
             seen = torch.nn.functional.one_hot(self.prompt, self.mask.size(0)).cumsum(0)
             rank = seen.gather(1, self.prompt[:, None]).squeeze(1) - 1
-            self._slots = (rank, int(rank.max()) + 1)
+            self._slots = (rank, int(rank.max()) + 1, self.mask[self.prompt])
         return self._slots
 
 
@@ -122,14 +123,14 @@ def _prefix_attention(module, query, key, value, attention_mask, prefix: SharedP
     kv_heads = key.shape[1]
     group, new = heads // kv_heads, prefix.length
     prompt_keys, prompt_values = prefix.keys[module.layer_idx], prefix.values[module.layer_idx]
-    rank, most = prefix.slots()
+    rank, most, prompt_mask = prefix.slots()
     q = query.view(b, kv_heads, group, dim)
     shared = torch.matmul(_by_prompt(q, prefix, rank, most), prompt_keys.transpose(-1, -2))
     scores = torch.cat(
         [_by_row(shared, prefix, rank, most, group), torch.matmul(q, key[:, :, :new].transpose(-1, -2))], -1
     )
     scores = scores.float() * (scaling if scaling is not None else dim**-0.5)
-    seen = torch.cat([prefix.mask[prefix.prompt], attention_mask.reshape(b, -1)[:, :new]], -1)
+    seen = torch.cat([prompt_mask, attention_mask.reshape(b, -1)[:, :new]], -1)
     scores = scores.masked_fill(~seen[:, None, None, :], torch.finfo(scores.dtype).min)
     probs = scores.softmax(-1).to(value.dtype)
     width = prompt_keys.size(2)

@@ -128,23 +128,24 @@ REFERENCE_GFLOPS = 400  # the dev machine the docs' times were measured on (AMD 
 @functools.cache
 def cpu_matmul_gflops(size: int = 1024) -> dict[str, float]:
     """This CPU's matmul throughput by dtype, GFLOP/s, for `size`-square matrices, measured once per process
-    (~0.1 s at 1024; the bench's MFU uses 2048): float32 always, bfloat16 where the CPU has it.
+    (~0.25 s at 1024; the bench's MFU uses 2048): float32 always, bfloat16 where the CPU has it.
 
     The flag is not enough: on a 2-core Xeon with AVX512-BF16 but no AMX, bf16 matmuls ran at 172 GFLOP/s and
     float32 at 328, so bf16 weights made the quick run 1.3-1.5x slower there; on the AMD dev machine bf16 runs at
     ~400 (docs/experiments.md, 2026-12-01)."""
     dtypes = [torch.float32] + ([torch.bfloat16] if cpu_supports_bf16() else [])
-    out = {}
-    for dtype in dtypes:
-        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    pairs = {dtype: (torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)) for dtype in dtypes}
+    for a, b in pairs.values():
         a @ b  # first call: oneDNN / MKL pick and build their kernel
-        best = float("inf")
-        for _ in range(3):
+    best = dict.fromkeys(dtypes, float("inf"))
+    # Interleaved, best of 8: measured one dtype after the other, best of 3, a busy moment at process start
+    # (seen in the quick preset's first run) picked bf16 on a CPU where it runs at 0.55x float32.
+    for _ in range(8):
+        for dtype, (a, b) in pairs.items():
             began = time.perf_counter()
             a @ b
-            best = min(best, time.perf_counter() - began)
-        out[str(dtype).removeprefix("torch.")] = 2 * size**3 / best / 1e9
-    return out
+            best[dtype] = min(best[dtype], time.perf_counter() - began)
+    return {str(dtype).removeprefix("torch."): 2 * size**3 / t / 1e9 for dtype, t in best.items()}
 
 
 BF16_MARGIN = 0.8  # float32 only where bf16 is clearly slower: near parity bf16 halves the memory, and processes

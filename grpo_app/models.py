@@ -198,6 +198,12 @@ def host_settings(cfg: Config) -> HostSettings:
         notes.append(f"optim {optim} needs CUDA and bitsandbytes; using adamw_torch on this host.")
         optim = "adamw_torch"
     bf16_autocast = cfg.grpo.bf16 and supported and (bf16_ok or dtype == "bfloat16")
+    if device == "cpu" and bf16_ok and cfg.model.dtype == "auto":
+        speed = cpu_matmul_gflops()  # said either way: a noisy measurement once chose bf16 where it is slower
+        notes.append(
+            f"bf16 matmuls run at {speed['bfloat16']:.0f} against {speed['float32']:.0f} GFLOP/s in float32 on this "
+            "CPU (measured now); training in bf16."
+        )
     if cfg.grpo.bf16 and not bf16_autocast:
         if supported:
             speed = cpu_matmul_gflops()

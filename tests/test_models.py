@@ -41,6 +41,7 @@ def test_a_cpu_gets_bf16_only_where_its_bf16_is_no_slower(monkeypatch):
         host = host_settings(Config())
         assert host.dtype == dtype and host.bf16_autocast == (dtype == "bfloat16")
         assert any("172 against 328 GFLOP/s" in n for n in host.notes) == (dtype == "float32")
+        assert any("400 against 190 GFLOP/s" in n for n in host.notes) == (dtype == "bfloat16")
         cfg = Config()
         cfg.model.dtype = "bfloat16"  # asked for: bf16 weights, computed in bf16
         assert host_settings(cfg).dtype == "bfloat16" and host_settings(cfg).bf16_autocast

@@ -110,8 +110,15 @@ def test_a_page_with_nothing_new_asks_the_pulse_and_no_refresh(app_url, browser)
     page.on("request", lambda r: requests.append(r.url))
     page.goto(url)
     page.get_by_text(MIXED_ROWS).wait_for(timeout=60_000)
-    page.wait_for_event("request", lambda r: "studio/pulse" in r.url, timeout=30_000)
-    page.wait_for_timeout(2_000)  # the page-load events and the first pulse's refresh have gone out
+    # the first pulse's answer has been acted on (its feed or refresh sent) and the page shows the run's stage: on a
+    # busy machine that answer can take longer than a beat, so the quiet window starts from it, not from a clock
+    page.wait_for_function(
+        "(stage) => window.gsPulse && window.gsPulse.key !== null"
+        " && document.getElementById('gs-stage')?.textContent.trim() === stage",
+        arg=pulse["stage"],
+        timeout=60_000,
+    )
+    page.wait_for_timeout(2_000)  # the feed or refresh that answer started has landed
     before = len(requests)
     page.wait_for_timeout(6_000)  # (Playwright delivers a page's events while it is called, not in time.sleep)
     quiet = requests[before:]

@@ -128,7 +128,8 @@ REFERENCE_GFLOPS = 400  # the dev machine the docs' times were measured on (AMD 
 @functools.cache
 def cpu_matmul_gflops(size: int = 1024) -> dict[str, float]:
     """This CPU's matmul throughput by dtype, GFLOP/s, for `size`-square matrices, measured once per process
-    (~0.25 s at 1024; the bench's MFU uses 2048): float32 always, bfloat16 where the CPU has it.
+    (~0.3 s at 1024 on the 2-core machines here; the bench's MFU uses 2048): float32 always, bfloat16 where the
+    CPU has it.
 
     The flag is not enough: on a 2-core Xeon with AVX512-BF16 but no AMX, bf16 matmuls ran at 172 GFLOP/s and
     float32 at 328, so bf16 weights made the quick run 1.3-1.5x slower there; on the AMD dev machine bf16 runs at

@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: setup run test test-fast lint audit bench browser screenshots clean
+.PHONY: setup run test test-fast lint audit bench learning browser screenshots clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,10 @@ bench: setup
 	$(PY) bench/bench_process.py
 	$(PY) bench/bench_memory.py
 	$(PY) bench/bench_load.py
+
+# Does the quick preset learn to summarise? Three seeds, train + eval each (about 20 minutes on 2 cores).
+learning: setup
+	$(PY) bench/learning.py $(if $(SEEDS),--seeds $(SEEDS))
 
 # The README's screenshots from finished runs: make screenshots RUN=runs/quick [OTHER=runs/quick-2] [SCORED=runs/x]
 screenshots: setup browser

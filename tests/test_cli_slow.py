@@ -103,6 +103,12 @@ def test_cli_train_then_generate_with_and_without_adapter(tmp_path):
                 "reward/length",
             } <= set(result[side])
         assert {"base_answer", "tuned_answer", "tuned_is_summary", "tuned_why_not"} <= set(result["answers"][0])
+    # `make learning`'s table of that report: two GRPO steps are no summariser, and each set says what it missed
+    r = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "learning.py"), "--report", str(out)], capture_output=True, text=True
+    )
+    row = next(line for line in r.stdout.splitlines() if line.startswith("| out |"))
+    assert r.returncode == 1 and row.count(" (") == 3 and "PASS" not in row, r.stdout + r.stderr
     # export --merge on the real model: plain transformers loads it and picks the same greedy tokens
     r = cli("export", "out", "--merge", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]

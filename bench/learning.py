@@ -35,17 +35,21 @@ def length_error(figures: dict, side: str) -> float:
     return sum(abs(float(a[f"{side}_chars"]) - TARGET_CHARS) for a in answers) / len(answers)
 
 
+def copies(figures: dict) -> int:
+    """How many tuned answers copy a title, heading, label, the instruction or a sentence."""
+    return round(figures["tuned"]["copy_rate"] * figures["prompts"])
+
+
 def verdict(figures: dict) -> list[str]:
     """What a held-out set's figures miss of the bar (empty when the cell passes)."""
     tuned, most = figures["tuned"], LENGTH_SHARE * length_error(figures, "base")
-    missed = []
-    if length_error(figures, "tuned") > most:
-        missed.append(f"length {length_error(figures, 'tuned'):.0f} > {most:.0f}")
+    missed, error, copied = [], length_error(figures, "tuned"), copies(figures)
+    if error > most:
+        missed.append(f"length {error:.0f} > {most:.0f}")
     if tuned["summary_rate"] < MIN_SUMMARY_RATE:
         missed.append(f"summaries {tuned['summary_rate']:.0%}")
-    copies = round(tuned["copy_rate"] * figures["prompts"])
-    if copies:
-        missed.append(f"{copies} cop{'y' if copies == 1 else 'ies'}")
+    if copied:
+        missed.append(f"{copied} cop{'y' if copied == 1 else 'ies'}")
     for side in ("title", "lead"):
         bar = figures.get(side, {}).get("rougeL")
         if bar is not None and tuned.get("rougeL", 0.0) <= bar:
@@ -64,9 +68,8 @@ def table(reports: dict[str, dict]) -> tuple[str, bool]:
             figures = rep["sets"][name]
             tuned, missed = figures["tuned"], verdict(figures)
             passed &= not missed
-            copies = round(tuned["copy_rate"] * figures["prompts"])
-            rouge_l = tuned.get("rougeL", 0.0)
-            cell = f"{tuned['summary_rate']:.0%} · {length_error(figures, 'tuned'):.0f} · {rouge_l:.3f} · {copies}"
+            error, rouge_l = length_error(figures, "tuned"), tuned.get("rougeL", 0.0)
+            cell = f"{tuned['summary_rate']:.0%} · {error:.0f} · {rouge_l:.3f} · {copies(figures)}"
             cells.append(f"{cell} {'PASS' if not missed else '(' + ', '.join(missed) + ')'}")
         lines.append(f"| {run} | " + " | ".join(cells) + " |")
     bars = next(iter(reports.values()))["sets"]

@@ -49,7 +49,7 @@ bench: setup
 	$(PY) bench/bench_memory.py
 	$(PY) bench/bench_load.py
 
-# Does the quick preset learn to summarise? Three seeds, train + eval each (about 20 minutes on 2 cores).
+# Does the quick preset learn to summarise? Three seeds, train + eval each (20-25 minutes on 2 cores).
 learning: setup
 	$(PY) bench/learning.py $(if $(SEEDS),--seeds $(SEEDS))
 
